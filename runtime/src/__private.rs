@@ -1,0 +1,96 @@
+//! Items the macros' generated code names. Not a public API: no stability promise.
+
+use std::marker::PhantomData;
+
+use futures::future::BoxFuture;
+
+pub use ::inventory;
+pub use crate::rpc::describe::{DescribeFields, DescribeName, Describer};
+pub use crate::service::{Service, ServiceBuilder};
+pub use crate::{Error, Event, Result, Routes, broker, codec, registry};
+pub use ::core::option::Option::{None, Some};
+pub use ::core::result::Result::{Err, Ok};
+pub use ::std::sync::Arc;
+pub use ::std::time::Duration;
+
+/// Implemented by `#[handlers]`: the endpoints and subscriptions of an impl block.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no `#[handlers]` impl block",
+    note = "add `#[rmicro::handlers]` to an `impl {Self}` block holding its endpoints"
+)]
+pub trait Handlers: Sized + Send + Sync + 'static {
+    /// The routes of `Self`.
+    fn routes() -> Routes<Self>;
+}
+
+/// Autoref dispatch: `(&&RoutesOf::<S>::new()).routes()` is `S::routes()` when `S` has a
+/// `#[handlers]` block and empty routes otherwise, so a service with subscribers only needs
+/// no empty impl block.
+pub struct RoutesOf<S>(PhantomData<S>);
+
+impl<S> RoutesOf<S> {
+    /// The dispatcher.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+/// Picked when `S: Handlers`.
+pub trait ViaHandlers<S> {
+    /// `S::routes()`.
+    fn routes(&self) -> Routes<S>;
+}
+
+impl<S: Handlers> ViaHandlers<S> for &RoutesOf<S> {
+    fn routes(&self) -> Routes<S> {
+        S::routes()
+    }
+}
+
+/// Picked when `S` has no `#[handlers]` block.
+pub trait ViaNoHandlers<S> {
+    /// Empty routes.
+    fn routes(&self) -> Routes<S>;
+}
+
+impl<S: Send + Sync + 'static> ViaNoHandlers<S> for RoutesOf<S> {
+    fn routes(&self) -> Routes<S> {
+        Routes::new()
+    }
+}
+
+/// A `#[subscribe]` on a free function, collected at link time and wired into the service of
+/// the same binary (or the one named by `service = ".."`).
+#[derive(Debug)]
+pub struct FreeSubscriber {
+    /// The topic.
+    pub topic: &'static str,
+    /// The queue group, if any.
+    pub queue: Option<&'static str>,
+    /// The service it belongs to; `None` = the binary's only service.
+    pub service: Option<&'static str>,
+    /// The function's name, for logs and collision errors.
+    pub name: &'static str,
+    /// Decodes the raw event and calls the user's function.
+    pub handler: fn(broker::Event) -> BoxFuture<'static, Result<()>>,
+}
+
+inventory::collect!(FreeSubscriber);
+
+/// Every free subscriber linked into this binary.
+pub fn free_subscribers() -> impl Iterator<Item = &'static FreeSubscriber> {
+    inventory::iter::<FreeSubscriber>.into_iter()
+}
+
+/// Used by generated code to point type errors at the user's payload type.
+pub const fn assert_decode<T: codec::Decode>() {}
+
+/// Used by generated code to point type errors at the user's response type.
+pub const fn assert_encode<T: codec::Encode>() {}
+
+/// What `#[rmicro::main]` runs before the user's body: logging from `RUST_LOG` (info by
+/// default) unless the program installed a subscriber already.
+pub fn init() {
+    crate::service::init_logging();
+}

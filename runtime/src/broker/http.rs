@@ -1,0 +1,1 @@
+//! The default broker: go-micro's http broker. (Being written.)

@@ -1,0 +1,316 @@
+//! Publish/subscribe: the [`Broker`] trait, go-micro's message envelope and the plugins.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::registry::Metadata;
+
+pub mod http;
+pub mod memory;
+
+/// Header naming the topic a message was published to (go-micro v2+).
+pub const HEADER_TOPIC: &str = "Micro-Topic";
+/// Header carrying the message id, a uuid.
+pub const HEADER_ID: &str = "Micro-Id";
+/// Header naming the body's encoding.
+pub const HEADER_CONTENT_TYPE: &str = "Content-Type";
+
+/// A broker message: headers and an opaque body.
+///
+/// Its JSON form is go-micro's envelope, `{"Header":{..},"Body":"<base64>"}` (Go marshals
+/// `[]byte` as base64), which the http, mqtt and nats brokers put on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Headers (`Content-Type`, `Micro-Topic`, `Micro-Id` and the user's).
+    #[serde(rename = "Header", default, deserialize_with = "null_default")]
+    pub header: Metadata,
+    /// The encoded payload.
+    #[serde(rename = "Body", default, with = "base64_body")]
+    pub body: Bytes,
+}
+
+impl Message {
+    /// A message with no headers.
+    pub fn new(body: impl Into<Bytes>) -> Self {
+        Self {
+            header: Metadata::new(),
+            body: body.into(),
+        }
+    }
+
+    /// Adds a header.
+    #[must_use]
+    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.header.insert(key.into(), value.into());
+        self
+    }
+
+    /// go-micro's JSON envelope.
+    pub fn to_envelope(&self) -> Vec<u8> {
+        // A map of strings and a byte string always serialise.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses go-micro's JSON envelope.
+    pub fn from_envelope(bytes: &[u8]) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            crate::Error::bad_request("go.micro.broker", format!("malformed message envelope: {e}"))
+        })
+    }
+}
+
+fn null_default<'de, D>(de: D) -> std::result::Result<Metadata, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(Option::<Metadata>::deserialize(de)?.unwrap_or_default())
+}
+
+mod base64_body {
+    use super::*;
+
+    pub(super) fn serialize<S: serde::Serializer>(
+        body: &Bytes,
+        ser: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        ser.serialize_str(&base64::engine::general_purpose::STANDARD.encode(body))
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        de: D,
+    ) -> std::result::Result<Bytes, D::Error> {
+        let text = Option::<String>::deserialize(de)?.unwrap_or_default();
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map(Bytes::from)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Acknowledges a delivery to brokers that track them (rabbitmq, redis streams).
+pub type AckFn = Box<dyn FnOnce() -> BoxFuture<'static, Result<()>> + Send>;
+
+/// One delivered message: its topic, the message and, where the broker tracks deliveries, a
+/// way to acknowledge it.
+pub struct Event {
+    topic: Arc<str>,
+    message: Message,
+    ack: Option<AckFn>,
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("topic", &self.topic)
+            .field("message", &self.message)
+            .field("ack", &self.ack.is_some())
+            .finish()
+    }
+}
+
+impl Event {
+    /// An event with nothing to acknowledge.
+    pub fn new(topic: impl Into<Arc<str>>, message: Message) -> Self {
+        Self {
+            topic: topic.into(),
+            message,
+            ack: None,
+        }
+    }
+
+    /// An event acknowledged by `ack`.
+    pub fn with_ack(topic: impl Into<Arc<str>>, message: Message, ack: AckFn) -> Self {
+        Self {
+            topic: topic.into(),
+            message,
+            ack: Some(ack),
+        }
+    }
+
+    /// The topic the message was delivered on.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// Takes the message out of the event.
+    pub fn into_parts(self) -> (Arc<str>, Message, Option<AckFn>) {
+        (self.topic, self.message, self.ack)
+    }
+
+    /// Acknowledges the delivery; a no-op for brokers that do not track deliveries, and for
+    /// an event already acknowledged.
+    pub async fn ack(&mut self) -> Result<()> {
+        match self.ack.take() {
+            Some(ack) => ack().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// A subscription's message handler.
+pub type Handler = Arc<dyn Fn(Event) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+
+/// Wraps an async closure as a [`Handler`].
+pub fn handler<F, Fut>(f: F) -> Handler
+where
+    F: Fn(Event) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    Arc::new(move |event| Box::pin(f(event)))
+}
+
+/// Options of [`Broker::subscribe`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscribeOptions {
+    /// Queue group: each message goes to one subscriber of the group. `None` = broadcast.
+    pub queue: Option<String>,
+    /// Acknowledge after the handler returns `Ok` (the default). Off: the handler acks.
+    pub auto_ack: bool,
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> Self {
+        Self {
+            queue: None,
+            auto_ack: true,
+        }
+    }
+}
+
+impl SubscribeOptions {
+    /// Options for a queue group.
+    pub fn queue(name: impl Into<String>) -> Self {
+        Self {
+            queue: Some(name.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// Options of [`Broker::publish`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PublishOptions {}
+
+/// A live subscription.
+#[async_trait]
+pub trait Subscriber: Send + Sync + fmt::Debug {
+    /// The topic subscribed to.
+    fn topic(&self) -> &str;
+    /// The options it was made with.
+    fn options(&self) -> &SubscribeOptions;
+    /// Stops delivery.
+    async fn unsubscribe(&self) -> Result<()>;
+}
+
+/// A message broker.
+#[async_trait]
+pub trait Broker: Send + Sync + fmt::Debug + 'static {
+    /// The plugin's name as the `--broker` flag spells it (`http`, `memory`, ...).
+    fn name(&self) -> &str;
+    /// The address the broker listens on or connects to.
+    fn address(&self) -> String;
+    /// Connects (or starts listening). Idempotent.
+    async fn connect(&self) -> Result<()>;
+    /// Disconnects. Idempotent.
+    async fn disconnect(&self) -> Result<()>;
+    /// Publishes `msg` to `topic`. Errors reach the caller.
+    async fn publish(&self, topic: &str, msg: Message, opts: PublishOptions) -> Result<()>;
+    /// Subscribes `handler` to `topic`.
+    async fn subscribe(
+        &self,
+        topic: &str,
+        handler: Handler,
+        opts: SubscribeOptions,
+    ) -> Result<Box<dyn Subscriber>>;
+}
+
+#[async_trait]
+impl<B: Broker + ?Sized> Broker for Arc<B> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn address(&self) -> String {
+        (**self).address()
+    }
+    async fn connect(&self) -> Result<()> {
+        (**self).connect().await
+    }
+    async fn disconnect(&self) -> Result<()> {
+        (**self).disconnect().await
+    }
+    async fn publish(&self, topic: &str, msg: Message, opts: PublishOptions) -> Result<()> {
+        (**self).publish(topic, msg, opts).await
+    }
+    async fn subscribe(
+        &self,
+        topic: &str,
+        handler: Handler,
+        opts: SubscribeOptions,
+    ) -> Result<Box<dyn Subscriber>> {
+        (**self).subscribe(topic, handler, opts).await
+    }
+}
+
+/// The shared handle to a broker plugin.
+pub type SharedBroker = Arc<dyn Broker>;
+
+/// Fills in `Micro-Topic` and `Micro-Id` (a fresh uuid unless given), as every go-micro v2+
+/// publisher does. Brokers call this on every publish.
+pub fn stamp(topic: &str, msg: &mut Message) {
+    msg.header
+        .insert(HEADER_TOPIC.to_owned(), topic.to_owned());
+    msg.header
+        .entry(HEADER_ID.to_owned())
+        .or_insert_with(|| uuid::Uuid::new_v4().to_string());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_is_go_micro_json() {
+        let msg = Message::new(&b"{\"name\":\"davie\"}"[..]).with_header("name", "davie");
+        let json = String::from_utf8(msg.to_envelope()).expect("utf-8");
+        assert_eq!(
+            json,
+            r#"{"Header":{"name":"davie"},"Body":"eyJuYW1lIjoiZGF2aWUifQ=="}"#
+        );
+        assert_eq!(Message::from_envelope(json.as_bytes()).expect("parse"), msg);
+    }
+
+    #[test]
+    fn envelope_accepts_go_nil_header_and_rejects_bad_base64() {
+        let msg = Message::from_envelope(br#"{"Header":null,"Body":null}"#).expect("parse");
+        assert!(msg.header.is_empty() && msg.body.is_empty());
+        let err = Message::from_envelope(br#"{"Header":{},"Body":"%%%"}"#).expect_err("bad");
+        assert_eq!(err.code, 400);
+        assert!(err.detail.contains("malformed message envelope"), "{err}");
+    }
+
+    #[test]
+    fn stamp_sets_topic_and_keeps_given_id() {
+        let mut msg = Message::new(Bytes::new()).with_header(HEADER_ID, "fixed");
+        stamp("t", &mut msg);
+        assert_eq!(msg.header[HEADER_TOPIC], "t");
+        assert_eq!(msg.header[HEADER_ID], "fixed");
+        let mut fresh = Message::default();
+        stamp("t", &mut fresh);
+        assert_eq!(fresh.header[HEADER_ID].len(), 36);
+    }
+}

@@ -1,0 +1,1 @@
+//! The default registry: go-micro's mDNS encoding. (Being written.)

@@ -1,0 +1,1 @@
+//! In-process registry with TTL expiry, for tests. (Being written.)
