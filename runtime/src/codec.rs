@@ -18,7 +18,11 @@ pub const PROTOBUF: &str = "application/protobuf";
 /// dropped. An empty value means protobuf, as in go-micro.
 pub fn normalize(content_type: &str) -> &str {
     let essence = content_type.split(';').next().unwrap_or("").trim();
-    if essence.is_empty() { PROTOBUF } else { essence }
+    if essence.is_empty() {
+        PROTOBUF
+    } else {
+        essence
+    }
 }
 
 fn is_json(content_type: &str) -> bool {
@@ -103,8 +107,13 @@ mod tests {
             name: "davie".into(),
             grade: 80,
         };
-        let body = s.encode("t", "application/json; charset=utf-8").expect("encode");
-        assert_eq!(Student::decode("t", "Application/JSON", &body).expect("decode"), s);
+        let body = s
+            .encode("t", "application/json; charset=utf-8")
+            .expect("encode");
+        assert_eq!(
+            Student::decode("t", "Application/JSON", &body).expect("decode"),
+            s
+        );
     }
 
     #[test]

@@ -144,7 +144,10 @@ mod tests {
 
     #[test]
     fn status_follows_code() {
-        assert_eq!(Error::payload_too_large("x", "big").status, "Payload Too Large");
+        assert_eq!(
+            Error::payload_too_large("x", "big").status,
+            "Payload Too Large"
+        );
         assert_eq!(Error::new("x", 499, "odd").status, "");
     }
 }
