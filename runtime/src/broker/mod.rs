@@ -62,7 +62,10 @@ impl Message {
     /// Parses go-micro's JSON envelope.
     pub fn from_envelope(bytes: &[u8]) -> Result<Self> {
         serde_json::from_slice(bytes).map_err(|e| {
-            crate::Error::bad_request("go.micro.broker", format!("malformed message envelope: {e}"))
+            crate::Error::bad_request(
+                "go.micro.broker",
+                format!("malformed message envelope: {e}"),
+            )
         })
     }
 }
@@ -272,8 +275,7 @@ pub type SharedBroker = Arc<dyn Broker>;
 /// Fills in `Micro-Topic` and `Micro-Id` (a fresh uuid unless given), as every go-micro v2+
 /// publisher does. Brokers call this on every publish.
 pub fn stamp(topic: &str, msg: &mut Message) {
-    msg.header
-        .insert(HEADER_TOPIC.to_owned(), topic.to_owned());
+    msg.header.insert(HEADER_TOPIC.to_owned(), topic.to_owned());
     msg.header
         .entry(HEADER_ID.to_owned())
         .or_insert_with(|| uuid::Uuid::new_v4().to_string());
