@@ -1,10 +1,554 @@
-//! The RPC client. (Being written.)
-/// Client.
-#[derive(Debug, Clone)]
-pub struct Client;
-/// Options.
-#[derive(Debug, Clone, Default)]
-pub struct ClientOptions;
-/// Per call options.
-#[derive(Debug, Clone, Default)]
-pub struct CallOptions;
+//! The RPC client: finds a node through the [`Selector`], calls it with go-micro's mucp
+//! headers over pooled HTTP/1.1 connections, retries timeouts and connection errors on other
+//! nodes, and publishes through a broker.
+//!
+//! ```no_run
+//! # async fn run(registry: rmicro::registry::SharedRegistry) -> rmicro::Result<()> {
+//! use rmicro::rpc::{Client, ClientOptions};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize)]
+//! struct StudentRequest { name: String }
+//! #[derive(Deserialize)]
+//! struct Student { name: String, grade: i32 }
+//!
+//! let client = Client::new(registry, ClientOptions::default());
+//! let student: Student = client
+//!     .call("student_service", "StudentService.GetStudent", &StudentRequest { name: "davie".into() })
+//!     .await?;
+//! # let _ = student; Ok(()) }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{StatusCode, Uri};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
+
+use super::header as mucp;
+use super::selector::{Next, Selector, Strategy};
+use crate::broker::{self, Message, PublishOptions, SharedBroker};
+use crate::codec::{self, Decode, Encode};
+use crate::registry::{Metadata, SharedRegistry};
+use crate::{Error, Result};
+
+/// The id of errors raised by the client, go-micro's.
+const CLIENT_ID: &str = "go.micro.client";
+
+/// Options of a [`Client`]. The defaults are rmicro's (DESIGN §3): 5 retries, a 30 s request
+/// timeout, random selection, go-micro's dial timeout (5 s) and connection pool (100 idle
+/// connections per node, closed after a minute unused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// How many times a failed call is tried again (on another node where there is one).
+    pub retries: u32,
+    /// How long a whole call, retries included, may take.
+    pub request_timeout: Duration,
+    /// How long connecting to a node may take.
+    pub dial_timeout: Duration,
+    /// How nodes are picked.
+    pub strategy: Strategy,
+    /// The content type requests and published messages are encoded as. `None`: each
+    /// message type's own default (`application/json` for serde types).
+    pub content_type: Option<String>,
+    /// How long an unused pooled connection is kept.
+    pub pool_idle_timeout: Duration,
+    /// How many idle connections are kept per node.
+    pub pool_max_idle_per_node: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            retries: 5,
+            request_timeout: Duration::from_secs(30),
+            dial_timeout: Duration::from_secs(5),
+            strategy: Strategy::Random,
+            content_type: None,
+            pool_idle_timeout: Duration::from_secs(60),
+            pool_max_idle_per_node: 100,
+        }
+    }
+}
+
+/// Per-call overrides of the [`ClientOptions`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallOptions {
+    /// Encode the request as this content type.
+    pub content_type: Option<String>,
+    /// Bound the whole call by this instead of `request_timeout`.
+    pub timeout: Option<Duration>,
+    /// Retry this many times instead of `retries`.
+    pub retries: Option<u32>,
+    /// Call this `host:port` directly, bypassing the registry.
+    pub address: Option<String>,
+    /// Extra headers (go-micro's call metadata), sent as they are.
+    pub metadata: Metadata,
+}
+
+/// An RPC client. Cheap to clone: clones share the connection pool and the registry cache.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
+    http: HttpClient<HttpConnector, Full<Bytes>>,
+    selector: Selector,
+    opts: ClientOptions,
+    broker: Option<SharedBroker>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("selector", &self.inner.selector)
+            .field("options", &self.inner.opts)
+            .field(
+                "broker",
+                &self.inner.broker.as_ref().map(|b| b.name().to_owned()),
+            )
+            .finish()
+    }
+}
+
+/// Why one attempt failed: the transport (retried) or the remote service (returned, except
+/// timeouts).
+enum Failure {
+    Transport(Error),
+    Remote(Error),
+}
+
+impl Client {
+    /// A client finding services in `registry`.
+    pub fn new(registry: SharedRegistry, opts: ClientOptions) -> Client {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(opts.dial_timeout));
+        connector.set_nodelay(true);
+        let http = HttpClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(opts.pool_idle_timeout)
+            .pool_max_idle_per_host(opts.pool_max_idle_per_node)
+            .pool_timer(TokioTimer::new())
+            .http1_title_case_headers(true)
+            .build(connector);
+        Client {
+            inner: Arc::new(Inner {
+                http,
+                selector: Selector::new(registry, opts.strategy),
+                opts,
+                broker: None,
+            }),
+        }
+    }
+
+    /// The same client, publishing through `broker`.
+    #[must_use]
+    pub fn with_broker(self, broker: SharedBroker) -> Client {
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        inner.broker = Some(broker);
+        Client {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The options the client was built with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.opts
+    }
+
+    /// The selector (and registry cache) the client picks nodes with.
+    pub fn selector(&self) -> &Selector {
+        &self.inner.selector
+    }
+
+    /// The broker messages are published through, if any.
+    pub fn broker(&self) -> Option<&SharedBroker> {
+        self.inner.broker.as_ref()
+    }
+
+    /// Calls `endpoint` (`Handler.Method`) of `service` with `req` and decodes the reply.
+    pub async fn call<Req, Resp>(&self, service: &str, endpoint: &str, req: &Req) -> Result<Resp>
+    where
+        Req: Encode + Sync,
+        Resp: Decode,
+    {
+        self.call_with(service, endpoint, req, CallOptions::default())
+            .await
+    }
+
+    /// [`Client::call`] with per-call options.
+    pub async fn call_with<Req, Resp>(
+        &self,
+        service: &str,
+        endpoint: &str,
+        req: &Req,
+        opts: CallOptions,
+    ) -> Result<Resp>
+    where
+        Req: Encode + Sync,
+        Resp: Decode,
+    {
+        let content_type = opts
+            .content_type
+            .as_deref()
+            .or(self.inner.opts.content_type.as_deref())
+            .unwrap_or_else(|| Req::default_content_type());
+        let content_type = codec::normalize(content_type).to_owned();
+        let body = Bytes::from(req.encode(CLIENT_ID, &content_type)?);
+        let (reply_type, reply) = self
+            .invoke(service, endpoint, &content_type, body, &opts)
+            .await?;
+        Resp::decode(CLIENT_ID, &reply_type, &reply)
+    }
+
+    /// Calls `endpoint` of `service` with a body already encoded as `content_type`; returns
+    /// the reply's body as it came.
+    pub async fn call_raw(
+        &self,
+        service: &str,
+        endpoint: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<Bytes> {
+        self.call_raw_with(
+            service,
+            endpoint,
+            content_type,
+            body,
+            CallOptions::default(),
+        )
+        .await
+    }
+
+    /// [`Client::call_raw`] with per-call options (their `content_type` is ignored).
+    pub async fn call_raw_with(
+        &self,
+        service: &str,
+        endpoint: &str,
+        content_type: &str,
+        body: Bytes,
+        opts: CallOptions,
+    ) -> Result<Bytes> {
+        let content_type = codec::normalize(content_type);
+        let (_, reply) = self
+            .invoke(service, endpoint, content_type, body, &opts)
+            .await?;
+        Ok(reply)
+    }
+
+    /// A publisher of messages to `topic`, through the client's broker.
+    pub fn publisher(&self, topic: impl Into<String>) -> Result<Publisher> {
+        let topic = topic.into();
+        let Some(broker) = self.inner.broker.clone() else {
+            return Err(Error::internal_server_error(
+                CLIENT_ID,
+                format!(
+                    "cannot publish to `{topic}`: the client has no broker, add one with `Client::with_broker`"
+                ),
+            ));
+        };
+        Ok(Publisher {
+            topic,
+            broker,
+            content_type: self.inner.opts.content_type.clone(),
+        })
+    }
+
+    /// One call: select, try, retry on transport errors and timeouts within the deadline.
+    async fn invoke(
+        &self,
+        service: &str,
+        endpoint: &str,
+        content_type: &str,
+        body: Bytes,
+        opts: &CallOptions,
+    ) -> Result<(String, Bytes)> {
+        let timeout = opts.timeout.unwrap_or(self.inner.opts.request_timeout);
+        let retries = opts.retries.unwrap_or(self.inner.opts.retries);
+        let deadline = Instant::now() + timeout;
+        let timed_out = |last: Option<&Error>| {
+            let mut detail = format!(
+                "call timeout: `{service}` endpoint `{endpoint}` did not answer within {timeout:?}"
+            );
+            if let Some(last) = last {
+                detail.push_str(&format!(" (last error: {})", last.detail));
+            }
+            Error::timeout(CLIENT_ID, detail)
+        };
+        let mut targets = match &opts.address {
+            Some(address) => Targets::Fixed(address),
+            None => Targets::Selected(self.inner.selector.select(service).await?),
+        };
+        let call_id = uuid::Uuid::new_v4().to_string();
+        let mut last: Option<Error> = None;
+        for attempt in 0..=retries {
+            if attempt > 0 {
+                let pause = backoff(attempt);
+                if Instant::now() + pause >= deadline {
+                    return Err(timed_out(last.as_ref()));
+                }
+                tokio::time::sleep(pause).await;
+            }
+            let Some(address) = targets.next() else {
+                return Err(super::selector::not_found(service));
+            };
+            let uri = format!("http://{address}/");
+            let try_once = self.attempt(
+                &uri,
+                service,
+                endpoint,
+                content_type,
+                body.clone(),
+                &call_id,
+                deadline,
+                &opts.metadata,
+            );
+            let failure = match tokio::time::timeout_at(deadline, try_once).await {
+                Err(_) => return Err(timed_out(last.as_ref())),
+                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Err(failure)) => failure,
+            };
+            let err = match failure {
+                Failure::Remote(err) if err.code != 408 => return Err(err),
+                Failure::Remote(err) | Failure::Transport(err) => err,
+            };
+            tracing::debug!(%service, %endpoint, %address, attempt, error = %err, "rpc attempt failed");
+            last = Some(err);
+        }
+        Err(last.unwrap_or_else(|| super::selector::not_found(service)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        &self,
+        uri: &str,
+        service: &str,
+        endpoint: &str,
+        content_type: &str,
+        body: Bytes,
+        call_id: &str,
+        deadline: Instant,
+        metadata: &Metadata,
+    ) -> std::result::Result<(String, Bytes), Failure> {
+        let uri: Uri = uri.parse().map_err(|e| {
+            Failure::Transport(Error::internal_server_error(
+                CLIENT_ID,
+                format!("connection error: invalid node address in `{uri}`: {e}"),
+            ))
+        })?;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let request = build_request(
+            uri,
+            service,
+            endpoint,
+            content_type,
+            body,
+            call_id,
+            remaining,
+            metadata,
+        )
+        .map_err(Failure::Remote)?;
+        let response = self
+            .inner
+            .http
+            .request(request)
+            .await
+            .map_err(|e| Failure::Transport(connection_error(&e)))?;
+        let (parts, body) = response.into_parts();
+        if let Some(err) = parts.headers.get(mucp::ERROR) {
+            return Err(Failure::Remote(Error::parse(&String::from_utf8_lossy(
+                err.as_bytes(),
+            ))));
+        }
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| Failure::Transport(connection_error(&e)))?
+            .to_bytes();
+        if parts.status != StatusCode::OK {
+            let text = String::from_utf8_lossy(&body[..body.len().min(1024)]);
+            return Err(Failure::Remote(Error::internal_server_error(
+                CLIENT_ID,
+                format!("{}: {}", parts.status, text.trim()),
+            )));
+        }
+        let reply_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map_or(content_type, codec::normalize)
+            .to_owned();
+        Ok((reply_type, body))
+    }
+}
+
+/// go-micro's default backoff before retry `attempt` (1-based): `attempt^e * 100 ms`.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs_f64(f64::from(attempt).powf(std::f64::consts::E) * 0.1)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_request(
+    uri: Uri,
+    service: &str,
+    endpoint: &str,
+    content_type: &str,
+    body: Bytes,
+    call_id: &str,
+    remaining: Duration,
+    metadata: &Metadata,
+) -> Result<http::Request<Full<Bytes>>> {
+    let bad = |what: &str, value: &str| {
+        Error::bad_request(
+            CLIENT_ID,
+            format!("invalid {what} `{value}` for an rpc header"),
+        )
+    };
+    let value = |v: &str, what: &str| HeaderValue::from_str(v).map_err(|_| bad(what, v));
+    let mut request = http::Request::new(Full::new(body));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = uri;
+    let headers = request.headers_mut();
+    for (name, v) in metadata {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad("header name", name))?;
+        headers.insert(name, value(v, "header value")?);
+    }
+    let ct = value(content_type, "content type")?;
+    headers.insert(header::CONTENT_TYPE, ct.clone());
+    headers.insert(header::ACCEPT, ct);
+    headers.insert(mucp::ID, value(call_id, "id")?);
+    headers.insert(mucp::SERVICE, value(service, "service name")?);
+    let ep = value(endpoint, "endpoint")?;
+    headers.insert(mucp::METHOD, ep.clone());
+    headers.insert(mucp::ENDPOINT, ep);
+    let nanos = u64::try_from(remaining.as_nanos()).unwrap_or(u64::MAX);
+    headers.insert(mucp::TIMEOUT, HeaderValue::from(nanos));
+    Ok(request)
+}
+
+/// A transport failure in go-micro's words, with the whole cause chain.
+fn connection_error(err: &(dyn std::error::Error + 'static)) -> Error {
+    let mut detail = format!("connection error: {err}");
+    let mut source = err.source();
+    while let Some(cause) = source {
+        detail.push_str(": ");
+        detail.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    Error::internal_server_error(CLIENT_ID, detail)
+}
+
+/// Where the attempts of one call go.
+enum Targets<'a> {
+    Fixed(&'a str),
+    Selected(Next),
+}
+
+impl Targets<'_> {
+    fn next(&mut self) -> Option<&str> {
+        match self {
+            Targets::Fixed(address) => Some(address),
+            Targets::Selected(next) => next.pick().map(|node| node.address.as_str()),
+        }
+    }
+}
+
+/// Publishes typed messages to one topic (go-micro's `micro.NewEvent`).
+#[derive(Clone)]
+pub struct Publisher {
+    topic: String,
+    broker: SharedBroker,
+    content_type: Option<String>,
+}
+
+impl fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publisher")
+            .field("topic", &self.topic)
+            .field("broker", &self.broker.name())
+            .field("content_type", &self.content_type)
+            .finish()
+    }
+}
+
+impl Publisher {
+    /// The topic messages go to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Encodes `msg` (the client's content type, else the type's default) and publishes it
+    /// with headers `Content-Type`, `Micro-Topic` and `Micro-Id`.
+    pub async fn publish<T: Encode>(&self, msg: &T) -> Result<()> {
+        self.publish_with_header(msg, Metadata::new()).await
+    }
+
+    /// [`Publisher::publish`] with extra headers.
+    pub async fn publish_with_header<T: Encode>(&self, msg: &T, header: Metadata) -> Result<()> {
+        let content_type = self
+            .content_type
+            .as_deref()
+            .unwrap_or_else(|| T::default_content_type());
+        let content_type = codec::normalize(content_type);
+        let body = msg.encode(CLIENT_ID, content_type)?;
+        let mut message = Message {
+            header,
+            body: Bytes::from(body),
+        };
+        message.header.insert(
+            broker::HEADER_CONTENT_TYPE.to_owned(),
+            content_type.to_owned(),
+        );
+        broker::stamp(&self.topic, &mut message);
+        self.broker
+            .publish(&self.topic, message, PublishOptions::default())
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_go_micros() {
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        let two = backoff(2).as_millis();
+        assert!((657..=659).contains(&two), "{two}");
+    }
+
+    #[test]
+    fn requests_carry_go_micros_headers() {
+        let mut md = Metadata::new();
+        md.insert("User".into(), "alice".into());
+        let req = build_request(
+            "http://127.0.0.1:1/".parse().expect("uri"),
+            "student_service",
+            "StudentService.GetStudent",
+            "application/json",
+            Bytes::from_static(b"{}"),
+            "id-1",
+            Duration::from_secs(5),
+            &md,
+        )
+        .expect("request");
+        let h = req.headers();
+        assert_eq!(req.method(), http::Method::POST);
+        assert_eq!(h["content-type"], "application/json");
+        assert_eq!(h["accept"], "application/json");
+        assert_eq!(h["micro-id"], "id-1");
+        assert_eq!(h["micro-service"], "student_service");
+        assert_eq!(h["micro-method"], "StudentService.GetStudent");
+        assert_eq!(h["micro-endpoint"], "StudentService.GetStudent");
+        assert_eq!(h["timeout"], "5000000000");
+        assert_eq!(h["user"], "alice");
+    }
+}

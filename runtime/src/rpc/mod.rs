@@ -88,8 +88,14 @@ pub struct Routes<S> {
 impl<S> fmt::Debug for Routes<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Routes")
-            .field("endpoints", &self.endpoints.iter().map(|e| &e.0.name).collect::<Vec<_>>())
-            .field("subscriptions", &self.subscriptions.iter().map(|s| &s.0).collect::<Vec<_>>())
+            .field(
+                "endpoints",
+                &self.endpoints.iter().map(|e| &e.0.name).collect::<Vec<_>>(),
+            )
+            .field(
+                "subscriptions",
+                &self.subscriptions.iter().map(|s| &s.0).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -233,8 +239,14 @@ pub struct Bound {
 impl fmt::Debug for Bound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bound")
-            .field("endpoints", &self.endpoints.iter().map(|e| &e.0.name).collect::<Vec<_>>())
-            .field("subscriptions", &self.subscriptions.iter().map(|s| &s.0).collect::<Vec<_>>())
+            .field(
+                "endpoints",
+                &self.endpoints.iter().map(|e| &e.0.name).collect::<Vec<_>>(),
+            )
+            .field(
+                "subscriptions",
+                &self.subscriptions.iter().map(|s| &s.0).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -265,7 +277,10 @@ mod tests {
 
     #[test]
     fn names_follow_go_micro() {
-        assert_eq!(endpoint_name("StudentService", "get_student"), "StudentService.GetStudent");
+        assert_eq!(
+            endpoint_name("StudentService", "get_student"),
+            "StudentService.GetStudent"
+        );
         assert_eq!(endpoint_name("S", "ping"), "S.Ping");
         assert_eq!(endpoint_name("S", "get_v2_by_id"), "S.GetV2ById");
     }

@@ -1,1 +1,670 @@
-//! The RPC server. (Being written.)
+//! The RPC server: go-micro's mucp protocol on HTTP/1.1, served by hyper.
+//!
+//! One call is `POST /` naming its endpoint in `Micro-Endpoint` (or `Micro-Method`); the body
+//! is the encoded request. The reply is HTTP 200 with the encoded response, or with an empty
+//! body and the error's JSON in `Micro-Error`. As go-micro's http transport does, the reply
+//! echoes the request's headers (`Micro-Id`, `Micro-Service`, `Micro-Method`,
+//! `Micro-Endpoint`, the caller's metadata) and repeats the `Micro-*` ones with an `X-`
+//! prefix.
+//!
+//! ```no_run
+//! # async fn run() -> rmicro::Result<()> {
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use rmicro::registry::Value;
+//! use rmicro::rpc::server::{Server, ServerOptions};
+//! use rmicro::rpc::Routes;
+//!
+//! struct Greeter;
+//! let routes = Routes::<Greeter>::new().endpoint(
+//!     "Greeter.Hello",
+//!     Value::default(),
+//!     Value::default(),
+//!     |_this, name: String| async move { Ok(format!("hello {name}")) },
+//! );
+//! let server = Server::bind(([127, 0, 0, 1], 0).into()).await?;
+//! let handle = server.serve(
+//!     routes.bind(Arc::new(Greeter)).endpoints,
+//!     ServerOptions { name: "greeter".into(), ..ServerOptions::default() },
+//! );
+//! // ... register `handle.local_addr()` ...
+//! let aborted = handle.shutdown(Duration::from_secs(5)).await;
+//! # let _ = aborted; Ok(()) }
+//! ```
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fmt;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::FutureExt as _;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument as _;
+
+use super::{EndpointFn, Request, Response, header as mucp};
+use crate::codec;
+use crate::registry::{Endpoint, Metadata};
+use crate::{Error, Result};
+
+/// The id of errors raised by a server that has no name.
+const SERVER_ID: &str = "go.micro.server";
+
+/// Options of [`Server::serve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// The service name: requests naming another service in `Micro-Service` are refused, and
+    /// the server's own errors carry it as their id. Empty: accept any `Micro-Service`.
+    pub name: String,
+    /// The largest request body accepted; larger ones get a 413 error without being read.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            name: SERVER_ID.to_owned(),
+            max_body_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// A bound, not yet serving, RPC listener.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+}
+
+impl Server {
+    /// Binds a TCP listener on `addr` (port 0 picks a free port).
+    pub async fn bind(addr: SocketAddr) -> Result<Server> {
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            Error::internal_server_error(SERVER_ID, format!("cannot listen on `{addr}`: {e}"))
+        })?;
+        let local_addr = listener.local_addr().map_err(|e| {
+            Error::internal_server_error(
+                SERVER_ID,
+                format!("cannot read the address bound for `{addr}`: {e}"),
+            )
+        })?;
+        Ok(Server {
+            listener,
+            local_addr,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Starts serving `endpoints` on the current tokio runtime.
+    ///
+    /// The returned handle stops the server: [`ServerHandle::shutdown`] gracefully, dropping
+    /// it at once.
+    pub fn serve(
+        self,
+        endpoints: Vec<(Endpoint, EndpointFn)>,
+        opts: ServerOptions,
+    ) -> ServerHandle {
+        let table: HashMap<String, EndpointFn> =
+            endpoints.into_iter().map(|(ep, f)| (ep.name, f)).collect();
+        let (state, state_rx) = watch::channel(State::Running);
+        let shared = Arc::new(Shared {
+            id: if opts.name.is_empty() {
+                SERVER_ID.to_owned()
+            } else {
+                opts.name.clone()
+            },
+            name: opts.name,
+            max_body_bytes: opts.max_body_bytes,
+            endpoints: table,
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            state,
+        });
+        let accept = tokio::spawn(accept_loop(self.listener, Arc::clone(&shared), state_rx));
+        tracing::debug!(address = %self.local_addr, service = %shared.name, "rpc server listening");
+        ServerHandle {
+            shared,
+            accept,
+            local_addr: self.local_addr,
+        }
+    }
+}
+
+/// Lifecycle of a serving server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Running,
+    /// No new connections; connections close once their current request is answered.
+    Draining,
+    /// Requests still running are dropped and answered with a 503 error.
+    Abort,
+}
+
+struct Shared {
+    /// `ServerOptions::name`.
+    name: String,
+    /// The id of the server's own errors.
+    id: String,
+    max_body_bytes: usize,
+    endpoints: HashMap<String, EndpointFn>,
+    in_flight: AtomicUsize,
+    /// Notified when `in_flight` drops to zero.
+    idle: Notify,
+    state: watch::Sender<State>,
+}
+
+/// A running server. Dropping it stops the server at once; [`ServerHandle::shutdown`] stops
+/// it gracefully.
+#[must_use = "dropping the handle stops the server"]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    accept: JoinHandle<()>,
+    local_addr: SocketAddr,
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addr", &self.local_addr)
+            .field("name", &self.shared.name)
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+impl ServerHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// How many requests are being handled right now.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting connections, lets the requests in flight finish for at most `grace`,
+    /// then aborts the rest (their callers get a 503 error). Returns how many requests were
+    /// aborted.
+    pub async fn shutdown(mut self, grace: Duration) -> usize {
+        let shared = Arc::clone(&self.shared);
+        shared.state.send_replace(State::Draining);
+        let drained = async {
+            loop {
+                let idle = shared.idle.notified();
+                tokio::pin!(idle);
+                idle.as_mut().enable();
+                if shared.in_flight.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(grace, drained).await;
+        let aborted = shared.in_flight.load(Ordering::Acquire);
+        shared.state.send_replace(State::Abort);
+        if let Err(err) = (&mut self.accept).await
+            && err.is_panic()
+        {
+            tracing::error!(address = %self.local_addr, "rpc server accept loop panicked");
+        }
+        if aborted > 0 {
+            tracing::warn!(address = %self.local_addr, aborted, "rpc server stopped with requests in flight");
+        } else {
+            tracing::debug!(address = %self.local_addr, "rpc server stopped");
+        }
+        aborted
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.shared.state.send_replace(State::Abort);
+        self.accept.abort();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut state: watch::Receiver<State>,
+) {
+    let conn_state = state.clone();
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    conns.spawn(serve_conn(stream, peer, Arc::clone(&shared), conn_state.clone()));
+                }
+                Err(err) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %err, "rpc server cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = until(&mut state, |s| s != State::Running) => break,
+        }
+    }
+    drop(listener);
+    // Connections finish their current request and close; once aborted, give them a moment
+    // to write the aborted requests' replies, then cut them.
+    {
+        let drained = async { while conns.join_next().await.is_some() {} };
+        tokio::select! {
+            () = drained => return,
+            _ = until(&mut state, |s| s == State::Abort) => {}
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    conns.abort_all();
+}
+
+async fn serve_conn(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut state: watch::Receiver<State>,
+) {
+    let _ = stream.set_nodelay(true);
+    let request_state = state.clone();
+    let service = service_fn(move |req| {
+        let shared = Arc::clone(&shared);
+        let state = request_state.clone();
+        async move { Ok::<_, Infallible>(handle(shared, state, peer, req).await) }
+    });
+    let conn = http1::Builder::new()
+        .title_case_headers(true)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(err) = result {
+                tracing::debug!(%peer, error = %err, "rpc connection ended with an error");
+            }
+        }
+        _ = until(&mut state, |s| s != State::Running) => {
+            conn.as_mut().graceful_shutdown();
+            if let Err(err) = conn.await {
+                tracing::debug!(%peer, error = %err, "rpc connection ended with an error");
+            }
+        }
+    }
+}
+
+/// Waits until the server's state satisfies `reached` (or the server is gone).
+async fn until(state: &mut watch::Receiver<State>, reached: fn(State) -> bool) {
+    // The borrow of the state ends here, so callers stay `Send`.
+    let _ = state.wait_for(|s| reached(*s)).await;
+}
+
+/// Counts a request in flight for as long as it lives.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+type HttpResponse = http::Response<Full<Bytes>>;
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    state: watch::Receiver<State>,
+    peer: SocketAddr,
+    req: http::Request<Incoming>,
+) -> HttpResponse {
+    if req.uri().path() != "/" {
+        let err = Error::not_found(
+            &shared.id,
+            format!(
+                "no such path `{}`, rpc requests are `POST /`",
+                req.uri().path()
+            ),
+        );
+        return http_error(StatusCode::NOT_FOUND, &err);
+    }
+    if req.method() != Method::POST {
+        let err = Error::method_not_allowed(
+            &shared.id,
+            format!(
+                "method `{}` not allowed, rpc requests are `POST /`",
+                req.method()
+            ),
+        );
+        let mut rsp = http_error(StatusCode::METHOD_NOT_ALLOWED, &err);
+        rsp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return rsp;
+    }
+    let endpoint = header_str(req.headers(), mucp::ENDPOINT)
+        .or_else(|| header_str(req.headers(), mucp::METHOD))
+        .unwrap_or_default()
+        .to_owned();
+    let id = header_str(req.headers(), mucp::ID)
+        .unwrap_or_default()
+        .to_owned();
+    let span = tracing::info_span!("rpc", endpoint = %endpoint, id = %id, %peer);
+    let (parts, body) = req.into_parts();
+    let result = serve_request(&shared, state, &parts.headers, &endpoint, body)
+        .instrument(span.clone())
+        .await;
+    let _entered = span.enter();
+    match &result {
+        Ok(_) => tracing::debug!("rpc handled"),
+        Err(err) if err.code >= 500 => tracing::warn!(error = %err, "rpc failed"),
+        Err(err) => tracing::debug!(error = %err, "rpc failed"),
+    }
+    reply(&parts.headers, &endpoint, result)
+}
+
+async fn serve_request(
+    shared: &Shared,
+    mut state: watch::Receiver<State>,
+    headers: &HeaderMap,
+    endpoint: &str,
+    body: Incoming,
+) -> Result<Response> {
+    if endpoint.is_empty() {
+        return Err(Error::bad_request(
+            &shared.id,
+            format!("missing `{}` header naming the endpoint", mucp::ENDPOINT),
+        ));
+    }
+    let service = header_str(headers, mucp::SERVICE);
+    if let Some(service) = service
+        && !shared.name.is_empty()
+        && service != shared.name
+    {
+        return Err(Error::not_found(
+            &shared.id,
+            format!(
+                "service `{service}` is not served here, this is `{}`",
+                shared.name
+            ),
+        ));
+    }
+    let Some(call) = shared.endpoints.get(endpoint) else {
+        return Err(super::unknown_endpoint(&shared.id, endpoint));
+    };
+    let too_large = || {
+        Error::payload_too_large(
+            &shared.id,
+            format!(
+                "request body exceeds the limit of {} bytes",
+                shared.max_body_bytes
+            ),
+        )
+    };
+    let declared =
+        header_str(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > shared.max_body_bytes as u64) {
+        return Err(too_large());
+    }
+
+    let _in_flight = InFlight::enter(shared);
+    let body = match Limited::new(body, shared.max_body_bytes).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
+        Err(err) => {
+            return Err(Error::bad_request(
+                &shared.id,
+                format!("cannot read the request body: {err}"),
+            ));
+        }
+    };
+    let content_type =
+        codec::normalize(header_str(headers, header::CONTENT_TYPE.as_str()).unwrap_or_default())
+            .to_owned();
+    let accept = match header_str(headers, header::ACCEPT.as_str()) {
+        Some(accept) if !accept.contains('*') => codec::normalize(accept).to_owned(),
+        _ => content_type.clone(),
+    };
+    let timeout = header_str(headers, mucp::TIMEOUT)
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|ns| *ns > 0)
+        .map(Duration::from_nanos);
+    let request = Request {
+        service: service.unwrap_or(&shared.id).to_owned(),
+        endpoint: endpoint.to_owned(),
+        content_type,
+        accept,
+        header: metadata(headers),
+        body,
+    };
+
+    // The handler may panic while building its future or while it runs.
+    let work = async {
+        let fut = std::panic::catch_unwind(AssertUnwindSafe(|| call(request)))?;
+        AssertUnwindSafe(fut).catch_unwind().await
+    };
+    let panicked = |payload: Box<dyn Any + Send>| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a non-string panic payload".to_owned());
+        tracing::error!(%endpoint, panic = %message, "rpc handler panicked");
+        Error::internal_server_error(
+            &shared.id,
+            format!("endpoint `{endpoint}` panicked: {message}"),
+        )
+    };
+    let bounded = async {
+        match timeout {
+            Some(limit) => match tokio::time::timeout(limit, work).await {
+                Ok(outcome) => outcome,
+                Err(_) => Ok(Err(Error::timeout(
+                    &shared.id,
+                    format!("endpoint `{endpoint}` did not finish within {limit:?}"),
+                ))),
+            },
+            None => work.await,
+        }
+    };
+    tokio::select! {
+        outcome = bounded => outcome.unwrap_or_else(|payload| Err(panicked(payload))),
+        _ = until(&mut state, |s| s == State::Abort) => Err(Error::service_unavailable(
+            &shared.id,
+            format!("endpoint `{endpoint}` aborted: the server is shutting down"),
+        )),
+    }
+}
+
+/// Go's canonical form of a header name: `micro-id` -> `Micro-Id`.
+fn canonical(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = true;
+    for c in name.chars() {
+        if upper {
+            out.extend(c.to_uppercase());
+        } else {
+            out.extend(c.to_lowercase());
+        }
+        upper = c == '-';
+    }
+    out
+}
+
+/// Headers that describe this hop or this body, never echoed nor handed to handlers.
+fn is_transport_header(name: &HeaderName) -> bool {
+    matches!(
+        *name,
+        header::CONNECTION
+            | header::CONTENT_LENGTH
+            | header::CONTENT_TYPE
+            | header::ACCEPT
+            | header::EXPECT
+            | header::HOST
+            | header::TE
+            | header::TRAILER
+            | header::TRANSFER_ENCODING
+            | header::UPGRADE
+            | header::PROXY_AUTHORIZATION
+    ) || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
+/// The request's headers as go-micro's metadata (canonical names, first value).
+fn metadata(headers: &HeaderMap) -> Metadata {
+    let mut md = Metadata::new();
+    for (name, value) in headers {
+        if is_transport_header(name) {
+            continue;
+        }
+        if let Ok(value) = value.to_str() {
+            md.entry(canonical(name.as_str()))
+                .or_insert_with(|| value.to_owned());
+        }
+    }
+    md
+}
+
+const X_ECHOED: [(&str, &str); 4] = [
+    ("micro-id", "x-micro-id"),
+    ("micro-service", "x-micro-service"),
+    ("micro-method", "x-micro-method"),
+    ("micro-endpoint", "x-micro-endpoint"),
+];
+
+/// The mucp reply: HTTP 200, the request's headers echoed, then the body or `Micro-Error`.
+fn reply(request: &HeaderMap, endpoint: &str, result: Result<Response>) -> HttpResponse {
+    let mut headers = HeaderMap::with_capacity(request.len() + 6);
+    for (name, value) in request {
+        if !is_transport_header(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    if !endpoint.is_empty()
+        && let Ok(value) = HeaderValue::from_str(endpoint)
+    {
+        for name in ["micro-method", "micro-endpoint"] {
+            headers.insert(HeaderName::from_static(name), value.clone());
+        }
+    }
+    for (name, x_name) in X_ECHOED {
+        if let Some(value) = headers.get(name).cloned() {
+            headers.insert(HeaderName::from_static(x_name), value);
+        }
+    }
+    let body = match result {
+        Ok(rsp) => {
+            if let Ok(ct) = HeaderValue::from_str(&rsp.content_type) {
+                headers.insert(header::CONTENT_TYPE, ct);
+            }
+            rsp.body
+        }
+        Err(err) => {
+            let value = error_header(&err);
+            headers.insert(HeaderName::from_static("micro-error"), value.clone());
+            headers.insert(HeaderName::from_static("x-micro-error"), value);
+            Bytes::new()
+        }
+    };
+    let mut rsp = http::Response::new(Full::new(body));
+    *rsp.headers_mut() = headers;
+    rsp
+}
+
+fn error_header(err: &Error) -> HeaderValue {
+    HeaderValue::from_bytes(err.to_json().as_bytes()).unwrap_or_else(|_| {
+        HeaderValue::from_static(
+            r#"{"id":"go.micro.server","code":500,"detail":"unprintable error","status":"Internal Server Error"}"#,
+        )
+    })
+}
+
+/// A reply to a request that is not an rpc call at all: a real HTTP status, the error both in
+/// `Micro-Error` and as the JSON body.
+fn http_error(status: StatusCode, err: &Error) -> HttpResponse {
+    let mut rsp = http::Response::new(Full::new(Bytes::from(err.to_json())));
+    *rsp.status_mut() = status;
+    let headers = rsp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(codec::JSON));
+    headers.insert(HeaderName::from_static("micro-error"), error_header(err));
+    rsp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_names_follow_go() {
+        assert_eq!(canonical("micro-id"), "Micro-Id");
+        assert_eq!(canonical("x-micro-ENDPOINT"), "X-Micro-Endpoint");
+        assert_eq!(canonical("timeout"), "Timeout");
+    }
+
+    #[test]
+    fn errors_reply_200_with_echoed_headers() {
+        let mut request = HeaderMap::new();
+        request.insert("micro-id", HeaderValue::from_static("42"));
+        request.insert("micro-service", HeaderValue::from_static("s"));
+        request.insert("content-length", HeaderValue::from_static("2"));
+        request.insert("user", HeaderValue::from_static("alice"));
+        let err = Error::not_found("s", "gone");
+        let rsp = reply(&request, "S.M", Err(err.clone()));
+        assert_eq!(rsp.status(), StatusCode::OK);
+        let h = rsp.headers();
+        assert_eq!(h["micro-error"], err.to_json().as_str());
+        assert_eq!(h["x-micro-error"], err.to_json().as_str());
+        assert_eq!(h["micro-id"], "42");
+        assert_eq!(h["x-micro-id"], "42");
+        assert_eq!(h["micro-method"], "S.M");
+        assert_eq!(h["x-micro-endpoint"], "S.M");
+        assert_eq!(h["user"], "alice");
+        assert!(h.get("content-length").is_none());
+    }
+
+    #[test]
+    fn metadata_skips_transport_headers() {
+        let mut request = HeaderMap::new();
+        request.insert("micro-id", HeaderValue::from_static("1"));
+        request.insert("content-type", HeaderValue::from_static("application/json"));
+        request.insert("host", HeaderValue::from_static("x"));
+        let md = metadata(&request);
+        assert_eq!(md.get("Micro-Id").map(String::as_str), Some("1"));
+        assert_eq!(md.len(), 1);
+    }
+}
