@@ -4,14 +4,15 @@ use std::marker::PhantomData;
 
 use futures::future::BoxFuture;
 
-pub use ::inventory;
 pub use crate::rpc::describe::{DescribeFields, DescribeName, Describer};
 pub use crate::service::{Service, ServiceBuilder};
 pub use crate::{Error, Event, Result, Routes, broker, codec, registry};
 pub use ::core::option::Option::{None, Some};
 pub use ::core::result::Result::{Err, Ok};
+pub use ::inventory;
 pub use ::std::sync::Arc;
 pub use ::std::time::Duration;
+pub use ::tokio;
 
 /// Implemented by `#[handlers]`: the endpoints and subscriptions of an impl block.
 #[diagnostic::on_unimplemented(
@@ -88,6 +89,19 @@ pub const fn assert_decode<T: codec::Decode>() {}
 
 /// Used by generated code to point type errors at the user's response type.
 pub const fn assert_encode<T: codec::Encode>() {}
+
+/// Decodes a raw broker event for a free `#[subscribe]` function. Generated code names `T`
+/// with the span of the user's payload type, so a type that cannot be decoded is reported
+/// there (once, with `Decode`'s note).
+pub fn decode_event<T: codec::Decode>(raw: broker::Event) -> Result<Event<T>> {
+    Event::decode(raw)
+}
+
+/// Converts a handler's error. Generated code names `E` with the span of the user's error
+/// type, so a type without the conversion is reported there.
+pub fn into_error<E: Into<Error>>(error: E) -> Error {
+    error.into()
+}
 
 /// What `#[rmicro::main]` runs before the user's body: logging from `RUST_LOG` (info by
 /// default) unless the program installed a subscriber already.

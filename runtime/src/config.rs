@@ -1,1 +1,871 @@
-//! Configuration. (Being written.)
+//! Configuration with go-micro's names: flags (`--registry=consul`), environment
+//! (`MICRO_REGISTRY`), attribute values and framework defaults.
+//!
+//! Precedence, lowest first: framework default < `#[service(..)]`/builder value < environment
+//! < flag. Only a value that was actually given overrides a lower layer. The merged result is
+//! validated as a whole; an error names the flag or variable that supplied the bad value.
+//! Flags are read only on the run-a-service path ([`crate::ServiceBuilder::run`],
+//! [`Options::from_process`]), never by constructors, so `cargo test` arguments never reach
+//! them.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches, Command};
+
+use crate::registry::Metadata;
+use crate::rpc::Strategy;
+
+/// Registries rmicro knows, and the cargo feature each needs (`None` = always built).
+pub const REGISTRIES: &[(&str, Option<&str>)] = &[
+    ("mdns", None),
+    ("memory", None),
+    ("consul", Some("consul")),
+    ("etcd", Some("etcd")),
+];
+
+/// Brokers rmicro knows, and the cargo feature each needs (`None` = always built).
+pub const BROKERS: &[(&str, Option<&str>)] = &[
+    ("http", None),
+    ("memory", None),
+    ("mqtt", Some("mqtt")),
+    ("nats", Some("nats")),
+    ("rabbitmq", Some("rabbitmq")),
+    ("redis", Some("redis")),
+];
+
+/// The values one layer gives; `None` = not given by this layer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Layer {
+    /// `--registry`.
+    pub registry: Option<String>,
+    /// `--registry_address`.
+    pub registry_address: Option<String>,
+    /// `--register_ttl`.
+    pub register_ttl: Option<Duration>,
+    /// `--register_interval`.
+    pub register_interval: Option<Duration>,
+    /// `--broker`.
+    pub broker: Option<String>,
+    /// `--broker_address`.
+    pub broker_address: Option<String>,
+    /// `--server_name`.
+    pub server_name: Option<String>,
+    /// `--server_version`.
+    pub server_version: Option<String>,
+    /// `--server_id`.
+    pub server_id: Option<String>,
+    /// `--server_address`.
+    pub server_address: Option<String>,
+    /// `--server_advertise`.
+    pub server_advertise: Option<String>,
+    /// `--server_metadata`, merged key by key over lower layers.
+    pub server_metadata: Metadata,
+    /// `--client_retries`.
+    pub client_retries: Option<u32>,
+    /// `--client_request_timeout`.
+    pub client_request_timeout: Option<Duration>,
+    /// `--selector`.
+    pub selector: Option<Strategy>,
+}
+
+/// The merged, validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// Registry plugin name.
+    pub registry: String,
+    /// Registry address(es), plugin-specific; empty = the plugin's default.
+    pub registry_address: String,
+    /// How long a registration lives without a heartbeat.
+    pub register_ttl: Duration,
+    /// How often the service registers again.
+    pub register_interval: Duration,
+    /// Broker plugin name.
+    pub broker: String,
+    /// Broker address, plugin-specific; empty = the plugin's default.
+    pub broker_address: String,
+    /// Service name.
+    pub server_name: String,
+    /// Service version.
+    pub server_version: String,
+    /// Node id; empty = `<name>-<uuid v4>`.
+    pub server_id: String,
+    /// Address the RPC server binds.
+    pub server_address: String,
+    /// Address advertised in the registry instead of the bound one.
+    pub server_advertise: String,
+    /// Node metadata.
+    pub server_metadata: Metadata,
+    /// Retries of a failed call.
+    pub client_retries: u32,
+    /// Per-call timeout.
+    pub client_request_timeout: Duration,
+    /// Node selection strategy.
+    pub selector: Strategy,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            registry: "mdns".to_owned(),
+            registry_address: String::new(),
+            register_ttl: Duration::from_secs(90),
+            register_interval: Duration::from_secs(30),
+            broker: "http".to_owned(),
+            broker_address: String::new(),
+            server_name: String::new(),
+            server_version: "latest".to_owned(),
+            server_id: String::new(),
+            server_address: "127.0.0.1:0".to_owned(),
+            server_advertise: String::new(),
+            server_metadata: Metadata::new(),
+            client_retries: 5,
+            client_request_timeout: Duration::from_secs(30),
+            selector: Strategy::Random,
+        }
+    }
+}
+
+/// One option: its flag, its variable, its help.
+struct Spec {
+    flag: &'static str,
+    help: &'static str,
+}
+
+const SPECS: &[Spec] = &[
+    Spec {
+        flag: "registry",
+        help: "Registry for discovery: mdns, memory, consul, etcd",
+    },
+    Spec {
+        flag: "registry_address",
+        help: "Comma-separated list of registry addresses (mdns: the interface IPv4 to speak on)",
+    },
+    Spec {
+        flag: "register_ttl",
+        help: "Register TTL: seconds, or a duration such as 1m30s",
+    },
+    Spec {
+        flag: "register_interval",
+        help: "Register interval: seconds, or a duration such as 15s",
+    },
+    Spec {
+        flag: "broker",
+        help: "Broker for pub/sub: http, memory, mqtt, nats, rabbitmq, redis",
+    },
+    Spec {
+        flag: "broker_address",
+        help: "Comma-separated list of broker addresses",
+    },
+    Spec {
+        flag: "server_name",
+        help: "Name of the server",
+    },
+    Spec {
+        flag: "server_version",
+        help: "Version of the server",
+    },
+    Spec {
+        flag: "server_id",
+        help: "Id of the server node (default: <name>-<uuid>)",
+    },
+    Spec {
+        flag: "server_address",
+        help: "Bind address for the server",
+    },
+    Spec {
+        flag: "server_advertise",
+        help: "Address to advertise in the registry",
+    },
+    Spec {
+        flag: "server_metadata",
+        help: "A key=value pair of node metadata; repeat for more",
+    },
+    Spec {
+        flag: "client_retries",
+        help: "Number of retries of a failed call",
+    },
+    Spec {
+        flag: "client_request_timeout",
+        help: "Request timeout: seconds, or a duration such as 5s",
+    },
+    Spec {
+        flag: "selector",
+        help: "Node selection strategy: random, roundrobin",
+    },
+];
+
+/// The environment variable go-micro reads for `flag`.
+pub fn env_var(flag: &str) -> String {
+    format!("MICRO_{}", flag.to_ascii_uppercase())
+}
+
+/// A configuration error, naming where the bad value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// `--register_ttl`, `MICRO_REGISTER_TTL` or `#[service(ttl)]`.
+    pub source: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.source, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where each merged value came from, so errors can name it.
+#[derive(Debug, Clone, Default)]
+struct Origins(BTreeMap<&'static str, String>);
+
+impl Origins {
+    fn of(&self, flag: &str) -> String {
+        self.0
+            .get(flag)
+            .cloned()
+            .unwrap_or_else(|| format!("`{flag}` (built-in default)"))
+    }
+}
+
+/// Parses a duration the way go-micro's flags accept them: an integer number of seconds
+/// (`10`), or Go duration syntax (`1m30s`, `500ms`, `1h`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration".to_owned());
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("`{text}` lacks a unit after its last number (s, m, h, ms)"))?;
+        if digits == 0 {
+            return Err(format!(
+                "`{text}` is not a duration, expected e.g. `10`, `10s`, `1m30s`, `500ms`"
+            ));
+        }
+        let number: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("`{}` is not a number", &rest[..digits]))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            unit => {
+                return Err(format!(
+                    "unknown unit `{unit}` in `{text}`, expected one of `ns`, `us`, `ms`, `s`, `m`, `h`"
+                ));
+            }
+        };
+        total += Duration::try_from_secs_f64(number * scale)
+            .map_err(|_| format!("`{text}` is out of range"))?;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+fn parse_metadata_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("`{text}` is not a key=value pair")),
+    }
+}
+
+fn check_plugin(
+    kind: &str,
+    name: &str,
+    known: &[(&str, Option<&str>)],
+    built: impl Fn(&str) -> bool,
+) -> Result<(), String> {
+    match known.iter().find(|(n, _)| *n == name) {
+        None => Err(format!(
+            "unknown {kind} `{name}`, expected one of {}",
+            known
+                .iter()
+                .map(|(n, _)| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Some((_, Some(feature))) if !built(feature) => Err(format!(
+            "{kind} `{name}` is not built into this program: enable the `{feature}` feature of `rmicro`"
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Whether a plugin feature is compiled in.
+pub fn feature_enabled(feature: &str) -> bool {
+    match feature {
+        "consul" => cfg!(feature = "consul"),
+        "etcd" => cfg!(feature = "etcd"),
+        "mqtt" => cfg!(feature = "mqtt"),
+        "nats" => cfg!(feature = "nats"),
+        "rabbitmq" => cfg!(feature = "rabbitmq"),
+        "redis" => cfg!(feature = "redis"),
+        _ => false,
+    }
+}
+
+fn check_address(text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Ok(());
+    }
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{text}` is not host:port"))?;
+    port.parse::<u16>()
+        .map_err(|_| format!("`{port}` in `{text}` is not a port (0-65535)"))?;
+    if host.starts_with('[') != host.ends_with(']') {
+        return Err(format!("`{text}` has an unbalanced IPv6 bracket"));
+    }
+    Ok(())
+}
+
+impl Layer {
+    /// Overlays `other` on `self`: every value `other` gives wins.
+    #[must_use]
+    pub fn overlay(mut self, other: &Layer) -> Layer {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f.clone(); } )* };
+        }
+        take!(
+            registry,
+            registry_address,
+            register_ttl,
+            register_interval,
+            broker,
+            broker_address,
+            server_name,
+            server_version,
+            server_id,
+            server_address,
+            server_advertise,
+            client_retries,
+            client_request_timeout,
+            selector
+        );
+        for (k, v) in &other.server_metadata {
+            self.server_metadata.insert(k.clone(), v.clone());
+        }
+        self
+    }
+}
+
+impl Options {
+    /// Merges `layer` over the defaults, without validation.
+    fn apply(mut self, layer: &Layer) -> Self {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if let Some(v) = &layer.$f { self.$f = v.clone(); } )* };
+        }
+        take!(
+            registry,
+            registry_address,
+            register_ttl,
+            register_interval,
+            broker,
+            broker_address,
+            server_name,
+            server_version,
+            server_id,
+            server_address,
+            server_advertise,
+            client_retries,
+            client_request_timeout,
+            selector
+        );
+        for (k, v) in &layer.server_metadata {
+            self.server_metadata.insert(k.clone(), v.clone());
+        }
+        self
+    }
+
+    /// The options a program sees: defaults < `code` < environment < the process's flags.
+    /// `--help` prints the options and exits 0; a bad value prints the error and exits 2.
+    pub fn from_process(code: &Layer) -> Options {
+        let env = |name: &str| std::env::var(name).ok();
+        match Self::resolve(code, env, std::env::args_os()) {
+            Ok(opts) => opts,
+            Err(Resolve::Clap(err)) => err.exit(),
+            Err(Resolve::Invalid(err)) => {
+                eprintln!("error: {err}");
+                std::process::exit(2);
+            }
+        }
+    }
+
+    /// Like [`Options::from_process`] with the environment only (no flags): what
+    /// constructors such as `Client::from_env` use.
+    pub fn from_env(code: &Layer) -> Result<Options, ConfigError> {
+        let env = |name: &str| std::env::var(name).ok();
+        match Self::resolve(code, env, [OsString::from("rmicro")]) {
+            Ok(opts) => Ok(opts),
+            Err(Resolve::Clap(err)) => Err(ConfigError {
+                source: "environment".to_owned(),
+                message: err.to_string(),
+            }),
+            Err(Resolve::Invalid(err)) => Err(err),
+        }
+    }
+
+    /// Resolves the layers from an explicit environment and argument list (the first
+    /// argument is the program name), for tests and embedders.
+    pub fn resolve<I, T>(
+        code: &Layer,
+        env: impl Fn(&str) -> Option<String>,
+        args: I,
+    ) -> Result<Options, Resolve>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let effective_default = Options::default().apply(code);
+        let matches = command(&effective_default, code)
+            .try_get_matches_from(args)
+            .map_err(Resolve::Clap)?;
+        let mut origins = Origins::default();
+        for spec in SPECS {
+            if code_gives(code, spec.flag) {
+                origins
+                    .0
+                    .insert(spec.flag, format!("`{}` (set in code)", spec.flag));
+            }
+        }
+        let given = given_layer(&matches, &env, &mut origins).map_err(Resolve::Invalid)?;
+        let opts = effective_default.apply(&given);
+        opts.validate(&origins).map_err(Resolve::Invalid)?;
+        Ok(opts)
+    }
+
+    fn validate(&self, origins: &Origins) -> Result<(), ConfigError> {
+        let fail = |flag: &str, message: String| ConfigError {
+            source: origins.of(flag),
+            message,
+        };
+        check_plugin("registry", &self.registry, REGISTRIES, feature_enabled)
+            .map_err(|m| fail("registry", m))?;
+        check_plugin("broker", &self.broker, BROKERS, feature_enabled)
+            .map_err(|m| fail("broker", m))?;
+        if self.register_ttl.is_zero() {
+            return Err(fail("register_ttl", "must be greater than 0".to_owned()));
+        }
+        if self.register_interval.is_zero() {
+            return Err(fail("register_interval", "must be greater than 0".to_owned()));
+        }
+        if self.register_interval >= self.register_ttl {
+            return Err(fail(
+                "register_interval",
+                format!(
+                    "the interval ({:?}) must be shorter than the TTL ({:?}), or the registration expires between heartbeats",
+                    self.register_interval, self.register_ttl
+                ),
+            ));
+        }
+        if self.client_request_timeout.is_zero() {
+            return Err(fail(
+                "client_request_timeout",
+                "must be greater than 0".to_owned(),
+            ));
+        }
+        check_address(&self.server_address).map_err(|m| fail("server_address", m))?;
+        if self.server_address.is_empty() {
+            return Err(fail(
+                "server_address",
+                "must not be empty (use 127.0.0.1:0 for any free port)".to_owned(),
+            ));
+        }
+        if self.server_address.parse::<SocketAddr>().is_err()
+            && !self.server_address.starts_with("localhost:")
+            && !self.server_address.starts_with(':')
+        {
+            return Err(fail(
+                "server_address",
+                format!(
+                    "`{}` is not an IP address and port such as 127.0.0.1:8080",
+                    self.server_address
+                ),
+            ));
+        }
+        check_address(&self.server_advertise).map_err(|m| fail("server_advertise", m))?;
+        if !self.server_name.is_empty() && !valid_name(&self.server_name) {
+            return Err(fail(
+                "server_name",
+                format!(
+                    "`{}` may only hold letters, digits, `.`, `_` and `-`",
+                    self.server_name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The socket address the server binds (`:8080` and `localhost:8080` mean loopback).
+    pub fn bind_address(&self) -> SocketAddr {
+        let text = self.server_address.as_str();
+        let text = text
+            .strip_prefix("localhost:")
+            .map(|p| format!("127.0.0.1:{p}"))
+            .or_else(|| text.strip_prefix(':').map(|p| format!("127.0.0.1:{p}")))
+            .unwrap_or_else(|| text.to_owned());
+        text.parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+}
+
+/// A name go-micro accepts: letters, digits, `.`, `_`, `-`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// Why resolving failed.
+#[derive(Debug)]
+pub enum Resolve {
+    /// Flag parsing failed, or `--help`/`--version` was asked for.
+    Clap(clap::Error),
+    /// A value is invalid.
+    Invalid(ConfigError),
+}
+
+impl fmt::Display for Resolve {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Resolve::Clap(e) => e.fmt(f),
+            Resolve::Invalid(e) => e.fmt(f),
+        }
+    }
+}
+
+fn code_gives(code: &Layer, flag: &str) -> bool {
+    match flag {
+        "registry" => code.registry.is_some(),
+        "registry_address" => code.registry_address.is_some(),
+        "register_ttl" => code.register_ttl.is_some(),
+        "register_interval" => code.register_interval.is_some(),
+        "broker" => code.broker.is_some(),
+        "broker_address" => code.broker_address.is_some(),
+        "server_name" => code.server_name.is_some(),
+        "server_version" => code.server_version.is_some(),
+        "server_id" => code.server_id.is_some(),
+        "server_address" => code.server_address.is_some(),
+        "server_advertise" => code.server_advertise.is_some(),
+        "server_metadata" => !code.server_metadata.is_empty(),
+        "client_retries" => code.client_retries.is_some(),
+        "client_request_timeout" => code.client_request_timeout.is_some(),
+        "selector" => code.selector.is_some(),
+        _ => false,
+    }
+}
+
+fn show_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+fn effective(opts: &Options, flag: &str) -> Option<String> {
+    let text = match flag {
+        "registry" => opts.registry.clone(),
+        "registry_address" => opts.registry_address.clone(),
+        "register_ttl" => show_duration(opts.register_ttl),
+        "register_interval" => show_duration(opts.register_interval),
+        "broker" => opts.broker.clone(),
+        "broker_address" => opts.broker_address.clone(),
+        "server_name" => opts.server_name.clone(),
+        "server_version" => opts.server_version.clone(),
+        "server_id" => opts.server_id.clone(),
+        "server_address" => opts.server_address.clone(),
+        "server_advertise" => opts.server_advertise.clone(),
+        "server_metadata" => opts
+            .server_metadata
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+        "client_retries" => opts.client_retries.to_string(),
+        "client_request_timeout" => show_duration(opts.client_request_timeout),
+        "selector" => opts.selector.to_string(),
+        _ => String::new(),
+    };
+    (!text.is_empty()).then_some(text)
+}
+
+/// The clap command: one long flag per option, help showing the effective default (framework
+/// default overlaid by the code's values). The environment is read separately so that its
+/// errors can name the variable.
+fn command(effective_default: &Options, code: &Layer) -> Command {
+    let name = effective_default.server_name.clone();
+    let mut cmd = Command::new(if name.is_empty() {
+        "rmicro".to_owned()
+    } else {
+        name
+    })
+    .about("An rmicro service. Every option may also be set by its MICRO_* environment variable; a flag wins over the variable, which wins over the code.")
+    .disable_version_flag(true);
+    for spec in SPECS {
+        let mut help = format!("{} [env: {}]", spec.help, env_var(spec.flag));
+        match effective(effective_default, spec.flag) {
+            Some(value) if code_gives(code, spec.flag) => {
+                help.push_str(&format!(" [default: {value}, set in code]"));
+            }
+            Some(value) => help.push_str(&format!(" [default: {value}]")),
+            None => {}
+        }
+        let arg = Arg::new(spec.flag)
+            .long(spec.flag)
+            .value_name("VALUE")
+            .help(help);
+        let arg = if spec.flag == "server_metadata" {
+            arg.action(ArgAction::Append)
+        } else {
+            arg.action(ArgAction::Set)
+        };
+        cmd = cmd.arg(arg);
+    }
+    cmd
+}
+
+/// Reads the environment and the flags into the layer of given values.
+fn given_layer(
+    matches: &ArgMatches,
+    env: &impl Fn(&str) -> Option<String>,
+    origins: &mut Origins,
+) -> Result<Layer, ConfigError> {
+    let mut layer = Layer::default();
+    for spec in SPECS {
+        let var = env_var(spec.flag);
+        // The environment first, then the flag over it.
+        let mut values: Vec<(String, String)> = Vec::new();
+        if let Some(v) = env(&var).filter(|v| !v.is_empty()) {
+            if spec.flag == "server_metadata" {
+                values.extend(v.split(',').map(|p| (format!("`{var}`"), p.to_owned())));
+            } else {
+                values.push((format!("`{var}`"), v));
+            }
+        }
+        if matches.value_source(spec.flag) == Some(ValueSource::CommandLine) {
+            let flag_values = matches
+                .get_many::<String>(spec.flag)
+                .into_iter()
+                .flatten()
+                .map(|v| (format!("`--{}`", spec.flag), v.clone()));
+            values.extend(flag_values);
+        }
+        for (source, value) in values {
+            let bad = |message: String| ConfigError {
+                source: source.clone(),
+                message,
+            };
+            match spec.flag {
+                "registry" => layer.registry = Some(value),
+                "registry_address" => layer.registry_address = Some(value),
+                "register_ttl" => layer.register_ttl = Some(parse_duration(&value).map_err(bad)?),
+                "register_interval" => {
+                    layer.register_interval = Some(parse_duration(&value).map_err(bad)?);
+                }
+                "broker" => layer.broker = Some(value),
+                "broker_address" => layer.broker_address = Some(value),
+                "server_name" => layer.server_name = Some(value),
+                "server_version" => layer.server_version = Some(value),
+                "server_id" => layer.server_id = Some(value),
+                "server_address" => layer.server_address = Some(value),
+                "server_advertise" => layer.server_advertise = Some(value),
+                "server_metadata" => {
+                    let (k, v) = parse_metadata_pair(&value).map_err(bad)?;
+                    layer.server_metadata.insert(k, v);
+                }
+                "client_retries" => {
+                    layer.client_retries = Some(value.trim().parse().map_err(|_| {
+                        bad(format!("`{value}` is not a whole number of retries"))
+                    })?);
+                }
+                "client_request_timeout" => {
+                    layer.client_request_timeout = Some(parse_duration(&value).map_err(bad)?);
+                }
+                "selector" => layer.selector = Some(Strategy::from_str(&value).map_err(bad)?),
+                _ => {}
+            }
+            origins.0.insert(spec.flag, source);
+        }
+    }
+    Ok(layer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn resolve(code: &Layer, env: &[(&str, &str)], args: &[&str]) -> Result<Options, Resolve> {
+        let mut argv = vec!["svc"];
+        argv.extend_from_slice(args);
+        Options::resolve(code, env_of(env), argv)
+    }
+
+    fn invalid(r: Result<Options, Resolve>) -> ConfigError {
+        match r {
+            Err(Resolve::Invalid(e)) => e,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_go_micro_s() {
+        let o = resolve(&Layer::default(), &[], &[]).expect("defaults");
+        assert_eq!(o.registry, "mdns");
+        assert_eq!(o.broker, "http");
+        assert_eq!(o.register_ttl, Duration::from_secs(90));
+        assert_eq!(o.register_interval, Duration::from_secs(30));
+        assert_eq!(o.client_retries, 5);
+        assert_eq!(o.client_request_timeout, Duration::from_secs(30));
+        assert_eq!(o.server_address, "127.0.0.1:0");
+    }
+
+    #[test]
+    fn precedence_default_code_env_flag() {
+        let code = Layer {
+            register_ttl: Some(Duration::from_secs(10)),
+            register_interval: Some(Duration::from_secs(5)),
+            registry: Some("memory".into()),
+            ..Layer::default()
+        };
+        // code beats default
+        let o = resolve(&code, &[], &[]).expect("code");
+        assert_eq!((o.registry.as_str(), o.register_ttl.as_secs()), ("memory", 10));
+        // env beats code, only where given
+        let o = resolve(&code, &[("MICRO_REGISTER_TTL", "20")], &[]).expect("env");
+        assert_eq!(o.register_ttl, Duration::from_secs(20));
+        assert_eq!(o.register_interval, Duration::from_secs(5));
+        assert_eq!(o.registry, "memory");
+        // flag beats env, both `=` and space forms
+        let o = resolve(
+            &code,
+            &[("MICRO_REGISTER_TTL", "20")],
+            &["--register_ttl=30", "--registry", "mdns"],
+        )
+        .expect("flag");
+        assert_eq!(o.register_ttl, Duration::from_secs(30));
+        assert_eq!(o.registry, "mdns");
+    }
+
+    #[test]
+    fn metadata_merges_key_by_key() {
+        let mut code = Layer::default();
+        code.server_metadata.insert("a".into(), "code".into());
+        code.server_metadata.insert("b".into(), "code".into());
+        let o = resolve(
+            &code,
+            &[("MICRO_SERVER_METADATA", "b=env,c=env")],
+            &["--server_metadata", "c=flag", "--server_metadata=d=x=y"],
+        )
+        .expect("metadata");
+        let got: Vec<_> = o
+            .server_metadata
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        assert_eq!(got, ["a=code", "b=env", "c=flag", "d=x=y"]);
+    }
+
+    #[test]
+    fn errors_name_their_source() {
+        let e = invalid(resolve(&Layer::default(), &[], &["--register_ttl=abc"]));
+        assert_eq!(e.source, "`--register_ttl`");
+        assert!(e.message.contains("`abc`"), "{e}");
+
+        let e = invalid(resolve(&Layer::default(), &[("MICRO_REGISTRY", "consol")], &[]));
+        assert_eq!(e.source, "`MICRO_REGISTRY`");
+        assert!(e.message.contains("unknown registry `consol`"), "{e}");
+
+        let code = Layer {
+            register_ttl: Some(Duration::from_secs(10)),
+            ..Layer::default()
+        };
+        // the default interval (30 s) is not shorter than the code's TTL: blame the interval
+        let e = invalid(resolve(&code, &[], &[]));
+        assert!(e.source.contains("register_interval"), "{e}");
+        let e = invalid(resolve(&code, &[], &["--register_interval=10s"]));
+        assert_eq!(e.source, "`--register_interval`");
+
+        let e = invalid(resolve(&Layer::default(), &[], &["--server_address=nowhere"]));
+        assert_eq!(e.source, "`--server_address`");
+        let e = invalid(resolve(&Layer::default(), &[], &["--selector=fastest"]));
+        assert!(e.message.contains("roundrobin"), "{e}");
+        let e = invalid(resolve(&Layer::default(), &[], &["--server_metadata=novalue"]));
+        assert!(e.message.contains("key=value"), "{e}");
+    }
+
+    #[test]
+    fn feature_gated_plugins_say_which_feature() {
+        if feature_enabled("consul") {
+            return;
+        }
+        let e = invalid(resolve(&Layer::default(), &[], &["--registry=consul"]));
+        assert!(e.message.contains("enable the `consul` feature"), "{e}");
+    }
+
+    #[test]
+    fn unknown_flags_and_help_are_clap_s() {
+        match resolve(&Layer::default(), &[], &["--registy=consul"]) {
+            Err(Resolve::Clap(e)) => {
+                assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
+            }
+            other => panic!("expected unknown argument, got {other:?}"),
+        }
+        let code = Layer {
+            register_ttl: Some(Duration::from_secs(10)),
+            register_interval: Some(Duration::from_secs(5)),
+            ..Layer::default()
+        };
+        let help = match resolve(&code, &[], &["--help"]) {
+            Err(Resolve::Clap(e)) => e.to_string(),
+            other => panic!("expected help, got {other:?}"),
+        };
+        assert!(help.contains("--register_ttl"), "{help}");
+        assert!(help.contains("[default: 10s, set in code]"), "{help}");
+        assert!(help.contains("[env: MICRO_REGISTRY]"), "{help}");
+        assert!(help.contains("[default: mdns]"), "{help}");
+    }
+
+    #[test]
+    fn durations_take_seconds_or_go_syntax() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("10x").expect_err("unit").contains("unknown unit `x`"));
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

@@ -1,8 +1,721 @@
-//! The service lifecycle. (Being written.)
-/// Service.
-#[derive(Debug)]
-pub struct Service;
-/// Builder.
-#[derive(Debug)]
-pub struct ServiceBuilder;
-pub(crate) fn init_logging() {}
+//! The service lifecycle: listen, connect the broker, register and subscribe, heartbeat,
+//! and on a signal deregister, unsubscribe, drain and disconnect.
+//!
+//! `#[service]` and `#[handlers]` generate calls to [`ServiceBuilder`]; this is the same
+//! API a program uses without the macros:
+//!
+//! ```no_run
+//! use rmicro::{Routes, Service};
+//! # #[derive(serde::Deserialize)] struct Req { name: String }
+//! # #[derive(serde::Serialize)] struct Student { name: String }
+//! struct StudentService;
+//!
+//! # async fn run() -> rmicro::Result<()> {
+//! let routes = Routes::new().endpoint(
+//!     "StudentService.GetStudent",
+//!     rmicro::rpc::describe::describe::<Req>(),
+//!     Default::default(),
+//!     |_this: std::sync::Arc<StudentService>, req: Req| async move {
+//!         Ok(Student { name: req.name })
+//!     },
+//! );
+//! Service::builder("student_service")
+//!     .version("v1.0.0")
+//!     .ttl(std::time::Duration::from_secs(10))
+//!     .interval(std::time::Duration::from_secs(5))
+//!     .handler(StudentService, routes)
+//!     .run()
+//!     .await
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+
+use crate::broker::{self, SharedBroker, SubscribeOptions, Subscriber};
+use crate::config::{Layer, Options};
+use crate::registry::{self, Endpoint, Metadata, Node, RegisterOptions, SharedRegistry};
+use crate::rpc::server::{Server, ServerHandle, ServerOptions};
+use crate::rpc::{Bound, Client, ClientOptions, Routes, SubscriptionSpec};
+use crate::{Error, Result};
+
+mod heartbeat;
+mod plugins;
+
+pub use heartbeat::RegistrationState;
+pub use plugins::{broker_from, registry_from};
+
+type Hook = Box<dyn FnOnce() -> BoxFuture<'static, Result<()>> + Send>;
+type Binder = Box<dyn FnOnce() -> Bound + Send>;
+
+/// Entry point of the builder API; see [`ServiceBuilder`].
+///
+/// A started service is a [`Service`]: it knows its registry record, its state, and stops
+/// gracefully with [`Service::stop`].
+pub struct Service {
+    options: Options,
+    record: registry::Service,
+    address: SocketAddr,
+    registry: SharedRegistry,
+    broker: SharedBroker,
+    client: Client,
+    server: Option<ServerHandle>,
+    subscribers: Vec<Box<dyn Subscriber>>,
+    heartbeat: heartbeat::Heartbeat,
+    before_stop: Vec<Hook>,
+    after_stop: Vec<Hook>,
+    grace: Duration,
+}
+
+impl fmt::Debug for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Service")
+            .field("name", &self.record.name)
+            .field("node", &self.node().id)
+            .field("address", &self.address)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds and runs a service. Values set here are the "code" layer of the configuration:
+/// the environment and flags override them when [`ServiceBuilder::run`] reads them.
+pub struct ServiceBuilder {
+    code: Layer,
+    registry: Option<SharedRegistry>,
+    broker: Option<SharedBroker>,
+    binders: Vec<Binder>,
+    subscriptions: Vec<(SubscriptionSpec, broker::Handler)>,
+    before_start: Vec<Hook>,
+    after_start: Vec<Hook>,
+    before_stop: Vec<Hook>,
+    after_stop: Vec<Hook>,
+    grace: Duration,
+    free_subscribers: bool,
+    resolved: Option<Options>,
+}
+
+impl fmt::Debug for ServiceBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceBuilder")
+            .field("code", &self.code)
+            .field("handlers", &self.binders.len())
+            .field("subscriptions", &self.subscriptions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether the unnamed free `#[subscribe]` functions have been claimed by a service of this
+/// process: the first service started takes them.
+static UNNAMED_CLAIMED: AtomicBool = AtomicBool::new(false);
+
+impl Service {
+    /// A builder for service `name`.
+    pub fn builder(name: impl Into<String>) -> ServiceBuilder {
+        ServiceBuilder {
+            code: Layer {
+                server_name: Some(name.into()),
+                ..Layer::default()
+            },
+            registry: None,
+            broker: None,
+            binders: Vec::new(),
+            subscriptions: Vec::new(),
+            before_start: Vec::new(),
+            after_start: Vec::new(),
+            before_stop: Vec::new(),
+            after_stop: Vec::new(),
+            grace: Duration::from_secs(10),
+            free_subscribers: true,
+            resolved: None,
+        }
+    }
+
+    /// The service's registry record (one node: this process).
+    pub fn record(&self) -> &registry::Service {
+        &self.record
+    }
+
+    /// This process's node.
+    pub fn node(&self) -> &Node {
+        // The record is built with exactly one node.
+        &self.record.nodes[0]
+    }
+
+    /// The address the RPC server listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The merged configuration.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The registry plugin.
+    pub fn registry(&self) -> &SharedRegistry {
+        &self.registry
+    }
+
+    /// The broker plugin, for the low-level API: `service.broker().publish(topic, msg, ..)`.
+    pub fn broker(&self) -> &SharedBroker {
+        &self.broker
+    }
+
+    /// A client sharing this service's registry, broker and client options.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The registration state now.
+    pub fn state(&self) -> RegistrationState {
+        self.heartbeat.state()
+    }
+
+    /// A receiver of registration state changes.
+    pub fn watch_state(&self) -> watch::Receiver<RegistrationState> {
+        self.heartbeat.subscribe()
+    }
+
+    /// Waits until the registry has accepted this node at least once.
+    pub async fn registered(&self) -> Result<()> {
+        let mut rx = self.heartbeat.subscribe();
+        loop {
+            if matches!(*rx.borrow_and_update(), RegistrationState::Live) {
+                return Ok(());
+            }
+            rx.changed().await.map_err(|_| {
+                Error::internal_server_error(&self.record.name, "heartbeat task stopped")
+            })?;
+        }
+    }
+
+    /// Stops gracefully: before-stop hooks, deregister, unsubscribe, drain in-flight requests
+    /// (up to the grace period), disconnect the broker, after-stop hooks. Every step runs
+    /// even if an earlier one failed; the first error is returned.
+    pub async fn stop(mut self) -> Result<()> {
+        let name = self.record.name.clone();
+        let mut first: Option<Error> = None;
+        let mut keep = |r: Result<()>, what: &str| {
+            if let Err(e) = r {
+                tracing::error!(service = %name, error = %e, "{what} failed");
+                first.get_or_insert(e);
+            }
+        };
+        for hook in std::mem::take(&mut self.before_stop) {
+            keep(hook().await, "before-stop hook");
+        }
+        keep(self.heartbeat.stop().await, "deregistration");
+        for sub in self.subscribers.drain(..) {
+            keep(sub.unsubscribe().await, "unsubscribe");
+        }
+        if let Some(server) = self.server.take() {
+            let aborted = server.shutdown(self.grace).await;
+            if aborted > 0 {
+                tracing::warn!(service = %name, aborted, grace = ?self.grace, "requests still running after the grace period were aborted");
+            }
+        }
+        keep(self.broker.disconnect().await, "broker disconnect");
+        for hook in std::mem::take(&mut self.after_stop) {
+            keep(hook().await, "after-stop hook");
+        }
+        tracing::info!(service = %name, "stopped");
+        first.map_or(Ok(()), Err)
+    }
+}
+
+fn hook<F, Fut>(f: F) -> Hook
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    Box::new(move || Box::pin(f()))
+}
+
+impl ServiceBuilder {
+    /// `--server_version`.
+    #[must_use]
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.code.server_version = Some(version.into());
+        self
+    }
+
+    /// `--registry`: `mdns` (default), `memory`, `consul`, `etcd`.
+    #[must_use]
+    pub fn registry(mut self, name: impl Into<String>) -> Self {
+        self.code.registry = Some(name.into());
+        self
+    }
+
+    /// `--registry_address`.
+    #[must_use]
+    pub fn registry_address(mut self, address: impl Into<String>) -> Self {
+        self.code.registry_address = Some(address.into());
+        self
+    }
+
+    /// `--broker`: `http` (default), `memory`, `mqtt`, `nats`, `rabbitmq`, `redis`.
+    #[must_use]
+    pub fn broker(mut self, name: impl Into<String>) -> Self {
+        self.code.broker = Some(name.into());
+        self
+    }
+
+    /// `--broker_address`.
+    #[must_use]
+    pub fn broker_address(mut self, address: impl Into<String>) -> Self {
+        self.code.broker_address = Some(address.into());
+        self
+    }
+
+    /// `--server_address`: where the RPC server binds (default `127.0.0.1:0`).
+    #[must_use]
+    pub fn address(mut self, address: impl Into<String>) -> Self {
+        self.code.server_address = Some(address.into());
+        self
+    }
+
+    /// `--server_advertise`: the address put in the registry.
+    #[must_use]
+    pub fn advertise(mut self, address: impl Into<String>) -> Self {
+        self.code.server_advertise = Some(address.into());
+        self
+    }
+
+    /// `--server_id`: the node id (default `<name>-<uuid>`).
+    #[must_use]
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.code.server_id = Some(id.into());
+        self
+    }
+
+    /// `--register_ttl`.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.code.register_ttl = Some(ttl);
+        self
+    }
+
+    /// `--register_interval`.
+    #[must_use]
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.code.register_interval = Some(interval);
+        self
+    }
+
+    /// One `--server_metadata` pair.
+    #[must_use]
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.code.server_metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Overlays a whole configuration layer (as code).
+    #[must_use]
+    pub fn options(mut self, layer: &Layer) -> Self {
+        self.code = self.code.overlay(layer);
+        self
+    }
+
+    /// Uses this registry instance instead of building one from `--registry`.
+    #[must_use]
+    pub fn with_registry(mut self, registry: SharedRegistry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Uses this broker instance instead of building one from `--broker`.
+    #[must_use]
+    pub fn with_broker(mut self, broker: SharedBroker) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+
+    /// Serves `value`'s routes (what `#[handlers]` generates).
+    #[must_use]
+    pub fn handler<S: Send + Sync + 'static>(mut self, value: S, routes: Routes<S>) -> Self {
+        self.binders
+            .push(Box::new(move || routes.bind(Arc::new(value))));
+        self
+    }
+
+    /// Subscribes a raw broker handler, go-micro's `broker.Subscribe`.
+    #[must_use]
+    pub fn subscribe(mut self, topic: &str, queue: Option<&str>, handler: broker::Handler) -> Self {
+        self.subscriptions.push((
+            SubscriptionSpec {
+                topic: topic.to_owned(),
+                queue: queue.map(str::to_owned),
+            },
+            handler,
+        ));
+        self
+    }
+
+    /// Whether free `#[subscribe]` functions of this binary are wired in (default: yes).
+    #[must_use]
+    pub fn free_subscribers(mut self, on: bool) -> Self {
+        self.free_subscribers = on;
+        self
+    }
+
+    /// How long in-flight requests may run on at shutdown (default 10 s).
+    #[must_use]
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Runs before the server listens.
+    #[must_use]
+    pub fn before_start<F, Fut>(mut self, f: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        self.before_start.push(hook(f));
+        self
+    }
+
+    /// Runs once the service is registered and subscribed.
+    #[must_use]
+    pub fn after_start<F, Fut>(mut self, f: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        self.after_start.push(hook(f));
+        self
+    }
+
+    /// Runs first on stop, before deregistration.
+    #[must_use]
+    pub fn before_stop<F, Fut>(mut self, f: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        self.before_stop.push(hook(f));
+        self
+    }
+
+    /// Runs last on stop.
+    #[must_use]
+    pub fn after_stop<F, Fut>(mut self, f: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        self.after_stop.push(hook(f));
+        self
+    }
+
+    /// The code layer: what `--help` shows as defaults.
+    pub fn code(&self) -> &Layer {
+        &self.code
+    }
+
+    /// Reads the environment and the process's flags over the code's values: prints help and
+    /// exits 0 on `--help`, prints the error and exits 2 on a bad value. [`ServiceBuilder::run`]
+    /// does this itself; call it before [`ServiceBuilder::start`] to start a service that
+    /// honours the flags without waiting for a signal.
+    #[must_use]
+    pub fn configure_from_process(mut self) -> Self {
+        self.resolved = Some(Options::from_process(&self.code));
+        self
+    }
+
+    /// Reads the environment and the process's flags (see
+    /// [`ServiceBuilder::configure_from_process`]), starts, waits for SIGINT or SIGTERM, and
+    /// stops gracefully.
+    pub async fn run(self) -> Result<()> {
+        let this = if self.resolved.is_some() {
+            self
+        } else {
+            self.configure_from_process()
+        };
+        let service = this.start().await?;
+        wait_for_signal().await;
+        tracing::info!(service = %service.record.name, "signal received, stopping");
+        service.stop().await
+    }
+
+    /// Starts: with the options read by [`ServiceBuilder::configure_from_process`] if it was
+    /// called, else with the code's values over the framework defaults only (no environment,
+    /// no flags), which is what tests want.
+    pub async fn start(mut self) -> Result<Service> {
+        let options = match self.resolved.take() {
+            Some(options) => options,
+            None => Options::resolve(&self.code, |_| None, ["rmicro"]).map_err(|e| {
+                Error::bad_request("go.micro.server", format!("invalid configuration: {e}"))
+            })?,
+        };
+        self.start_with(options).await
+    }
+
+    /// Starts with already merged options.
+    pub async fn start_with(mut self, options: Options) -> Result<Service> {
+        let name = options.server_name.clone();
+        if name.is_empty() {
+            return Err(Error::bad_request(
+                "go.micro.server",
+                "a service needs a name: `Service::builder(\"name\")` or `--server_name`",
+            ));
+        }
+        for hook in std::mem::take(&mut self.before_start) {
+            hook().await?;
+        }
+
+        // Listen.
+        let server = Server::bind(options.bind_address()).await?;
+        let address = server.local_addr();
+
+        // Plugins.
+        let registry = match self.registry.take() {
+            Some(r) => r,
+            None => registry_from(&options, address.ip())?,
+        };
+        let broker = match self.broker.take() {
+            Some(b) => b,
+            None => broker_from(&options, &registry)?,
+        };
+        broker.connect().await?;
+
+        // Routes.
+        let mut endpoints = Vec::new();
+        let mut subscriptions = std::mem::take(&mut self.subscriptions);
+        for bind in self.binders.drain(..) {
+            let bound = bind();
+            endpoints.extend(bound.endpoints);
+            subscriptions.extend(bound.subscriptions);
+        }
+        if self.free_subscribers {
+            subscriptions.extend(claim_free_subscribers(&name));
+        }
+        check_endpoint_collisions(&name, &endpoints)?;
+
+        // The registry record.
+        let record = self.record(&options, &registry, &broker, address, &endpoints, &subscriptions);
+
+        // Serve.
+        let server = server.serve(
+            endpoints,
+            ServerOptions {
+                name: name.clone(),
+                ..ServerOptions::default()
+            },
+        );
+
+        // Subscribe.
+        let mut subscribers = Vec::with_capacity(subscriptions.len());
+        for (spec, handler) in subscriptions {
+            let opts = match &spec.queue {
+                Some(q) => SubscribeOptions::queue(q.clone()),
+                None => SubscribeOptions::default(),
+            };
+            subscribers.push(broker.subscribe(&spec.topic, handler, opts).await?);
+        }
+
+        // Register, then keep re-registering.
+        let heartbeat = heartbeat::Heartbeat::start(
+            Arc::clone(&registry),
+            record.clone(),
+            options.register_ttl,
+            options.register_interval,
+        );
+
+        let client = Client::new(
+            Arc::clone(&registry),
+            ClientOptions {
+                retries: options.client_retries,
+                request_timeout: options.client_request_timeout,
+                strategy: options.selector,
+                ..ClientOptions::default()
+            },
+        )
+        .with_broker(Arc::clone(&broker));
+
+        tracing::info!(
+            service = %name,
+            node = %record.nodes[0].id,
+            %address,
+            registry = registry.name(),
+            broker = broker.name(),
+            broker_address = %broker.address(),
+            "started"
+        );
+        let service = Service {
+            options,
+            record,
+            address,
+            registry,
+            broker,
+            client,
+            server: Some(server),
+            subscribers,
+            heartbeat,
+            before_stop: std::mem::take(&mut self.before_stop),
+            after_stop: std::mem::take(&mut self.after_stop),
+            grace: self.grace,
+        };
+        for hook in std::mem::take(&mut self.after_start) {
+            hook().await?;
+        }
+        Ok(service)
+    }
+
+    fn record(
+        &self,
+        options: &Options,
+        registry: &SharedRegistry,
+        broker: &SharedBroker,
+        address: SocketAddr,
+        endpoints: &[(Endpoint, crate::rpc::EndpointFn)],
+        subscriptions: &[(SubscriptionSpec, broker::Handler)],
+    ) -> registry::Service {
+        let name = &options.server_name;
+        let id = if options.server_id.is_empty() {
+            format!("{name}-{}", uuid::Uuid::new_v4())
+        } else {
+            options.server_id.clone()
+        };
+        let advertised = if options.server_advertise.is_empty() {
+            advertise(address)
+        } else {
+            options.server_advertise.clone()
+        };
+        let mut metadata = Metadata::new();
+        for (k, v) in [
+            ("transport", "http"),
+            ("broker", broker.name()),
+            ("server", "mucp"),
+            ("registry", registry.name()),
+            ("protocol", "mucp"),
+        ] {
+            metadata.insert(k.to_owned(), v.to_owned());
+        }
+        metadata.extend(options.server_metadata.clone());
+        let mut advertised_endpoints: Vec<Endpoint> =
+            endpoints.iter().map(|(e, _)| e.clone()).collect();
+        for (spec, _) in subscriptions {
+            let mut md = Metadata::new();
+            md.insert("topic".to_owned(), spec.topic.clone());
+            md.insert("subscriber".to_owned(), "true".to_owned());
+            if let Some(q) = &spec.queue {
+                md.insert("queue".to_owned(), q.clone());
+            }
+            advertised_endpoints.push(Endpoint {
+                name: format!("Subscriber.{}", spec.topic),
+                request: None,
+                response: None,
+                metadata: md,
+            });
+        }
+        registry::Service {
+            name: name.clone(),
+            version: options.server_version.clone(),
+            metadata: Metadata::new(),
+            endpoints: advertised_endpoints,
+            nodes: vec![Node {
+                id,
+                address: advertised,
+                metadata,
+            }],
+        }
+    }
+}
+
+/// The address to advertise for a bound socket: a wildcard bind advertises loopback (set
+/// `--server_advertise` to publish a routable address).
+fn advertise(bound: SocketAddr) -> String {
+    let ip = match bound.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, bound.port()).to_string()
+}
+
+fn check_endpoint_collisions(
+    service: &str,
+    endpoints: &[(Endpoint, crate::rpc::EndpointFn)],
+) -> Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (ep, _) in endpoints {
+        if !seen.insert(ep.name.as_str()) {
+            return Err(Error::conflict(
+                service,
+                format!("endpoint `{}` is served by two handlers", ep.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn claim_free_subscribers(service: &str) -> Vec<(SubscriptionSpec, broker::Handler)> {
+    let unnamed = !UNNAMED_CLAIMED.swap(true, Ordering::SeqCst);
+    crate::__private::free_subscribers()
+        .filter(|s| match s.service {
+            Some(owner) => owner == service,
+            None => unnamed,
+        })
+        .map(|s| {
+            tracing::debug!(service, topic = s.topic, function = s.name, "wiring free subscriber");
+            let f = s.handler;
+            let handler: broker::Handler = Arc::new(move |event| f(event));
+            (
+                SubscriptionSpec {
+                    topic: s.topic.to_owned(),
+                    queue: s.queue.map(str::to_owned),
+                },
+                handler,
+            )
+        })
+        .collect()
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Installs a `tracing` subscriber reading `RUST_LOG` (default `info`), unless one is set.
+pub(crate) fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Registration options used by the heartbeat.
+pub(crate) fn register_options(ttl: Duration) -> RegisterOptions {
+    RegisterOptions::ttl(ttl)
+}

@@ -1,0 +1,195 @@
+//! Registration and re-registration on a dedicated thread, so that handlers that keep every
+//! runtime worker busy cannot starve the heartbeat.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+
+use crate::registry::{self, SharedRegistry};
+use crate::{Error, Result};
+
+/// Where a service stands with its registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistrationState {
+    /// The first registration is under way.
+    Registering,
+    /// The registry accepted the latest registration.
+    Live,
+    /// The latest registration failed; it is retried with backoff (at most one interval).
+    Degraded {
+        /// The last failure.
+        error: Error,
+        /// Failures in a row.
+        attempts: u32,
+    },
+    /// Registering again after a failure.
+    ReRegistering,
+    /// Deregistered at shutdown.
+    Deregistered,
+}
+
+impl fmt::Display for RegistrationState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Registering => f.write_str("registering"),
+            Self::Live => f.write_str("live"),
+            Self::Degraded { error, attempts } => {
+                write!(f, "degraded ({attempts} failed attempts, last: {})", error.detail)
+            }
+            Self::ReRegistering => f.write_str("re-registering"),
+            Self::Deregistered => f.write_str("deregistered"),
+        }
+    }
+}
+
+pub(crate) struct Heartbeat {
+    state: watch::Receiver<RegistrationState>,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<oneshot::Receiver<Result<()>>>,
+}
+
+/// Backoff after `attempts` failures in a row: 0.5 s doubling, at most `cap`.
+fn backoff(attempts: u32, cap: Duration) -> Duration {
+    let exp = attempts.saturating_sub(1).min(16);
+    Duration::from_millis(500u64 << exp).min(cap)
+}
+
+impl Heartbeat {
+    pub(crate) fn start(
+        registry: SharedRegistry,
+        record: registry::Service,
+        ttl: Duration,
+        interval: Duration,
+    ) -> Self {
+        let (state_tx, state) = watch::channel(RegistrationState::Registering);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let (done_tx, done) = oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name(format!("rmicro-heartbeat-{}", record.name))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let err = Error::internal_server_error(
+                            &record.name,
+                            format!("cannot start the heartbeat runtime: {e}"),
+                        );
+                        let _ = state_tx.send(RegistrationState::Degraded {
+                            error: err.clone(),
+                            attempts: 1,
+                        });
+                        let _ = done_tx.send(Err(err));
+                        return;
+                    }
+                };
+                let result = rt.block_on(run(registry, record, ttl, interval, state_tx, stop_rx));
+                let _ = done_tx.send(result);
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot spawn the heartbeat thread");
+        }
+        Self {
+            state,
+            stop: Some(stop_tx),
+            done: Some(done),
+        }
+    }
+
+    pub(crate) fn state(&self) -> RegistrationState {
+        self.state.borrow().clone()
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<RegistrationState> {
+        self.state.clone()
+    }
+
+    /// Stops heartbeating and deregisters; returns the deregistration's result.
+    pub(crate) async fn stop(&mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.done.take() {
+            Some(done) => done.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        }
+    }
+}
+
+async fn run(
+    registry: SharedRegistry,
+    record: registry::Service,
+    ttl: Duration,
+    interval: Duration,
+    state: watch::Sender<RegistrationState>,
+    mut stop: oneshot::Receiver<()>,
+) -> Result<()> {
+    let name = record.name.clone();
+    let node = record.nodes.first().map(|n| n.id.clone()).unwrap_or_default();
+    let opts = super::register_options(ttl);
+    // A registry call may not take longer than the interval, or the next one would be late.
+    let call_limit = interval.max(Duration::from_secs(1));
+    let mut attempts = 0u32;
+    loop {
+        let outcome = match tokio::time::timeout(call_limit, registry.register(&record, opts)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::timeout(
+                &name,
+                format!("registration took longer than {call_limit:?}"),
+            )),
+        };
+        let wait = match outcome {
+            Ok(()) => {
+                if attempts > 0 {
+                    tracing::info!(service = %name, %node, attempts, "registered again after failures");
+                } else if !matches!(*state.borrow(), RegistrationState::Live) {
+                    tracing::info!(service = %name, %node, registry = registry.name(), ?ttl, ?interval, "registered");
+                }
+                attempts = 0;
+                state.send_replace(RegistrationState::Live);
+                interval
+            }
+            Err(error) => {
+                attempts += 1;
+                let wait = backoff(attempts, interval);
+                tracing::error!(service = %name, %node, registry = registry.name(), attempts, retry_in = ?wait, error = %error, "registration failed");
+                state.send_replace(RegistrationState::Degraded { error, attempts });
+                wait
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = &mut stop => break,
+        }
+        if attempts > 0 {
+            state.send_replace(RegistrationState::ReRegistering);
+        }
+    }
+    let result = match tokio::time::timeout(Duration::from_secs(5), registry.deregister(&record)).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::timeout(&name, "deregistration took longer than 5s")),
+    };
+    if result.is_ok() {
+        tracing::info!(service = %name, %node, "deregistered");
+    }
+    state.send_replace(RegistrationState::Deregistered);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_interval() {
+        let cap = Duration::from_secs(5);
+        assert_eq!(backoff(1, cap), Duration::from_millis(500));
+        assert_eq!(backoff(2, cap), Duration::from_secs(1));
+        assert_eq!(backoff(4, cap), Duration::from_secs(4));
+        assert_eq!(backoff(5, cap), cap);
+        assert_eq!(backoff(40, cap), cap);
+    }
+}
