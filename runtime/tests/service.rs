@@ -1,0 +1,263 @@
+//! The service lifecycle through the builder API, on the in-memory plugins: registration,
+//! heartbeats that survive a lost registry and busy handlers, and graceful shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rmicro::broker::memory::MemoryBroker;
+use rmicro::registry::memory::MemoryRegistry;
+use rmicro::registry::{self, RegisterOptions, Registry, WatchOptions, Watcher};
+use rmicro::service::RegistrationState;
+use rmicro::{Error, Routes, Service};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Ping {
+    n: u32,
+}
+
+/// A registry that counts registrations and can be made to fail, as a registry that is
+/// restarting would.
+#[derive(Debug, Clone, Default)]
+struct Flaky {
+    inner: MemoryRegistry,
+    down: Arc<AtomicBool>,
+    registrations: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl Registry for Flaky {
+    fn name(&self) -> &str {
+        "flaky"
+    }
+    async fn register(&self, s: &registry::Service, o: RegisterOptions) -> rmicro::Result<()> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(Error::service_unavailable("flaky", "registry is down"));
+        }
+        self.registrations.fetch_add(1, Ordering::SeqCst);
+        self.inner.register(s, o).await
+    }
+    async fn deregister(&self, s: &registry::Service) -> rmicro::Result<()> {
+        self.inner.deregister(s).await
+    }
+    async fn get_service(&self, name: &str) -> rmicro::Result<Vec<registry::Service>> {
+        self.inner.get_service(name).await
+    }
+    async fn list_services(&self) -> rmicro::Result<Vec<registry::Service>> {
+        self.inner.list_services().await
+    }
+    async fn watch(&self, o: WatchOptions) -> rmicro::Result<Watcher> {
+        self.inner.watch(o).await
+    }
+}
+
+struct Echo;
+
+fn routes() -> Routes<Echo> {
+    Routes::new().endpoint(
+        "Echo.Ping",
+        rmicro::rpc::describe::describe::<Ping>(),
+        rmicro::rpc::describe::describe::<Ping>(),
+        |_: Arc<Echo>, p: Ping| async move {
+            if p.n == 500 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            if p.n == 999 {
+                // Hold a runtime worker hostage, as a CPU-bound handler would.
+                std::thread::sleep(Duration::from_secs(3));
+            }
+            Ok(Ping { n: p.n + 1 })
+        },
+    )
+}
+
+async fn start(name: &str, registry: &Flaky, ttl: u64, interval_ms: u64) -> Service {
+    Service::builder(name)
+        .ttl(Duration::from_secs(ttl))
+        .interval(Duration::from_millis(interval_ms))
+        .with_registry(Arc::new(registry.clone()))
+        .with_broker(Arc::new(MemoryBroker::new()))
+        .free_subscribers(false)
+        .handler(Echo, routes())
+        .start()
+        .await
+        .expect("start")
+}
+
+async fn nodes(registry: &Flaky, name: &str) -> Vec<String> {
+    registry
+        .get_service(name)
+        .await
+        .expect("get")
+        .into_iter()
+        .flat_map(|s| s.nodes)
+        .map(|n| n.id)
+        .collect()
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().to_string()[..8])
+}
+
+#[tokio::test]
+async fn registers_with_go_micro_s_record_and_deregisters_on_stop() {
+    let registry = Flaky::default();
+    let name = unique("svc");
+    let service = start(&name, &registry, 10, 5000).await;
+    tokio::time::timeout(Duration::from_secs(5), service.registered())
+        .await
+        .expect("registered in time")
+        .expect("registered");
+    assert_eq!(service.state(), RegistrationState::Live);
+
+    let found = registry.get_service(&name).await.expect("get");
+    assert_eq!(found.len(), 1);
+    let record = &found[0];
+    assert_eq!(record.version, "latest");
+    assert_eq!(record.endpoints[0].name, "Echo.Ping");
+    let node = &record.nodes[0];
+    assert!(node.id.starts_with(&format!("{name}-")), "{}", node.id);
+    assert_eq!(node.id.len(), name.len() + 1 + 36);
+    assert_eq!(node.address, service.address().to_string());
+    for (k, v) in [
+        ("protocol", "mucp"),
+        ("server", "mucp"),
+        ("transport", "http"),
+        ("registry", "flaky"),
+        ("broker", "memory"),
+    ] {
+        assert_eq!(node.metadata.get(k).map(String::as_str), Some(v), "{k}");
+    }
+
+    let reply: Ping = service
+        .client()
+        .call(&name, "Echo.Ping", &Ping { n: 1 })
+        .await
+        .expect("call");
+    assert_eq!(reply.n, 2);
+
+    let mut state = service.watch_state();
+    service.stop().await.expect("stop");
+    assert!(nodes(&registry, &name).await.is_empty());
+    assert_eq!(*state.borrow_and_update(), RegistrationState::Deregistered);
+}
+
+#[tokio::test]
+async fn comes_back_within_one_interval_after_the_registry_loses_it() {
+    let registry = Flaky::default();
+    let name = unique("svc");
+    let service = start(&name, &registry, 2, 300).await;
+    service.registered().await.expect("registered");
+
+    // The registry restarts empty.
+    registry
+        .inner
+        .deregister(service.record())
+        .await
+        .expect("wipe");
+    assert!(nodes(&registry, &name).await.is_empty());
+    let back = async {
+        while nodes(&registry, &name).await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    // One interval is 300 ms; allow scheduling slack but far less than the 2 s TTL.
+    tokio::time::timeout(Duration::from_millis(1500), back)
+        .await
+        .expect("re-registered within about one interval");
+    service.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn reports_degraded_while_the_registry_is_down_and_recovers() {
+    let registry = Flaky::default();
+    let name = unique("svc");
+    let service = start(&name, &registry, 3, 500).await;
+    service.registered().await.expect("registered");
+
+    registry.down.store(true, Ordering::SeqCst);
+    let mut states = service.watch_state();
+    let degraded = async {
+        loop {
+            if let RegistrationState::Degraded { error, attempts } = &*states.borrow_and_update() {
+                return (error.clone(), *attempts);
+            }
+            states.changed().await.expect("state");
+        }
+    };
+    let (error, attempts) = tokio::time::timeout(Duration::from_secs(5), degraded)
+        .await
+        .expect("degraded reported");
+    assert!(attempts >= 1);
+    assert_eq!(error.detail, "registry is down");
+    assert!(service.state().to_string().contains("registry is down"));
+
+    registry.down.store(false, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(5), service.registered())
+        .await
+        .expect("live again in time")
+        .expect("live again");
+    assert!(!nodes(&registry, &name).await.is_empty());
+    service.stop().await.expect("stop");
+}
+
+/// A current-thread runtime has exactly one worker; a handler that blocks it stops every
+/// other task of that runtime. The heartbeat has its own thread, so it carries on.
+#[tokio::test(flavor = "current_thread")]
+async fn a_handler_that_blocks_the_runtime_does_not_starve_the_heartbeat() {
+    let registry = Flaky::default();
+    let name = unique("svc");
+    let service = start(&name, &registry, 2, 200).await;
+    service.registered().await.expect("registered");
+    let address = service.address().to_string();
+    let client = service.client().clone();
+
+    // The call blocks this runtime's only thread for 3 s inside the handler.
+    let before = registry.registrations.load(Ordering::SeqCst);
+    let reply: Ping = client
+        .call_with(
+            &name,
+            "Echo.Ping",
+            &Ping { n: 999 },
+            rmicro::rpc::CallOptions {
+                address: Some(address),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("slow call");
+    assert_eq!(reply.n, 1000);
+    let during = registry.registrations.load(Ordering::SeqCst) - before;
+    // 3 s at one registration per 200 ms: about 15; demand far fewer to stay robust.
+    assert!(during >= 5, "only {during} registrations while the runtime was blocked");
+    service.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_waits_for_in_flight_requests() {
+    let registry = Flaky::default();
+    let name = unique("svc");
+    let service = start(&name, &registry, 10, 5000).await;
+    let client = service.client().clone();
+    let address = service.address().to_string();
+    let name2 = name.clone();
+    let call = tokio::spawn(async move {
+        client
+            .call_with::<_, Ping>(
+                &name2,
+                "Echo.Ping",
+                &Ping { n: 500 },
+                rmicro::rpc::CallOptions {
+                    address: Some(address),
+                    ..Default::default()
+                },
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    service.stop().await.expect("stop");
+    let reply = call.await.expect("join").expect("in-flight call finished");
+    assert_eq!(reply.n, 501);
+}
