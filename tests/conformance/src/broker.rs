@@ -1,0 +1,302 @@
+//! The broker suite. [`broker_suite!`](crate::broker_suite) expands to one test per check for
+//! a fixture.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rmicro::broker::{
+    self, Event, HEADER_ID, HEADER_TOPIC, Message, PublishOptions, SharedBroker, SubscribeOptions,
+};
+use tokio::sync::mpsc;
+
+/// A broker under test.
+#[async_trait]
+pub trait BrokerFixture: Send + Sync + 'static {
+    /// A new, connected client of the broker.
+    async fn broker(&self) -> SharedBroker;
+    /// Restarts the broker server (kill, start again on the same address). Only plugins
+    /// with a server of their own implement it and expand
+    /// [`broker_restart_check!`](crate::broker_restart_check).
+    async fn restart(&self) {
+        panic!("this broker has no server to restart");
+    }
+    /// How long a new subscription may take to become effective on the server.
+    fn settle(&self) -> Duration {
+        Duration::from_millis(300)
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn topic(prefix: &str) -> String {
+    format!("conf.{prefix}.{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+async fn sink(
+    b: &SharedBroker,
+    topic: &str,
+    opts: SubscribeOptions,
+) -> (Box<dyn broker::Subscriber>, mpsc::UnboundedReceiver<Event>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sub = b
+        .subscribe(
+            topic,
+            broker::handler(move |ev| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(ev);
+                    Ok(())
+                }
+            }),
+            opts,
+        )
+        .await
+        .expect("subscribe");
+    (sub, rx)
+}
+
+async fn recv(rx: &mut mpsc::UnboundedReceiver<Event>, what: &str) -> Event {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: nothing within {WAIT:?}"))
+        .expect("channel open")
+}
+
+async fn quiet(rx: &mut mpsc::UnboundedReceiver<Event>, window: Duration) -> usize {
+    let mut n = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(window, rx.recv()).await {
+        n += 1;
+    }
+    n
+}
+
+fn msg(body: impl Into<Bytes>) -> Message {
+    Message::new(body).with_header("Content-Type", "application/octet-stream")
+}
+
+/// Headers and body arrive byte for byte; the publisher's headers are stamped.
+pub async fn preserves_headers_and_body(f: &impl BrokerFixture) {
+    let (publisher, subscriber) = (f.broker().await, f.broker().await);
+    let t = topic("bytes");
+    let (_sub, mut rx) = sink(&subscriber, &t, SubscribeOptions::default()).await;
+    tokio::time::sleep(f.settle()).await;
+    let body: Vec<u8> = (0..=255u8).chain(b"\"quote\" \\ emoji \xF0\x9F\x98\x80".iter().copied()).collect();
+    let sent = msg(body.clone())
+        .with_header("name", "davie")
+        .with_header("unicode", "软件工程专业")
+        .with_header("empty", "");
+    publisher
+        .publish(&t, sent.clone(), PublishOptions::default())
+        .await
+        .expect("publish");
+    let ev = recv(&mut rx, "message").await;
+    assert_eq!(ev.topic(), t);
+    assert_eq!(ev.message().body.as_ref(), body.as_slice());
+    for (k, v) in &sent.header {
+        assert_eq!(ev.message().header.get(k), Some(v), "header {k}");
+    }
+    assert_eq!(ev.message().header.get(HEADER_TOPIC), Some(&t));
+    assert_eq!(ev.message().header.get(HEADER_ID).map(String::len), Some(36));
+}
+
+/// Broadcast subscribers each get every message; a queue group gets each message once.
+pub async fn broadcast_and_queue(f: &impl BrokerFixture) {
+    let publisher = f.broker().await;
+    let t = topic("groups");
+    let mut broadcast = Vec::new();
+    let mut queue = Vec::new();
+    for _ in 0..2 {
+        let b = f.broker().await;
+        broadcast.push((sink(&b, &t, SubscribeOptions::default()).await, b));
+        let q = f.broker().await;
+        queue.push((sink(&q, &t, SubscribeOptions::queue("workers")).await, q));
+    }
+    tokio::time::sleep(f.settle()).await;
+    const N: usize = 20;
+    for i in 0..N {
+        publisher
+            .publish(&t, msg(format!("{i}")), PublishOptions::default())
+            .await
+            .expect("publish");
+    }
+    for ((_, rx), _) in &mut broadcast {
+        for _ in 0..N {
+            recv(rx, "broadcast").await;
+        }
+    }
+    let mut total = 0;
+    for ((_, rx), _) in &mut queue {
+        total += quiet(rx, Duration::from_millis(700)).await;
+    }
+    assert_eq!(total, N, "the queue group must get each message exactly once");
+    for ((_, rx), _) in &mut broadcast {
+        assert_eq!(quiet(rx, Duration::from_millis(200)).await, 0, "no duplicates");
+    }
+}
+
+/// After unsubscribing, nothing more arrives.
+pub async fn unsubscribe_stops_delivery(f: &impl BrokerFixture) {
+    let (publisher, subscriber) = (f.broker().await, f.broker().await);
+    let t = topic("unsub");
+    let (sub, mut rx) = sink(&subscriber, &t, SubscribeOptions::default()).await;
+    tokio::time::sleep(f.settle()).await;
+    publisher
+        .publish(&t, msg("one"), PublishOptions::default())
+        .await
+        .expect("publish");
+    recv(&mut rx, "before unsubscribe").await;
+    sub.unsubscribe().await.expect("unsubscribe");
+    tokio::time::sleep(f.settle()).await;
+    publisher
+        .publish(&t, msg("two"), PublishOptions::default())
+        .await
+        .expect("publish after unsubscribe is not an error");
+    assert_eq!(quiet(&mut rx, Duration::from_millis(700)).await, 0);
+}
+
+/// Many topics at once; each subscriber gets its topic's messages only.
+pub async fn many_topics(f: &impl BrokerFixture) {
+    let (publisher, subscriber) = (f.broker().await, f.broker().await);
+    let topics: Vec<String> = (0..16).map(|i| topic(&format!("many{i}"))).collect();
+    let mut subs = Vec::new();
+    for t in &topics {
+        subs.push(sink(&subscriber, t, SubscribeOptions::default()).await);
+    }
+    tokio::time::sleep(f.settle()).await;
+    for t in &topics {
+        publisher
+            .publish(t, msg(t.clone()), PublishOptions::default())
+            .await
+            .expect("publish");
+    }
+    for (t, (_, rx)) in topics.iter().zip(subs.iter_mut()) {
+        let ev = recv(rx, t).await;
+        assert_eq!(ev.message().body.as_ref(), t.as_bytes());
+        assert_eq!(quiet(rx, Duration::from_millis(100)).await, 0, "{t}");
+    }
+}
+
+/// A 1 MiB message arrives whole.
+pub async fn one_mebibyte_message(f: &impl BrokerFixture) {
+    let (publisher, subscriber) = (f.broker().await, f.broker().await);
+    let t = topic("big");
+    let (_sub, mut rx) = sink(&subscriber, &t, SubscribeOptions::default()).await;
+    tokio::time::sleep(f.settle()).await;
+    let body: Vec<u8> = (0..1024 * 1024).map(|i| (i * 31 % 251) as u8).collect();
+    publisher
+        .publish(&t, msg(body.clone()), PublishOptions::default())
+        .await
+        .expect("publish 1 MiB");
+    let ev = recv(&mut rx, "1 MiB").await;
+    assert_eq!(ev.message().body.len(), body.len());
+    assert!(ev.message().body.as_ref() == body.as_slice(), "1 MiB body differs");
+}
+
+/// One publisher's messages arrive in the order published.
+pub async fn order_per_publisher(f: &impl BrokerFixture) {
+    let (publisher, subscriber) = (f.broker().await, f.broker().await);
+    let t = topic("order");
+    let (_sub, mut rx) = sink(&subscriber, &t, SubscribeOptions::default()).await;
+    tokio::time::sleep(f.settle()).await;
+    const N: usize = 200;
+    for i in 0..N {
+        publisher
+            .publish(&t, msg(i.to_string()), PublishOptions::default())
+            .await
+            .expect("publish");
+    }
+    let mut got = Vec::with_capacity(N);
+    for _ in 0..N {
+        let ev = recv(&mut rx, "ordered").await;
+        got.push(String::from_utf8_lossy(&ev.message().body).parse::<usize>().expect("n"));
+    }
+    let want: Vec<usize> = (0..N).collect();
+    assert_eq!(got, want);
+}
+
+/// After the broker server restarts, subscriptions deliver again without the program doing
+/// anything.
+pub async fn delivery_resumes_after_restart(f: &impl BrokerFixture) {
+    let (publisher, subscriber) = (f.broker().await, f.broker().await);
+    let t = topic("restart");
+    let (_sub, mut rx) = sink(&subscriber, &t, SubscribeOptions::default()).await;
+    tokio::time::sleep(f.settle()).await;
+    publisher
+        .publish(&t, msg("before"), PublishOptions::default())
+        .await
+        .expect("publish");
+    recv(&mut rx, "before restart").await;
+    f.restart().await;
+    // Publish until a message gets through: the clients reconnect and re-subscribe by
+    // themselves; publishes while they are away may fail, and must say so.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let mut errors = BTreeMap::new();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no delivery within 45 s after the restart; publish errors: {errors:?}"
+        );
+        match publisher
+            .publish(&t, msg("after"), PublishOptions::default())
+            .await
+        {
+            Ok(()) => {
+                if let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+                    if ev.message().body.as_ref() == b"after" {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                *errors.entry(e.detail).or_insert(0) += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+}
+
+/// Expands to one `#[tokio::test]` per check of the broker suite for `$fixture`, an
+/// expression building a fresh fixture.
+#[macro_export]
+macro_rules! broker_suite {
+    ($fixture:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn preserves_headers_and_body() {
+            $crate::broker::preserves_headers_and_body(&$fixture).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn broadcast_and_queue() {
+            $crate::broker::broadcast_and_queue(&$fixture).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn unsubscribe_stops_delivery() {
+            $crate::broker::unsubscribe_stops_delivery(&$fixture).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn many_topics() {
+            $crate::broker::many_topics(&$fixture).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn one_mebibyte_message() {
+            $crate::broker::one_mebibyte_message(&$fixture).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn order_per_publisher() {
+            $crate::broker::order_per_publisher(&$fixture).await;
+        }
+    };
+}
+
+/// Expands to the restart check for `$fixture`, for plugins with a server of their own
+/// (in-process plugins have nothing to restart and do not expand it).
+#[macro_export]
+macro_rules! broker_restart_check {
+    ($fixture:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn delivery_resumes_after_restart() {
+            $crate::broker::delivery_resumes_after_restart(&$fixture).await;
+        }
+    };
+}

@@ -1,0 +1,183 @@
+//! Real servers for the tests, each started on a free loopback port in a temporary directory
+//! and stopped (killed and reaped) when its handle drops.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the server to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Finds a program on PATH or in the usual system directories (Debian puts some servers in
+/// /usr/sbin, which a non-root PATH lacks).
+pub fn program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/bin", "/usr/lib/rabbitmq/bin"].map(PathBuf::from))
+        .chain(
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".cache/rmicro/bin"))
+                .into_iter(),
+        )
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Like [`program`], but a missing program is a test failure that says how to install it.
+pub fn require(name: &str) -> PathBuf {
+    program(name).unwrap_or_else(|| {
+        panic!("`{name}` is not installed: run `bash scripts/setup.sh` (the test command does)")
+    })
+}
+
+/// A running server process.
+pub struct Server {
+    pub name: &'static str,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    /// The address clients connect to.
+    pub addr: SocketAddr,
+    /// Extra ports the server uses (cluster, management, ...).
+    pub extra_ports: Vec<u16>,
+    command: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Server {
+    /// Starts `program args..` in a fresh temporary directory (the working directory) and
+    /// waits until `addr` accepts TCP connections. `args` may use `{dir}` for that
+    /// directory.
+    pub fn start(
+        name: &'static str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        addr: SocketAddr,
+        ready_within: Duration,
+    ) -> Server {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut command = vec![program.display().to_string()];
+        command.extend(args.iter().cloned());
+        let mut server = Server {
+            name,
+            child: None,
+            dir,
+            addr,
+            extra_ports: Vec::new(),
+            command,
+            env: env.to_vec(),
+        };
+        server.spawn(ready_within);
+        server
+    }
+
+    /// The server's working directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn spawn(&mut self, ready_within: Duration) {
+        let dir = self.dir.path().display().to_string();
+        let args: Vec<String> = self.command[1..]
+            .iter()
+            .map(|a| a.replace("{dir}", &dir))
+            .collect();
+        let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log file");
+        let err = log.try_clone().expect("log file");
+        let mut cmd = Command::new(&self.command[0]);
+        cmd.args(&args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err);
+        for (k, v) in &self.env {
+            cmd.env(k, v.replace("{dir}", &dir));
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.name));
+        self.child = Some(child);
+        self.wait_ready(ready_within);
+    }
+
+    fn wait_ready(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "{} exited with {status} before listening on {}:\n{}",
+                        self.name,
+                        self.addr,
+                        self.log()
+                    );
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} did not listen on {} within {within:?}:\n{}",
+                    self.name,
+                    self.addr,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Kills the server (as a crash would) and waits until its port is closed.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the server and starts it again on the same address, with the same data
+    /// directory unless `wipe` (a registry that restarts empty).
+    pub fn restart(&mut self, wipe: bool, ready_within: Duration) {
+        self.stop();
+        if wipe {
+            for entry in std::fs::read_dir(self.dir.path()).into_iter().flatten().flatten() {
+                if entry.file_name() != "server.log" {
+                    let p = entry.path();
+                    let _ = if p.is_dir() {
+                        std::fs::remove_dir_all(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                }
+            }
+        }
+        self.spawn(ready_within);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
