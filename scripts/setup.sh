@@ -11,6 +11,32 @@ if have ip && ! ip link show lo | grep -q MULTICAST && [[ $(id -u) -eq 0 ]]; the
   ip link set lo multicast on || echo "setup: could not set MULTICAST on lo; mDNS tests may fail" >&2
 fi
 
+# The real servers the plugin tests run (each test starts its own on a free loopback port;
+# the packages' own system services are not used).
+packages=(mosquitto nats-server rabbitmq-server redis-server etcd-server etcd-client protobuf-compiler)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  if [[ $(id -u) -ne 0 ]]; then sudo=sudo; else sudo=; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  # policy-rc.d keeps the packages from starting their system-wide services.
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+  $sudo chmod +x /usr/sbin/policy-rc.d
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  $sudo rm -f /usr/sbin/policy-rc.d
+fi
+# Stop system-wide instances a package may have started anyway: tests use their own ports.
+for svc in mosquitto nats-server rabbitmq-server redis-server etcd; do
+  pkill -x "$svc" 2>/dev/null || true
+done
+
+# Consul is not in Debian: build it once from the Go module proxy (see the script).
+bash "$(dirname "$0")/consul.sh"
+
 # cargo-expand pins real `cargo expand` output in the macrotest cases.
 if ! have cargo-expand; then
   echo "setup: installing cargo-expand (once; a few minutes)"

@@ -104,7 +104,10 @@ pub fn into_error<E: Into<Error>>(error: E) -> Error {
 }
 
 /// What `#[rmicro::main]` runs before the user's body: logging from `RUST_LOG` (info by
-/// default) unless the program installed a subscriber already.
+/// default) unless the program installed a subscriber already, and ring as the process's one
+/// rustls crypto provider (two providers in one process make rustls panic at the first TLS
+/// connection).
 pub fn init() {
     crate::service::init_logging();
+    crate::service::install_crypto_provider();
 }

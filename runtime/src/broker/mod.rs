@@ -15,6 +15,14 @@ use crate::registry::Metadata;
 
 pub mod http;
 pub mod memory;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
+#[cfg(feature = "nats")]
+pub mod nats;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 /// Header naming the topic a message was published to (go-micro v2+).
 pub const HEADER_TOPIC: &str = "Micro-Topic";

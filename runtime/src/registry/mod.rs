@@ -14,6 +14,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::Result;
 
+#[cfg(feature = "consul")]
+pub mod consul;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod mdns;
 pub mod memory;
 

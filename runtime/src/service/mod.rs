@@ -715,6 +715,11 @@ pub(crate) fn init_logging() {
         .try_init();
 }
 
+/// Installs ring as rustls's process-wide crypto provider, unless one is installed already.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Registration options used by the heartbeat.
 pub(crate) fn register_options(ttl: Duration) -> RegisterOptions {
     RegisterOptions::ttl(ttl)
