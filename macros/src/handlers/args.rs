@@ -1,0 +1,362 @@
+//! Reads a `#[handlers]` impl block: its endpoints (`pub async fn`s) and its subscribers
+//! (methods marked `#[subscribe(..)]`), keeping the spans errors point at.
+
+use proc_macro2::TokenStream;
+use syn::spanned::Spanned;
+use syn::{Attribute, Ident, ImplItem, ImplItemFn, ItemImpl, Meta, Type, Visibility};
+
+use crate::diag::Errors;
+use crate::signature::{self, Inputs};
+use crate::subscribe::args::{SubscribeArgs, SubscriberFn, subscriber};
+
+/// An endpoint: `pub async fn method(&self, req: Request) -> Result<Response, E>`.
+pub(crate) struct Endpoint {
+    pub(crate) method: Ident,
+    pub(crate) request: Type,
+    pub(crate) response: Type,
+    /// The `E` of `Result<Response, E>`, when written out.
+    pub(crate) error: Option<Type>,
+}
+
+/// A method marked `#[subscribe(..)]`.
+pub(crate) struct Subscriber {
+    pub(crate) method: Ident,
+    pub(crate) args: SubscribeArgs,
+    pub(crate) function: SubscriberFn,
+}
+
+/// The impl block as written.
+pub(crate) struct Block {
+    /// The handler name go-micro prefixes endpoints with: the type's name.
+    pub(crate) handler: Ident,
+    pub(crate) endpoints: Vec<Endpoint>,
+    pub(crate) subscribers: Vec<Subscriber>,
+}
+
+/// Whether `attr` is `#[subscribe(..)]` (or `#[rmicro::subscribe(..)]`).
+fn is_subscribe(attr: &Attribute) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "subscribe")
+}
+
+/// Reads `item`, taking the `#[subscribe]` attributes off its methods (they are `#[handlers]`'s
+/// to read, and must not expand on their own). `None` when something is wrong, with every
+/// problem recorded in `errors`.
+pub(crate) fn parse(attr: TokenStream, item: &mut ItemImpl, errors: &mut Errors) -> Option<Block> {
+    let before = errors.len();
+    if !attr.is_empty() {
+        errors.spanned(&attr, "`#[handlers]` takes no arguments");
+    }
+    if let Some((_, path, _)) = &item.trait_ {
+        errors.spanned(
+            path,
+            "`#[handlers]` goes on an inherent impl block (`impl MyService { .. }`), \
+             not on a trait impl",
+        );
+    }
+    if !item.generics.params.is_empty() {
+        errors.spanned(
+            &item.generics,
+            "`#[handlers]` does not support generic impl blocks: a service is one concrete type",
+        );
+    }
+    let handler = handler_name(&item.self_ty, errors);
+    let mut endpoints = Vec::new();
+    let mut subscribers = Vec::new();
+    for impl_item in &mut item.items {
+        let ImplItem::Fn(function) = impl_item else {
+            continue;
+        };
+        let (marks, others): (Vec<Attribute>, Vec<Attribute>) =
+            function.attrs.drain(..).partition(is_subscribe);
+        function.attrs = others;
+        if marks.is_empty() {
+            if matches!(function.vis, Visibility::Public(_)) && function.sig.asyncness.is_some() {
+                endpoints.extend(endpoint(function, errors));
+                function.attrs.push(allow_unused_async());
+            }
+            continue;
+        }
+        function.attrs.push(allow_unused_async());
+        let signature = subscriber(&function.sig, true, errors);
+        for mark in marks {
+            let args = subscribe_args(&mark, errors);
+            if let (Some(args), Some(signature)) = (args, &signature) {
+                subscribers.push(Subscriber {
+                    method: function.sig.ident.clone(),
+                    args,
+                    function: signature.clone(),
+                });
+            }
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+    Some(Block {
+        handler: handler?,
+        endpoints,
+        subscribers,
+    })
+}
+
+/// `#[allow(clippy::unused_async)]`: handlers must be `async fn`s, awaiting or not, so
+/// clippy's advice to drop the `async` of one that does not await cannot be followed.
+pub(crate) fn allow_unused_async() -> Attribute {
+    syn::parse_quote!(#[allow(clippy::unused_async)])
+}
+
+/// The type's name: `StudentService` in `impl StudentService` or `impl crate::StudentService`.
+fn handler_name(self_ty: &Type, errors: &mut Errors) -> Option<Ident> {
+    if let Type::Path(path) = self_ty
+        && let Some(last) = path.path.segments.last()
+        && path.qself.is_none()
+        && last.arguments.is_empty()
+    {
+        return Some(last.ident.clone());
+    }
+    errors.spanned(
+        self_ty,
+        "`#[handlers]` needs the service's struct by name: `impl MyService { .. }`",
+    );
+    None
+}
+
+fn subscribe_args(attr: &Attribute, errors: &mut Errors) -> Option<SubscribeArgs> {
+    let tokens = match &attr.meta {
+        Meta::List(list) => list.tokens.clone(),
+        Meta::Path(_) => TokenStream::new(),
+        Meta::NameValue(pair) => {
+            errors.spanned(pair, "expected `#[subscribe(\"topic\")]`");
+            return None;
+        }
+    };
+    match SubscribeArgs::parse(tokens, attr.path().span(), errors) {
+        Ok(args) => Some(args),
+        Err(syntax) => {
+            errors.push(syntax);
+            None
+        }
+    }
+}
+
+/// Reads `pub async fn name(&self, req: Request) -> Result<Response, E>`.
+fn endpoint(function: &ImplItemFn, errors: &mut Errors) -> Option<Endpoint> {
+    let sig = &function.sig;
+    let name = &sig.ident;
+    let shape = format!("`pub async fn {name}(&self, req: Request) -> Result<Response, E>`");
+    let before = errors.len();
+    signature::reject_generics(sig, "endpoints", errors);
+    let Inputs { receiver, args } = signature::inputs(sig);
+    match receiver {
+        None => errors.at(
+            signature::parens(sig),
+            format!(
+                "endpoint `{name}` must take `&self` and one request argument: {shape}; \
+                 a `pub async fn` in a `#[handlers]` block is an endpoint, \
+                 so helpers belong in another impl block"
+            ),
+        ),
+        Some(r) if !signature::is_shared_self(r) => errors.spanned(
+            r,
+            format!(
+                "endpoint `{name}` must take `&self`: calls are served concurrently on the \
+                 shared service value"
+            ),
+        ),
+        Some(_) => {}
+    }
+    let request = match args.as_slice() {
+        [request] => Some((*request.ty).clone()),
+        [] => {
+            if receiver.is_some() {
+                errors.at(
+                    signature::parens(sig),
+                    format!(
+                        "endpoint `{name}` must take one request argument after `&self`: {shape}"
+                    ),
+                );
+            }
+            None
+        }
+        [_, extra @ ..] => {
+            errors.spanned(
+                quote::quote!(#(#extra)*),
+                format!(
+                    "endpoint `{name}` takes one request argument, found {}: \
+                     put the fields in one request type",
+                    args.len()
+                ),
+            );
+            None
+        }
+    };
+    let response = signature::result_ok(&sig.output).cloned();
+    if response.is_none() {
+        let message = format!(
+            "endpoint `{name}` must return `Result<Response, E>` where \
+             `E: Into<rmicro::Error>`: {shape}"
+        );
+        match &sig.output {
+            syn::ReturnType::Type(_, ty) => errors.spanned(ty, message),
+            syn::ReturnType::Default => errors.spanned(signature::head(sig), message),
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+    Some(Endpoint {
+        method: name.clone(),
+        request: request?,
+        response: response?,
+        error: signature::result_err(&sig.output).cloned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::{ToTokens, quote};
+    use syn::parse_quote;
+
+    use super::*;
+    use crate::subscribe::args::Payload;
+
+    fn parse_block(
+        attr: TokenStream,
+        mut item: ItemImpl,
+    ) -> (Option<Block>, ItemImpl, Vec<String>) {
+        let mut errors = Errors::new();
+        let block = parse(attr, &mut item, &mut errors);
+        let messages = match errors.finish() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        };
+        (block, item, messages)
+    }
+
+    #[test]
+    fn pub_async_fns_are_endpoints_and_marked_methods_subscribers() {
+        let (block, item, errors) = parse_block(
+            quote!(),
+            parse_quote! {
+                impl crate::StudentService {
+                    pub async fn get_student(&self, req: StudentRequest) -> rmicro::Result<Student> { todo!() }
+                    #[subscribe("go.micro.srv.message", queue = "q")]
+                    #[doc = "kept"]
+                    async fn on_message(&self, event: Event<Student>) -> rmicro::Result<()> { todo!() }
+                    pub fn helper(&self) {}
+                    async fn private(&self, x: u8) -> u8 { x }
+                    pub(crate) async fn crate_visible(&self, x: u8) -> u8 { x }
+                    pub const LIMIT: usize = 3;
+                }
+            },
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let block = block.expect("a block");
+        assert_eq!(block.handler, "StudentService");
+        let endpoints: Vec<String> = block
+            .endpoints
+            .iter()
+            .map(|e| {
+                let (m, q, r) = (&e.method, &e.request, &e.response);
+                quote!(#m #q #r).to_string()
+            })
+            .collect();
+        assert_eq!(endpoints, ["get_student StudentRequest Student"]);
+        assert_eq!(block.subscribers.len(), 1);
+        let subscriber = &block.subscribers[0];
+        assert_eq!(subscriber.method, "on_message");
+        assert!(matches!(&subscriber.function.payload, Payload::Event(_)));
+        assert_eq!(
+            subscriber
+                .args
+                .topic
+                .as_ref()
+                .map(syn::LitStr::value)
+                .as_deref(),
+            Some("go.micro.srv.message")
+        );
+        let emitted = item.to_token_stream().to_string();
+        assert!(!emitted.contains("subscribe"), "{emitted}");
+        assert!(emitted.contains("kept"), "{emitted}");
+    }
+
+    #[test]
+    fn endpoint_shapes() {
+        let (_, _, errors) = parse_block(
+            quote!(),
+            parse_quote! {
+                impl S {
+                    pub async fn new() -> Self { S }
+                    pub async fn a(&mut self, r: R) -> Result<T, E> { todo!() }
+                    pub async fn b(&self) -> Result<T, E> { todo!() }
+                    pub async fn c(&self, r: R, extra: u8, more: u8) -> Result<T, E> { todo!() }
+                    pub async fn d(&self, r: R) -> T { todo!() }
+                    pub async fn e(&self, r: R) { }
+                    pub async fn f<X>(&self, r: X) -> Result<T, E> { todo!() }
+                }
+            },
+        );
+        assert_eq!(
+            errors,
+            [
+                "endpoint `new` must take `&self` and one request argument: \
+                 `pub async fn new(&self, req: Request) -> Result<Response, E>`; a `pub async fn` \
+                 in a `#[handlers]` block is an endpoint, so helpers belong in another impl block",
+                "endpoint `new` must return `Result<Response, E>` where `E: Into<rmicro::Error>`: \
+                 `pub async fn new(&self, req: Request) -> Result<Response, E>`",
+                "endpoint `a` must take `&self`: calls are served concurrently on the shared \
+                 service value",
+                "endpoint `b` must take one request argument after `&self`: \
+                 `pub async fn b(&self, req: Request) -> Result<Response, E>`",
+                "endpoint `c` takes one request argument, found 3: put the fields in one request \
+                 type",
+                "endpoint `d` must return `Result<Response, E>` where `E: Into<rmicro::Error>`: \
+                 `pub async fn d(&self, req: Request) -> Result<Response, E>`",
+                "endpoint `e` must return `Result<Response, E>` where `E: Into<rmicro::Error>`: \
+                 `pub async fn e(&self, req: Request) -> Result<Response, E>`",
+                "endpoints cannot be generic",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_block_itself() {
+        let (block, _, errors) = parse_block(
+            quote!(name = "x"),
+            parse_quote!(
+                impl<T> Tr for S<T> {}
+            ),
+        );
+        assert!(block.is_none());
+        assert_eq!(
+            errors,
+            [
+                "`#[handlers]` takes no arguments",
+                "`#[handlers]` goes on an inherent impl block (`impl MyService { .. }`), not on a \
+                 trait impl",
+                "`#[handlers]` does not support generic impl blocks: a service is one concrete type",
+                "`#[handlers]` needs the service's struct by name: `impl MyService { .. }`",
+            ]
+        );
+    }
+
+    #[test]
+    fn subscribe_marks_are_always_taken_off() {
+        let (block, item, errors) = parse_block(
+            quote!(),
+            parse_quote! {
+                impl S {
+                    #[rmicro::subscribe]
+                    async fn on(&self, x: X) -> Result<()> { todo!() }
+                }
+            },
+        );
+        assert!(block.is_none());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("missing topic"), "{errors:?}");
+        assert!(!item.to_token_stream().to_string().contains("subscribe"));
+    }
+}

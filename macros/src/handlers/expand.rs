@@ -1,0 +1,111 @@
+//! Turns a checked `#[handlers]` block into its `Handlers` impl: the routes table.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Ident, ItemImpl, Type};
+
+use super::validate::{Config, Endpoint, Subscriber};
+use crate::subscribe::args::{Payload, SubscriberFn};
+use crate::subscribe::{assert_decode, map_err, option};
+
+/// The impl block (without its `#[subscribe]` marks) and `impl Handlers for S`.
+pub(crate) fn handlers(config: &Config, item: &ItemImpl) -> TokenStream {
+    let self_ty = &item.self_ty;
+    let mut asserts = TokenStream::new();
+    let mut routes = TokenStream::new();
+    for endpoint in &config.endpoints {
+        asserts.extend(assert_decode(&endpoint.request));
+        asserts.extend(assert_encode(&endpoint.response));
+        routes.extend(self::endpoint(endpoint));
+    }
+    for subscriber in &config.subscribers {
+        asserts.extend(assert_decode(subscriber.function.payload.ty()));
+        routes.extend(self::subscriber(subscriber));
+    }
+    let describe = if config.endpoints.is_empty() {
+        TokenStream::new()
+    } else {
+        quote!(
+            use ::rmicro::__private::{DescribeFields as _, DescribeName as _};
+        )
+    };
+    quote! {
+        #item
+
+        impl ::rmicro::__private::Handlers for #self_ty {
+            fn routes() -> ::rmicro::__private::Routes<Self> {
+                #describe
+                #asserts
+                ::rmicro::__private::Routes::new()
+                    #routes
+            }
+        }
+    }
+}
+
+/// `assert_encode::<T>();` at `T`'s span (see `assert_decode`).
+fn assert_encode(ty: &Type) -> TokenStream {
+    quote_spanned!(ty.span()=> ::rmicro::__private::assert_encode::<#ty>();)
+}
+
+/// The registry's description of `T`, by autoref dispatch: its fields when it has them, its
+/// name otherwise.
+fn describe(ty: &Type) -> TokenStream {
+    quote!((&&::rmicro::__private::Describer::<#ty>::new()).value())
+}
+
+/// Locals at mixed-site hygiene, which cannot collide with the user's names.
+fn local(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
+fn endpoint(endpoint: &Endpoint) -> TokenStream {
+    let Endpoint {
+        name,
+        method,
+        request,
+        response,
+        error,
+    } = endpoint;
+    let (this, req) = (local("this"), local("req"));
+    let call = map_err(quote!(#this.#method(#req).await), error.as_ref());
+    let describe_request = describe(request);
+    let describe_response = describe(response);
+    quote! {
+        .endpoint::<#request, #response, _, _>(
+            #name,
+            #describe_request,
+            #describe_response,
+            |#this: ::rmicro::__private::Arc<Self>, #req: #request| async move {
+                #call
+            },
+        )
+    }
+}
+
+fn subscriber(subscriber: &Subscriber) -> TokenStream {
+    let Subscriber {
+        subscription,
+        method,
+        function: SubscriberFn { payload, error },
+    } = subscriber;
+    let topic = &subscription.topic;
+    let queue = option(subscription.queue.as_deref());
+    let ty = payload.ty();
+    let (this, event) = (local("this"), local("event"));
+    let argument = match payload {
+        Payload::Event(_) => quote!(#event),
+        Payload::Plain(_) => quote!(#event.into_payload()),
+    };
+    let call = map_err(quote!(#this.#method(#argument).await), error.as_ref());
+    quote! {
+        .subscription::<#ty, _, _>(
+            #topic,
+            #queue,
+            |#this: ::rmicro::__private::Arc<Self>, #event: ::rmicro::__private::Event<#ty>| async move {
+                #call
+            },
+        )
+    }
+}

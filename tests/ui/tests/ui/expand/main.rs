@@ -1,0 +1,4 @@
+#[rmicro::main]
+async fn main() -> rmicro::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,8 @@
+use rmicro::prelude::*;
+
+struct StudentService;
+
+#[handlers(name = "Students")]
+impl StudentService {}
+
+fn main() {}

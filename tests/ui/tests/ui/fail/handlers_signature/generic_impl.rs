@@ -1,0 +1,8 @@
+use rmicro::prelude::*;
+
+struct StudentService<Store>(Store);
+
+#[handlers]
+impl<Store> StudentService<Store> {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use rmicro::prelude::*;
+
+#[handlers]
+struct StudentService;
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[rmicro::main]
+async fn main(args: Vec<String>) {
+    let _ = args;
+}

@@ -1,0 +1,2 @@
+#[rmicro::main(flavor = "current_thread")]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[rmicro::main]
+fn main() {}

@@ -1,0 +1,4 @@
+#[rmicro::main]
+struct Main;
+
+fn main() {}

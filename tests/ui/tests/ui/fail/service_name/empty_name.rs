@@ -1,0 +1,6 @@
+use rmicro::prelude::*;
+
+#[service(name = "")]
+struct StudentService;
+
+fn main() {}

@@ -1,0 +1,6 @@
+use rmicro::prelude::*;
+
+#[service(name = "student_service", broker = "")]
+struct StudentService;
+
+fn main() {}

@@ -1,0 +1,6 @@
+use rmicro::prelude::*;
+
+#[service(name = "student_service")]
+async fn student_service() {}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use rmicro::prelude::*;
+
+struct StudentService;
+
+#[service(name = "student_service")]
+impl StudentService {}
+
+fn main() {}

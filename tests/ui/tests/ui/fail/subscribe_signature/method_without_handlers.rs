@@ -1,0 +1,18 @@
+use rmicro::prelude::*;
+
+#[derive(Deserialize)]
+struct Student {
+    name: String,
+}
+
+struct StudentService;
+
+impl StudentService {
+    #[subscribe("go.micro.srv.message")]
+    async fn on_message(&self, student: Student) -> rmicro::Result<()> {
+        println!("{}", student.name);
+        Ok(())
+    }
+}
+
+fn main() {}
