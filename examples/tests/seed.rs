@@ -13,8 +13,7 @@ const SUBSCRIBER: &str = env!("CARGO_BIN_EXE_message_subscriber");
 const WORKER: &str = env!("CARGO_BIN_EXE_message_worker");
 const PUBLISHER: &str = env!("CARGO_BIN_EXE_message_publisher");
 
-const DAVIE: &str =
-    r#"{"name":"davie","classes":"软件工程专业","grade":80,"phone":"12345678901"}"#;
+const DAVIE: &str = r#"{"name":"davie","classes":"软件工程专业","grade":80,"phone":"12345678901"}"#;
 const NOT_FOUND: &str = r#"{"id":"go.micro.client","code":500,"detail":"error selecting student_service node: not found","status":"Internal Server Error"}"#;
 const UP: Duration = Duration::from_secs(30);
 
@@ -29,7 +28,11 @@ fn client_without_a_service_prints_go_micro_s_not_found_error() {
 #[test]
 fn client_finds_the_service_over_mdns_and_sigterm_deregisters_it() {
     let _lock = seed_lock();
-    let mut service = Proc::spawn(SERVICE, &["--register_ttl=10", "--register_interval=5"], &[]);
+    let mut service = Proc::spawn(
+        SERVICE,
+        &["--register_ttl=10", "--register_interval=5"],
+        &[],
+    );
     service.wait_for("registered", UP);
 
     let out = run(CLIENT, &[], &[]);
@@ -59,7 +62,13 @@ fn broadcast_reaches_every_subscriber_and_a_queue_group_once() {
     const MESSAGES: usize = 4;
     for _ in 0..MESSAGES {
         let out = run(PUBLISHER, &[], &[]);
-        assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
         assert_eq!(stdout(&out).trim(), "published to go.micro.srv.message");
     }
 
@@ -94,13 +103,25 @@ fn flags_env_and_help_follow_go_micro() {
         stderr(&out)
     );
     // The environment is named when it supplied the bad value.
-    let out = run(SERVICE, &["--register_ttl=10"], &[("MICRO_REGISTER_INTERVAL", "20")]);
+    let out = run(
+        SERVICE,
+        &["--register_ttl=10"],
+        &[("MICRO_REGISTER_INTERVAL", "20")],
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("invalid `MICRO_REGISTER_INTERVAL`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid `MICRO_REGISTER_INTERVAL`"),
+        "{}",
+        stderr(&out)
+    );
     // Unknown registry: the valid ones are listed.
     let out = run(SERVICE, &["--registry", "consol"], &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("unknown registry `consol`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown registry `consol`"),
+        "{}",
+        stderr(&out)
+    );
     // --help tells the truth: the code's version is the effective default.
     let out = run(SERVICE, &["--help"], &[]);
     assert_eq!(out.status.code(), Some(0));
@@ -156,7 +177,12 @@ fn bad_input_gets_go_micro_errors_and_the_service_keeps_serving() {
     service.wait_for("registered", UP);
 
     let cases: [(&str, &str, &[u8], i64); 4] = [
-        ("StudentService.GetStudent", "application/json", b"{\"name\":", 400),
+        (
+            "StudentService.GetStudent",
+            "application/json",
+            b"{\"name\":",
+            400,
+        ),
         ("StudentService.NoSuch", "application/json", b"{}", 404),
         ("StudentService.GetStudent", "text/xml", b"<name/>", 415),
         (

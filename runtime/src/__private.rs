@@ -55,9 +55,11 @@ pub trait ViaNoHandlers<S> {
     fn routes(&self) -> Routes<S>;
 }
 
-impl<S: Send + Sync + 'static> ViaNoHandlers<S> for RoutesOf<S> {
+// No bounds on `S`: a service type that is not `Send + Sync` is then reported once, by
+// `ServiceBuilder::handler`, rather than as a failed method lookup first.
+impl<S> ViaNoHandlers<S> for RoutesOf<S> {
     fn routes(&self) -> Routes<S> {
-        Routes::new()
+        Routes::default()
     }
 }
 

@@ -470,7 +470,10 @@ impl Options {
             return Err(fail("register_ttl", "must be greater than 0".to_owned()));
         }
         if self.register_interval.is_zero() {
-            return Err(fail("register_interval", "must be greater than 0".to_owned()));
+            return Err(fail(
+                "register_interval",
+                "must be greater than 0".to_owned(),
+            ));
         }
         if self.register_interval >= self.register_ttl {
             return Err(fail(
@@ -699,9 +702,10 @@ fn given_layer(
                     layer.server_metadata.insert(k, v);
                 }
                 "client_retries" => {
-                    layer.client_retries = Some(value.trim().parse().map_err(|_| {
-                        bad(format!("`{value}` is not a whole number of retries"))
-                    })?);
+                    layer.client_retries =
+                        Some(value.trim().parse().map_err(|_| {
+                            bad(format!("`{value}` is not a whole number of retries"))
+                        })?);
                 }
                 "client_request_timeout" => {
                     layer.client_request_timeout = Some(parse_duration(&value).map_err(bad)?);
@@ -762,7 +766,10 @@ mod tests {
         };
         // code beats default
         let o = resolve(&code, &[], &[]).expect("code");
-        assert_eq!((o.registry.as_str(), o.register_ttl.as_secs()), ("memory", 10));
+        assert_eq!(
+            (o.registry.as_str(), o.register_ttl.as_secs()),
+            ("memory", 10)
+        );
         // env beats code, only where given
         let o = resolve(&code, &[("MICRO_REGISTER_TTL", "20")], &[]).expect("env");
         assert_eq!(o.register_ttl, Duration::from_secs(20));
@@ -804,7 +811,11 @@ mod tests {
         assert_eq!(e.source, "`--register_ttl`");
         assert!(e.message.contains("`abc`"), "{e}");
 
-        let e = invalid(resolve(&Layer::default(), &[("MICRO_REGISTRY", "consol")], &[]));
+        let e = invalid(resolve(
+            &Layer::default(),
+            &[("MICRO_REGISTRY", "consol")],
+            &[],
+        ));
         assert_eq!(e.source, "`MICRO_REGISTRY`");
         assert!(e.message.contains("unknown registry `consol`"), "{e}");
 
@@ -818,11 +829,19 @@ mod tests {
         let e = invalid(resolve(&code, &[], &["--register_interval=10s"]));
         assert_eq!(e.source, "`--register_interval`");
 
-        let e = invalid(resolve(&Layer::default(), &[], &["--server_address=nowhere"]));
+        let e = invalid(resolve(
+            &Layer::default(),
+            &[],
+            &["--server_address=nowhere"],
+        ));
         assert_eq!(e.source, "`--server_address`");
         let e = invalid(resolve(&Layer::default(), &[], &["--selector=fastest"]));
         assert!(e.message.contains("roundrobin"), "{e}");
-        let e = invalid(resolve(&Layer::default(), &[], &["--server_metadata=novalue"]));
+        let e = invalid(resolve(
+            &Layer::default(),
+            &[],
+            &["--server_metadata=novalue"],
+        ));
         assert!(e.message.contains("key=value"), "{e}");
     }
 
@@ -864,7 +883,11 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
-        assert!(parse_duration("10x").expect_err("unit").contains("unknown unit `x`"));
+        assert!(
+            parse_duration("10x")
+                .expect_err("unit")
+                .contains("unknown unit `x`")
+        );
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("").is_err());
     }

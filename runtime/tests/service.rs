@@ -231,7 +231,10 @@ async fn a_handler_that_blocks_the_runtime_does_not_starve_the_heartbeat() {
     assert_eq!(reply.n, 1000);
     let during = registry.registrations.load(Ordering::SeqCst) - before;
     // 3 s at one registration per 200 ms: about 15; demand far fewer to stay robust.
-    assert!(during >= 5, "only {during} registrations while the runtime was blocked");
+    assert!(
+        during >= 5,
+        "only {during} registrations while the runtime was blocked"
+    );
     service.stop().await.expect("stop");
 }
 

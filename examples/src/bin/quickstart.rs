@@ -80,7 +80,10 @@ async fn main() -> rmicro::Result<()> {
     if !nodes.contains(&&node.id) {
         return Err(fail(format!("discovery did not find node {}", node.id)));
     }
-    step(2, format_args!("discovered student_service nodes: {nodes:?}"));
+    step(
+        2,
+        format_args!("discovered student_service nodes: {nodes:?}"),
+    );
 
     let req = StudentRequest {
         name: "davie".to_owned(),
@@ -122,7 +125,10 @@ async fn main() -> rmicro::Result<()> {
     service.stop().await?;
     let left = registry.get_service("student_service").await?;
     if left.iter().flat_map(|s| &s.nodes).any(|n| n.id == node.id) {
-        return Err(fail(format!("node {} is still registered after stop", node.id)));
+        return Err(fail(format!(
+            "node {} is still registered after stop",
+            node.id
+        )));
     }
     step(6, format_args!("stopped: node {} deregistered", node.id));
     Ok(())

@@ -35,7 +35,11 @@ impl fmt::Display for RegistrationState {
             Self::Registering => f.write_str("registering"),
             Self::Live => f.write_str("live"),
             Self::Degraded { error, attempts } => {
-                write!(f, "degraded ({attempts} failed attempts, last: {})", error.detail)
+                write!(
+                    f,
+                    "degraded ({attempts} failed attempts, last: {})",
+                    error.detail
+                )
             }
             Self::ReRegistering => f.write_str("re-registering"),
             Self::Deregistered => f.write_str("deregistered"),
@@ -128,13 +132,18 @@ async fn run(
     mut stop: oneshot::Receiver<()>,
 ) -> Result<()> {
     let name = record.name.clone();
-    let node = record.nodes.first().map(|n| n.id.clone()).unwrap_or_default();
+    let node = record
+        .nodes
+        .first()
+        .map(|n| n.id.clone())
+        .unwrap_or_default();
     let opts = super::register_options(ttl);
     // A registry call may not take longer than the interval, or the next one would be late.
     let call_limit = interval.max(Duration::from_secs(1));
     let mut attempts = 0u32;
     loop {
-        let outcome = match tokio::time::timeout(call_limit, registry.register(&record, opts)).await {
+        let outcome = match tokio::time::timeout(call_limit, registry.register(&record, opts)).await
+        {
             Ok(result) => result,
             Err(_) => Err(Error::timeout(
                 &name,
@@ -168,10 +177,11 @@ async fn run(
             state.send_replace(RegistrationState::ReRegistering);
         }
     }
-    let result = match tokio::time::timeout(Duration::from_secs(5), registry.deregister(&record)).await {
-        Ok(r) => r,
-        Err(_) => Err(Error::timeout(&name, "deregistration took longer than 5s")),
-    };
+    let result =
+        match tokio::time::timeout(Duration::from_secs(5), registry.deregister(&record)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::timeout(&name, "deregistration took longer than 5s")),
+        };
     if result.is_ok() {
         tracing::info!(service = %name, %node, "deregistered");
     }

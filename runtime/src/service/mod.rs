@@ -502,7 +502,14 @@ impl ServiceBuilder {
         check_endpoint_collisions(&name, &endpoints)?;
 
         // The registry record.
-        let record = self.record(&options, &registry, &broker, address, &endpoints, &subscriptions);
+        let record = self.record(
+            &options,
+            &registry,
+            &broker,
+            address,
+            &endpoints,
+            &subscriptions,
+        );
 
         // Serve.
         let server = server.serve(
@@ -667,7 +674,12 @@ fn claim_free_subscribers(service: &str) -> Vec<(SubscriptionSpec, broker::Handl
             None => unnamed,
         })
         .map(|s| {
-            tracing::debug!(service, topic = s.topic, function = s.name, "wiring free subscriber");
+            tracing::debug!(
+                service,
+                topic = s.topic,
+                function = s.name,
+                "wiring free subscriber"
+            );
             let f = s.handler;
             let handler: broker::Handler = Arc::new(move |event| f(event));
             (

@@ -47,11 +47,13 @@ pub fn registry_from(options: &Options, bind: IpAddr) -> Result<SharedRegistry> 
             };
             Ok(Arc::new(MdnsRegistry::new(opts)?))
         }
-        "memory" => Ok(Arc::new(MEMORY_REGISTRY.get_or_init(MemoryRegistry::new).clone())),
+        "memory" => Ok(Arc::new(
+            MEMORY_REGISTRY.get_or_init(MemoryRegistry::new).clone(),
+        )),
         #[cfg(feature = "consul")]
-        "consul" => Ok(Arc::new(crate::registry::consul::ConsulRegistry::from_config(
-            options,
-        )?)),
+        "consul" => Ok(Arc::new(
+            crate::registry::consul::ConsulRegistry::from_config(options)?,
+        )),
         #[cfg(feature = "etcd")]
         "etcd" => Ok(Arc::new(crate::registry::etcd::EtcdRegistry::from_config(
             options,
@@ -73,17 +75,25 @@ pub fn broker_from(options: &Options, registry: &SharedRegistry) -> Result<Share
             }
             Ok(Arc::new(HttpBroker::new(Arc::clone(registry), opts)))
         }
-        "memory" => Ok(Arc::new(MEMORY_BROKER.get_or_init(MemoryBroker::new).clone())),
+        "memory" => Ok(Arc::new(
+            MEMORY_BROKER.get_or_init(MemoryBroker::new).clone(),
+        )),
         #[cfg(feature = "mqtt")]
-        "mqtt" => Ok(Arc::new(crate::broker::mqtt::MqttBroker::from_config(options)?)),
+        "mqtt" => Ok(Arc::new(crate::broker::mqtt::MqttBroker::from_config(
+            options,
+        )?)),
         #[cfg(feature = "nats")]
-        "nats" => Ok(Arc::new(crate::broker::nats::NatsBroker::from_config(options)?)),
+        "nats" => Ok(Arc::new(crate::broker::nats::NatsBroker::from_config(
+            options,
+        )?)),
         #[cfg(feature = "rabbitmq")]
         "rabbitmq" => Ok(Arc::new(
             crate::broker::rabbitmq::RabbitmqBroker::from_config(options)?,
         )),
         #[cfg(feature = "redis")]
-        "redis" => Ok(Arc::new(crate::broker::redis::RedisBroker::from_config(options)?)),
+        "redis" => Ok(Arc::new(crate::broker::redis::RedisBroker::from_config(
+            options,
+        )?)),
         other => Err(Error::bad_request(
             "go.micro.broker",
             format!("broker `{other}` is not available in this build of rmicro"),

@@ -31,7 +31,10 @@ pub trait BrokerFixture: Send + Sync + 'static {
 const WAIT: Duration = Duration::from_secs(15);
 
 fn topic(prefix: &str) -> String {
-    format!("conf.{prefix}.{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "conf.{prefix}.{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 async fn sink(
@@ -82,7 +85,9 @@ pub async fn preserves_headers_and_body(f: &impl BrokerFixture) {
     let t = topic("bytes");
     let (_sub, mut rx) = sink(&subscriber, &t, SubscribeOptions::default()).await;
     tokio::time::sleep(f.settle()).await;
-    let body: Vec<u8> = (0..=255u8).chain(b"\"quote\" \\ emoji \xF0\x9F\x98\x80".iter().copied()).collect();
+    let body: Vec<u8> = (0..=255u8)
+        .chain(b"\"quote\" \\ emoji \xF0\x9F\x98\x80".iter().copied())
+        .collect();
     let sent = msg(body.clone())
         .with_header("name", "davie")
         .with_header("unicode", "软件工程专业")
@@ -98,7 +103,10 @@ pub async fn preserves_headers_and_body(f: &impl BrokerFixture) {
         assert_eq!(ev.message().header.get(k), Some(v), "header {k}");
     }
     assert_eq!(ev.message().header.get(HEADER_TOPIC), Some(&t));
-    assert_eq!(ev.message().header.get(HEADER_ID).map(String::len), Some(36));
+    assert_eq!(
+        ev.message().header.get(HEADER_ID).map(String::len),
+        Some(36)
+    );
 }
 
 /// Broadcast subscribers each get every message; a queue group gets each message once.
@@ -130,9 +138,16 @@ pub async fn broadcast_and_queue(f: &impl BrokerFixture) {
     for ((_, rx), _) in &mut queue {
         total += quiet(rx, Duration::from_millis(700)).await;
     }
-    assert_eq!(total, N, "the queue group must get each message exactly once");
+    assert_eq!(
+        total, N,
+        "the queue group must get each message exactly once"
+    );
     for ((_, rx), _) in &mut broadcast {
-        assert_eq!(quiet(rx, Duration::from_millis(200)).await, 0, "no duplicates");
+        assert_eq!(
+            quiet(rx, Duration::from_millis(200)).await,
+            0,
+            "no duplicates"
+        );
     }
 }
 
@@ -191,7 +206,10 @@ pub async fn one_mebibyte_message(f: &impl BrokerFixture) {
         .expect("publish 1 MiB");
     let ev = recv(&mut rx, "1 MiB").await;
     assert_eq!(ev.message().body.len(), body.len());
-    assert!(ev.message().body.as_ref() == body.as_slice(), "1 MiB body differs");
+    assert!(
+        ev.message().body.as_ref() == body.as_slice(),
+        "1 MiB body differs"
+    );
 }
 
 /// One publisher's messages arrive in the order published.
@@ -210,7 +228,11 @@ pub async fn order_per_publisher(f: &impl BrokerFixture) {
     let mut got = Vec::with_capacity(N);
     for _ in 0..N {
         let ev = recv(&mut rx, "ordered").await;
-        got.push(String::from_utf8_lossy(&ev.message().body).parse::<usize>().expect("n"));
+        got.push(
+            String::from_utf8_lossy(&ev.message().body)
+                .parse::<usize>()
+                .expect("n"),
+        );
     }
     let want: Vec<usize> = (0..N).collect();
     assert_eq!(got, want);
@@ -243,10 +265,10 @@ pub async fn delivery_resumes_after_restart(f: &impl BrokerFixture) {
             .await
         {
             Ok(()) => {
-                if let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
-                    if ev.message().body.as_ref() == b"after" {
-                        return;
-                    }
+                if let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await
+                    && ev.message().body.as_ref() == b"after"
+                {
+                    return;
                 }
             }
             Err(e) => {

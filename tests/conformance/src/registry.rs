@@ -33,7 +33,10 @@ pub trait RegistryFixture: Send + Sync + 'static {
 }
 
 fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 fn service(name: &str, version: &str, node: &str) -> rmicro::registry::Service {
@@ -88,7 +91,10 @@ where
 {
     let deadline = Instant::now() + within;
     while !check().await {
-        assert!(Instant::now() < deadline, "{what} did not happen within {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {within:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -217,13 +223,17 @@ pub async fn service_reregisters_after_restart(f: &impl RegistryFixture) {
     let reader = f.registry().await;
     // Back within one interval, plus the heartbeat's backoff while the server was down
     // (capped at one interval) and the registry's own settling.
-    eventually(interval * 3 + Duration::from_secs(5), "re-registration", || async {
-        reader
-            .get_service(&name)
-            .await
-            .map(|v| v.iter().flat_map(|s| &s.nodes).any(|n| n.id == id))
-            .unwrap_or(false)
-    })
+    eventually(
+        interval * 3 + Duration::from_secs(5),
+        "re-registration",
+        || async {
+            reader
+                .get_service(&name)
+                .await
+                .map(|v| v.iter().flat_map(|s| &s.nodes).any(|n| n.id == id))
+                .unwrap_or(false)
+        },
+    )
     .await;
     svc.stop().await.expect("stop");
 }
