@@ -1,1 +1,0 @@
-//! Cross-crate integration suites live in tests/.
