@@ -314,17 +314,25 @@ fn check_plugin(
     }
 }
 
+/// The plugin features compiled into this build.
+const BUILT_FEATURES: &[&str] = &[
+    #[cfg(feature = "consul")]
+    "consul",
+    #[cfg(feature = "etcd")]
+    "etcd",
+    #[cfg(feature = "mqtt")]
+    "mqtt",
+    #[cfg(feature = "nats")]
+    "nats",
+    #[cfg(feature = "rabbitmq")]
+    "rabbitmq",
+    #[cfg(feature = "redis")]
+    "redis",
+];
+
 /// Whether a plugin feature is compiled in.
 pub fn feature_enabled(feature: &str) -> bool {
-    match feature {
-        "consul" => cfg!(feature = "consul"),
-        "etcd" => cfg!(feature = "etcd"),
-        "mqtt" => cfg!(feature = "mqtt"),
-        "nats" => cfg!(feature = "nats"),
-        "rabbitmq" => cfg!(feature = "rabbitmq"),
-        "redis" => cfg!(feature = "redis"),
-        _ => false,
-    }
+    BUILT_FEATURES.contains(&feature)
 }
 
 fn check_address(text: &str) -> Result<(), String> {
