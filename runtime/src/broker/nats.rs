@@ -1,0 +1,571 @@
+//! The NATS broker (feature `nats`), on [async-nats](async_nats) (core NATS, no JetStream).
+//!
+//! Wire, as go-micro's `broker/nats` (go-micro v2), so that Go and Rust peers exchange messages
+//! through one NATS server:
+//!
+//! - the subject is the broker topic, verbatim;
+//! - the payload is go-micro's JSON envelope `{"Header":{..},"Body":"<base64>"}`
+//!   ([`Message::to_envelope`]), with `Micro-Topic` and `Micro-Id` stamped ([`stamp`]); no NATS
+//!   headers;
+//! - a queue subscription is a NATS queue group named after the queue: the server hands each
+//!   message to one member of the group.
+//!
+//! Delivery and errors:
+//!
+//! - **Publish is flushed.** `publish` waits for a connection (up to
+//!   [`NatsBrokerOptions::connect_timeout`]), hands the message to the client and, with
+//!   [`NatsBrokerOptions::flush_each_publish`] (the default), flushes: it returns `Ok` once the
+//!   server has answered a PING sent after the message, so a server that is away, or a
+//!   message larger than the server's `max_payload`, is an error for the caller. Core NATS is
+//!   at most once: a subscriber that is disconnected at that moment misses the message.
+//! - **Reconnection is async-nats's**: the client reconnects by itself, forever, with
+//!   exponential backoff (100 ms doubling to [`NatsBrokerOptions::max_backoff`], with jitter),
+//!   and restores every subscription on the new connection. The initial connect retries too,
+//!   so a program may start before the server. Connection changes are logged.
+//! - **Dispatch.** Each subscription has a task running the handler on one message at a time,
+//!   in arrival order. Messages wait in async-nats's per-subscription buffer
+//!   ([`NatsBrokerOptions::subscription_capacity`]); when it is full, the client drops
+//!   messages and reports a *slow consumer*, which the broker logs as a warning and counts
+//!   ([`NatsBroker::slow_consumer_events`]). A payload that is not a go-micro envelope is
+//!   dropped with a warning and counted ([`NatsBroker::malformed_messages`]), as go-micro does.
+//! - **Disconnect flushes.** `disconnect` stops the subscriptions, flushes what was published
+//!   and closes the connection.
+//!
+//! # Addresses
+//!
+//! `--broker_address`: comma-separated `nats://host:port` (a bare `host:port` gets `nats://`),
+//! `tls://host:port` for TLS (rustls with ring, the system's root certificates). Credentials
+//! as URL userinfo: `nats://user:password@host:port` or `nats://token@host:port`. Default
+//! `nats://127.0.0.1:4222`.
+//!
+//! A 1 MiB body is about 1.4 MB of envelope: nats-server's default `max_payload` is 1 MB, so
+//! large messages need `max_payload` raised on the server (for example `max_payload: 4MB`).
+
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_nats::connection::State as NatsState;
+use async_trait::async_trait;
+use futures::{FutureExt as _, StreamExt as _};
+use rand::Rng as _;
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use super::{
+    Broker, Event, HEADER_ID, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp,
+};
+use crate::config::Options;
+use crate::{Error, Result};
+
+/// The id of errors raised by the broker, as go-micro's.
+const ERROR_ID: &str = "go.micro.broker";
+/// The default address.
+const DEFAULT_ADDRESS: &str = "nats://127.0.0.1:4222";
+/// The first reconnection delay.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Options of [`NatsBroker`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NatsBrokerOptions {
+    /// Server addresses (see the [module docs](self)). Default `nats://127.0.0.1:4222`.
+    pub addresses: Vec<String>,
+    /// How long `connect`, `publish` and `subscribe` wait for a connection to the server
+    /// before failing. Default 10 s.
+    pub connect_timeout: Duration,
+    /// How long a flush may take. Default 10 s.
+    pub ack_timeout: Duration,
+    /// Flush after every publish, so that `Ok` means the server has the message. Default
+    /// `true`; `false` trades that for throughput (the client then flushes in the
+    /// background).
+    pub flush_each_publish: bool,
+    /// Messages buffered per subscription while its handler is busy; beyond, the client
+    /// drops messages and reports a slow consumer. Default 8192.
+    pub subscription_capacity: usize,
+    /// Longest delay between reconnection attempts. Default 5 s.
+    pub max_backoff: Duration,
+    /// The client name the server shows. Default `rmicro`.
+    pub name: String,
+}
+
+impl Default for NatsBrokerOptions {
+    fn default() -> Self {
+        Self {
+            addresses: vec![DEFAULT_ADDRESS.to_owned()],
+            connect_timeout: Duration::from_secs(10),
+            ack_timeout: Duration::from_secs(10),
+            flush_each_publish: true,
+            subscription_capacity: 8192,
+            max_backoff: Duration::from_secs(5),
+            name: "rmicro".to_owned(),
+        }
+    }
+}
+
+/// NATS's broker: go-micro's envelope over core NATS subjects and queue groups. See the
+/// [module docs](self) for the wire and the delivery guarantees.
+///
+/// Connecting is lazy: `connect` (or the first `publish`/`subscribe`) creates the client,
+/// which keeps connecting in the background. `disconnect` stops every subscription, flushes
+/// and closes the connection. Clones share state.
+#[derive(Clone)]
+pub struct NatsBroker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    opts: NatsBrokerOptions,
+    servers: Vec<async_nats::ServerAddr>,
+    address: String,
+    client: Mutex<Option<async_nats::Client>>,
+    stats: Arc<Stats>,
+    /// Stop signals of the live subscriptions, for `disconnect`.
+    subs: Mutex<Vec<watch::Sender<bool>>>,
+}
+
+#[derive(Default)]
+struct Stats {
+    slow_consumers: AtomicU64,
+    malformed: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl fmt::Debug for NatsBroker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsBroker")
+            .field("address", &self.inner.address)
+            .field("subscriptions", &lock(&self.inner.subs).len())
+            .finish()
+    }
+}
+
+fn parse_server(text: &str) -> Result<async_nats::ServerAddr> {
+    let url = if text.contains("://") {
+        text.to_owned()
+    } else {
+        format!("nats://{text}")
+    };
+    let addr: async_nats::ServerAddr = url.parse().map_err(|e| {
+        Error::bad_request(
+            ERROR_ID,
+            format!("nats: invalid broker address `{text}`: {e} (expected `nats://host:port`)"),
+        )
+    })?;
+    if !matches!(addr.scheme(), "nats" | "tls") {
+        return Err(Error::bad_request(
+            ERROR_ID,
+            format!(
+                "nats: invalid broker address `{text}`: unsupported scheme `{}` (expected `nats://` or `tls://`)",
+                addr.scheme()
+            ),
+        ));
+    }
+    Ok(addr)
+}
+
+impl NatsBroker {
+    /// A broker for the servers in `opts`. Validates the addresses; connects nothing yet.
+    pub fn new(opts: NatsBrokerOptions) -> Result<Self> {
+        let mut servers = opts
+            .addresses
+            .iter()
+            .map(|a| a.trim())
+            .filter(|a| !a.is_empty())
+            .map(parse_server)
+            .collect::<Result<Vec<_>>>()?;
+        if servers.is_empty() {
+            servers.push(parse_server(DEFAULT_ADDRESS)?);
+        }
+        let address = servers
+            .iter()
+            .map(|s| format!("{}://{}:{}", s.scheme(), s.host(), s.port()))
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                opts,
+                servers,
+                address,
+                client: Mutex::new(None),
+                stats: Arc::new(Stats::default()),
+                subs: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The broker `--broker=nats --broker_address=...` names.
+    pub fn from_config(options: &Options) -> Result<Self> {
+        let mut opts = NatsBrokerOptions::default();
+        if !options.broker_address.trim().is_empty() {
+            opts.addresses = options
+                .broker_address
+                .split(',')
+                .map(|a| a.trim().to_owned())
+                .collect();
+        }
+        Self::new(opts)
+    }
+
+    /// Slow-consumer reports so far: each means the client dropped messages of a
+    /// subscription whose handler could not keep up.
+    pub fn slow_consumer_events(&self) -> u64 {
+        self.inner.stats.slow_consumers.load(Ordering::Relaxed)
+    }
+
+    /// Messages dropped because their payload was not a go-micro envelope.
+    pub fn malformed_messages(&self) -> u64 {
+        self.inner.stats.malformed.load(Ordering::Relaxed)
+    }
+
+    /// The client, created on first use (it connects in the background).
+    async fn client(&self) -> Result<async_nats::Client> {
+        if let Some(client) = lock(&self.inner.client).as_ref() {
+            return Ok(client.clone());
+        }
+        crate::service::install_crypto_provider();
+        let stats = Arc::clone(&self.inner.stats);
+        let address = self.inner.address.clone();
+        let max_backoff = self.inner.opts.max_backoff;
+        let options = async_nats::ConnectOptions::new()
+            .name(&self.inner.opts.name)
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connection_timeout(self.inner.opts.connect_timeout.min(Duration::from_secs(5)))
+            .subscription_capacity(self.inner.opts.subscription_capacity.max(1))
+            .reconnect_delay_callback(move |attempts| backoff(attempts, max_backoff))
+            .event_callback(move |event| {
+                let stats = Arc::clone(&stats);
+                let address = address.clone();
+                async move { on_event(&event, &stats, &address) }
+            });
+        let client = options
+            .connect(self.inner.servers.clone())
+            .await
+            .map_err(|e| {
+                Error::service_unavailable(
+                    ERROR_ID,
+                    format!("nats: cannot connect to `{}`: {e}", self.inner.address),
+                )
+            })?;
+        // Two first uses at once each built a client: keep the first stored, drop the other
+        // (its connection closes with it).
+        Ok(lock(&self.inner.client)
+            .get_or_insert_with(|| client)
+            .clone())
+    }
+
+    /// The client once it is connected, waiting up to the connect timeout.
+    async fn connected(&self) -> Result<async_nats::Client> {
+        let client = self.client().await?;
+        let deadline = Instant::now() + self.inner.opts.connect_timeout;
+        loop {
+            if client.connection_state() == NatsState::Connected {
+                return Ok(client);
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::service_unavailable(
+                    ERROR_ID,
+                    format!(
+                        "nats: not connected to `{}` within {:?} (the client keeps trying)",
+                        self.inner.address, self.inner.opts.connect_timeout
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn flush(&self, client: &async_nats::Client, what: &str) -> Result<()> {
+        match tokio::time::timeout(self.inner.opts.ack_timeout, client.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::service_unavailable(
+                ERROR_ID,
+                format!(
+                    "nats: flushing the {what} to `{}` failed: {e}; it may or may not have arrived",
+                    self.inner.address
+                ),
+            )),
+            Err(_) => Err(Error::timeout(
+                ERROR_ID,
+                format!(
+                    "nats: `{}` did not confirm the {what} within {:?}; it may or may not have arrived",
+                    self.inner.address, self.inner.opts.ack_timeout
+                ),
+            )),
+        }
+    }
+}
+
+fn on_event(event: &async_nats::Event, stats: &Stats, address: &str) {
+    use async_nats::Event as E;
+    match event {
+        E::Connected => tracing::info!(address, "nats: connected"),
+        E::Disconnected => tracing::warn!(address, "nats: disconnected; reconnecting with backoff"),
+        E::SlowConsumer(sid) => {
+            stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                address,
+                subscription = sid,
+                "nats: slow consumer: a subscription's buffer is full and the client dropped messages"
+            );
+        }
+        E::LameDuckMode => tracing::warn!(address, "nats: the server is entering lame duck mode"),
+        E::ServerError(e) => tracing::warn!(address, error = %e, "nats: server error"),
+        E::ClientError(e) => tracing::warn!(address, error = %e, "nats: client error"),
+        E::Draining | E::Closed => tracing::debug!(address, %event, "nats"),
+    }
+}
+
+/// No delay for the first attempt, then 100 ms doubling up to `max`, with ±25 % jitter.
+fn backoff(attempts: usize, max: Duration) -> Duration {
+    if attempts == 0 {
+        return Duration::ZERO;
+    }
+    let shift = u32::try_from(attempts.saturating_sub(1).min(16)).unwrap_or(16);
+    let base = MIN_BACKOFF
+        .saturating_mul(1u32 << shift)
+        .min(max.max(MIN_BACKOFF));
+    base.mul_f64(rand::rng().random_range(0.75..1.25))
+}
+
+#[async_trait]
+impl Broker for NatsBroker {
+    fn name(&self) -> &str {
+        "nats"
+    }
+
+    fn address(&self) -> String {
+        self.inner.address.clone()
+    }
+
+    async fn connect(&self) -> Result<()> {
+        self.connected().await.map(drop)
+    }
+
+    async fn disconnect(&self) -> Result<()> {
+        let subs = std::mem::take(&mut *lock(&self.inner.subs));
+        for stop in subs {
+            let _ = stop.send(true);
+        }
+        let client = lock(&self.inner.client).take();
+        if let Some(client) = client {
+            if client.connection_state() == NatsState::Connected
+                && let Err(err) = self.flush(&client, "pending messages").await
+            {
+                tracing::warn!(error = %err.detail, "nats: flush on disconnect failed");
+            }
+            let _ = client.drain().await;
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, topic: &str, mut msg: Message, _opts: PublishOptions) -> Result<()> {
+        stamp(topic, &mut msg);
+        let span = tracing::debug_span!(
+            "broker.publish",
+            broker = "nats",
+            topic,
+            id = msg.header.get(HEADER_ID).map_or("", String::as_str)
+        );
+        async {
+            let client = self.connected().await?;
+            let payload = bytes::Bytes::from(msg.to_envelope());
+            let size = payload.len();
+            client.publish(topic.to_owned(), payload).await.map_err(|e| {
+                use async_nats::client::PublishErrorKind as K;
+                match e.kind() {
+                    K::MaxPayloadExceeded => Error::payload_too_large(
+                        ERROR_ID,
+                        format!(
+                            "nats: a message of {size} bytes (envelope) exceeds `max_payload` of `{}` ({} bytes)",
+                            self.inner.address,
+                            client.server_info().max_payload
+                        ),
+                    ),
+                    K::InvalidSubject => Error::bad_request(
+                        ERROR_ID,
+                        format!("nats: cannot publish to `{topic}`: not a valid subject ({e})"),
+                    ),
+                    K::Send => Error::service_unavailable(
+                        ERROR_ID,
+                        format!("nats: cannot publish to `{}`: {e}", self.inner.address),
+                    ),
+                }
+            })?;
+            if self.inner.opts.flush_each_publish {
+                self.flush(&client, "message").await?;
+            }
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &str,
+        handler: Handler,
+        opts: SubscribeOptions,
+    ) -> Result<Box<dyn Subscriber>> {
+        let client = self.connected().await?;
+        let subscribed = match &opts.queue {
+            Some(queue) => {
+                client
+                    .queue_subscribe(topic.to_owned(), queue.clone())
+                    .await
+            }
+            None => client.subscribe(topic.to_owned()).await,
+        };
+        let sub = subscribed.map_err(|e| {
+            Error::bad_request(
+                ERROR_ID,
+                format!("nats: cannot subscribe to `{topic}`: {e}"),
+            )
+        })?;
+        // The SUB reaches the server before `subscribe` returns.
+        self.flush(&client, "subscription").await?;
+        let (stop, stop_rx) = watch::channel(false);
+        let (done_tx, done_rx) = oneshot::channel();
+        {
+            let mut subs = lock(&self.inner.subs);
+            // Forget the stop signals of subscriptions already stopped.
+            subs.retain(|s| !*s.borrow());
+            subs.push(stop.clone());
+        }
+        tokio::spawn(worker(
+            sub,
+            handler,
+            stop_rx,
+            done_tx,
+            Arc::clone(&self.inner.stats),
+        ));
+        Ok(Box::new(NatsSubscriber {
+            topic: topic.to_owned(),
+            opts,
+            stop,
+            done: Mutex::new(Some(done_rx)),
+        }))
+    }
+}
+
+/// Runs a subscription's handler on its messages, one at a time, until stopped.
+async fn worker(
+    mut sub: async_nats::Subscriber,
+    handler: Handler,
+    mut stop: watch::Receiver<bool>,
+    done: oneshot::Sender<()>,
+    stats: Arc<Stats>,
+) {
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            next = sub.next() => next,
+        };
+        let Some(nats_msg) = next else { break };
+        let topic = nats_msg.subject.as_str();
+        let msg = match Message::from_envelope(&nats_msg.payload) {
+            Ok(msg) => msg,
+            Err(err) => {
+                stats.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(topic, error = %err.detail, "dropping a message that is not a go-micro envelope");
+                continue;
+            }
+        };
+        let span = tracing::debug_span!(
+            "broker.message",
+            broker = "nats",
+            topic,
+            id = msg.header.get(HEADER_ID).map_or("", String::as_str)
+        );
+        let event = Event::new(topic, msg);
+        match AssertUnwindSafe(handler(event))
+            .catch_unwind()
+            .instrument(span)
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(topic, error = %err, "subscriber failed"),
+            Err(_) => tracing::error!(topic, "subscriber panicked"),
+        }
+    }
+    let _ = sub.unsubscribe().await;
+    let _ = done.send(());
+}
+
+/// A subscription made by [`NatsBroker::subscribe`].
+struct NatsSubscriber {
+    topic: String,
+    opts: SubscribeOptions,
+    stop: watch::Sender<bool>,
+    done: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+impl fmt::Debug for NatsSubscriber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsSubscriber")
+            .field("topic", &self.topic)
+            .field("queue", &self.opts.queue)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl Subscriber for NatsSubscriber {
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    fn options(&self) -> &SubscribeOptions {
+        &self.opts
+    }
+
+    /// Stops delivery: returns once the handler has finished its current message (if any)
+    /// and the client has sent the UNSUB.
+    async fn unsubscribe(&self) -> Result<()> {
+        let _ = self.stop.send(true);
+        let done = lock(&self.done).take();
+        if let Some(done) = done {
+            let _ = done.await;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse() {
+        let b = NatsBroker::from_config(&Options::default()).expect("default");
+        assert_eq!(b.address(), "nats://127.0.0.1:4222");
+        let mut o = Options {
+            broker_address: "127.0.0.1:4333, nats://u:p@h:1,tls://h:2".to_owned(),
+            ..Options::default()
+        };
+        let b = NatsBroker::from_config(&o).expect("list");
+        assert_eq!(b.address(), "nats://127.0.0.1:4333,nats://h:1,tls://h:2");
+        o.broker_address = "mqtt://h:1".to_owned();
+        let err = NatsBroker::from_config(&o).expect_err("scheme");
+        assert!(
+            err.detail.contains("invalid broker address `mqtt://h:1`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let max = Duration::from_secs(5);
+        assert_eq!(backoff(0, max), Duration::ZERO);
+        assert!(backoff(1, max) <= Duration::from_millis(125));
+        assert!(backoff(100, max) <= Duration::from_millis(6250));
+    }
+}
