@@ -13,7 +13,8 @@ fi
 
 # The real servers the plugin tests run (each test starts its own on a free loopback port;
 # the packages' own system services are not used).
-packages=(mosquitto nats-server rabbitmq-server redis-server etcd-server etcd-client protobuf-compiler)
+# protobuf-compiler + libprotobuf-dev (the well-known .proto files): etcd-client's build runs protoc.
+packages=(mosquitto nats-server rabbitmq-server redis-server etcd-server etcd-client protobuf-compiler libprotobuf-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

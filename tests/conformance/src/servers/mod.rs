@@ -1,6 +1,13 @@
 //! Real servers for the tests, each started on a free loopback port in a temporary directory
 //! and stopped (killed and reaped) when its handle drops.
 
+pub mod consul;
+pub mod etcd;
+pub mod mosquitto;
+pub mod nats;
+pub mod rabbitmq;
+pub mod redis;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,12 +26,16 @@ pub fn free_port() -> u16 {
 pub fn program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/local/bin", "/usr/lib/rabbitmq/bin"].map(PathBuf::from))
         .chain(
-            std::env::var_os("HOME")
-                .map(|h| PathBuf::from(h).join(".cache/rmicro/bin"))
-                .into_iter(),
+            [
+                "/usr/sbin",
+                "/sbin",
+                "/usr/local/bin",
+                "/usr/lib/rabbitmq/bin",
+            ]
+            .map(PathBuf::from),
         )
+        .chain(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/rmicro/bin")))
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
 }
@@ -112,15 +123,15 @@ impl Server {
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
                 return;
             }
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "{} exited with {status} before listening on {}:\n{}",
-                        self.name,
-                        self.addr,
-                        self.log()
-                    );
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "{} exited with {status} before listening on {}:\n{}",
+                    self.name,
+                    self.addr,
+                    self.log()
+                );
             }
             if Instant::now() > deadline {
                 panic!(
@@ -158,7 +169,11 @@ impl Server {
     pub fn restart(&mut self, wipe: bool, ready_within: Duration) {
         self.stop();
         if wipe {
-            for entry in std::fs::read_dir(self.dir.path()).into_iter().flatten().flatten() {
+            for entry in std::fs::read_dir(self.dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 if entry.file_name() != "server.log" {
                     let p = entry.path();
                     let _ = if p.is_dir() {
