@@ -1,29 +1,29 @@
 //! The seed's message types, shared by the example programs.
+//!
+//! They are generated from `proto/student.proto` by rmicro-build (see `build.rs`): prost
+//! messages that derive serde too, so they speak both `application/json` and
+//! `application/protobuf`; calls and published messages use protobuf by default, as
+//! go-micro's do, unless `--client_content_type` (or `MICRO_CLIENT_CONTENT_TYPE`) says
+//! otherwise.
 
-use serde::{Deserialize, Serialize};
+/// Proto package `message`: `Student`, `StudentRequest`, and for service `StudentService`
+/// the handler trait `StudentServiceHandler` and the typed client `StudentServiceClient`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod message {
+    rmicro::include_proto!("message");
+}
+
+/// Proto package `school`: not part of the seed, the shapes the generator must also handle
+/// (a camelCase field, nested messages, an enum, a oneof, a map, a streaming rpc).
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod school {
+    rmicro::include_proto!("school");
+}
+
+pub use message::{Student, StudentRequest, StudentServiceClient, StudentServiceHandler};
 
 /// The topic the seed publishes students on.
 pub const TOPIC: &str = "go.micro.srv.message";
-
-/// `message.StudentRequest` of the seed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StudentRequest {
-    /// Whom to look up.
-    pub name: String,
-}
-
-/// `message.Student` of the seed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Student {
-    /// Name.
-    pub name: String,
-    /// Major.
-    pub classes: String,
-    /// Grade.
-    pub grade: i32,
-    /// Phone number.
-    pub phone: String,
-}
 
 impl Student {
     /// The seed's student.

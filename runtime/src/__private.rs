@@ -7,9 +7,11 @@ use futures::future::BoxFuture;
 pub use crate::rpc::describe::{DescribeFields, DescribeName, Describer};
 pub use crate::service::{Service, ServiceBuilder};
 pub use crate::{Error, Event, Result, Routes, broker, codec, registry};
-pub use ::core::option::Option::{None, Some};
+pub use ::core::option::Option::{self, None, Some};
 pub use ::core::result::Result::{Err, Ok};
 pub use ::inventory;
+pub use ::prost;
+pub use ::serde;
 pub use ::std::sync::Arc;
 pub use ::std::time::Duration;
 pub use ::tokio;
@@ -85,6 +87,53 @@ inventory::collect!(FreeSubscriber);
 pub fn free_subscribers() -> impl Iterator<Item = &'static FreeSubscriber> {
     inventory::iter::<FreeSubscriber>.into_iter()
 }
+
+/// Autoref dispatch over a payload type: `(&&ProtoProbe::<T>::new()).protobuf_codec()` is
+/// `T`'s protobuf codec when `T: prost::Message + Default` and `None` otherwise. The macros
+/// register what it finds, so a type deriving both serde and prost speaks protobuf in the
+/// service that names it without any registration by hand.
+pub struct ProtoProbe<T>(PhantomData<fn() -> T>);
+
+impl<T> ProtoProbe<T> {
+    /// The probe.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+/// Picked when `T` is a prost message.
+pub trait ViaProst {
+    /// `T`'s codec.
+    fn protobuf_codec(&self) -> Option<codec::ProtoCodec>;
+}
+
+impl<T: ::prost::Message + Default + 'static> ViaProst for &ProtoProbe<T> {
+    fn protobuf_codec(&self) -> Option<codec::ProtoCodec> {
+        Some(codec::ProtoCodec::of::<T>())
+    }
+}
+
+/// Picked for any other type.
+pub trait ViaNoProst {
+    /// `None`.
+    fn protobuf_codec(&self) -> Option<codec::ProtoCodec>;
+}
+
+impl<T> ViaNoProst for ProtoProbe<T> {
+    fn protobuf_codec(&self) -> Option<codec::ProtoCodec> {
+        None
+    }
+}
+
+/// Registers what a probe found (`#[handlers]`, when its routes are built).
+pub fn register_protobuf(codec: Option<codec::ProtoCodec>) {
+    if let Some(codec) = codec {
+        crate::codec::protobuf_register(codec);
+    }
+}
+
+pub use crate::codec::{ProtoCodec, ProtobufType};
 
 /// Used by generated code to point type errors at the user's payload type.
 pub const fn assert_decode<T: codec::Decode>() {}

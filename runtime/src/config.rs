@@ -73,6 +73,8 @@ pub struct Layer {
     pub client_request_timeout: Option<Duration>,
     /// `--selector`.
     pub selector: Option<Strategy>,
+    /// `--client_content_type`.
+    pub client_content_type: Option<String>,
 }
 
 /// The merged, validated configuration.
@@ -109,6 +111,9 @@ pub struct Options {
     pub client_request_timeout: Duration,
     /// Node selection strategy.
     pub selector: Strategy,
+    /// The content type calls and published messages are encoded as; empty = each message
+    /// type's own default (protobuf for prost types, JSON for the others).
+    pub client_content_type: String,
 }
 
 impl Default for Options {
@@ -129,6 +134,7 @@ impl Default for Options {
             client_retries: 5,
             client_request_timeout: Duration::from_secs(30),
             selector: Strategy::Random,
+            client_content_type: String::new(),
         }
     }
 }
@@ -199,6 +205,10 @@ const SPECS: &[Spec] = &[
     Spec {
         flag: "selector",
         help: "Node selection strategy: random, roundrobin",
+    },
+    Spec {
+        flag: "client_content_type",
+        help: "Content type of calls and published messages: application/json, application/protobuf (default: protobuf for prost types, JSON for the others)",
     },
 ];
 
@@ -371,7 +381,8 @@ impl Layer {
             server_advertise,
             client_retries,
             client_request_timeout,
-            selector
+            selector,
+            client_content_type
         );
         for (k, v) in &other.server_metadata {
             self.server_metadata.insert(k.clone(), v.clone());
@@ -400,7 +411,8 @@ impl Options {
             server_advertise,
             client_retries,
             client_request_timeout,
-            selector
+            selector,
+            client_content_type
         );
         for (k, v) in &layer.server_metadata {
             self.server_metadata.insert(k.clone(), v.clone());
@@ -518,6 +530,19 @@ impl Options {
             ));
         }
         check_address(&self.server_advertise).map_err(|m| fail("server_advertise", m))?;
+        if !self.client_content_type.is_empty()
+            && crate::codec::Format::of(&self.client_content_type).is_none()
+        {
+            return Err(fail(
+                "client_content_type",
+                format!(
+                    "unknown content type `{}`, expected `{}` or `{}`",
+                    self.client_content_type,
+                    crate::codec::JSON,
+                    crate::codec::PROTOBUF
+                ),
+            ));
+        }
         if !self.server_name.is_empty() && !valid_name(&self.server_name) {
             return Err(fail(
                 "server_name",
@@ -586,6 +611,7 @@ fn code_gives(code: &Layer, flag: &str) -> bool {
         "client_retries" => code.client_retries.is_some(),
         "client_request_timeout" => code.client_request_timeout.is_some(),
         "selector" => code.selector.is_some(),
+        "client_content_type" => code.client_content_type.is_some(),
         _ => false,
     }
 }
@@ -620,6 +646,7 @@ fn effective(opts: &Options, flag: &str) -> Option<String> {
         "client_retries" => opts.client_retries.to_string(),
         "client_request_timeout" => show_duration(opts.client_request_timeout),
         "selector" => opts.selector.to_string(),
+        "client_content_type" => opts.client_content_type.clone(),
         _ => String::new(),
     };
     (!text.is_empty()).then_some(text)
@@ -719,6 +746,17 @@ fn given_layer(
                     layer.client_request_timeout = Some(parse_duration(&value).map_err(bad)?);
                 }
                 "selector" => layer.selector = Some(Strategy::from_str(&value).map_err(bad)?),
+                "client_content_type" => {
+                    // The canonical name of a known format; unknown ones fail validation,
+                    // which names this source.
+                    let value = match crate::codec::Format::of(&value) {
+                        Some(format) if !value.trim().is_empty() => {
+                            format.content_type().to_owned()
+                        }
+                        _ => value,
+                    };
+                    layer.client_content_type = Some(value);
+                }
                 _ => {}
             }
             origins.0.insert(spec.flag, source);
@@ -883,6 +921,34 @@ mod tests {
         assert!(help.contains("[default: 10s, set in code]"), "{help}");
         assert!(help.contains("[env: MICRO_REGISTRY]"), "{help}");
         assert!(help.contains("[default: mdns]"), "{help}");
+    }
+
+    #[test]
+    fn client_content_type_is_json_or_protobuf() {
+        let o = resolve(&Layer::default(), &[], &[]).expect("default");
+        assert_eq!(o.client_content_type, "");
+        let o = resolve(
+            &Layer::default(),
+            &[("MICRO_CLIENT_CONTENT_TYPE", "application/json")],
+            &[],
+        )
+        .expect("env");
+        assert_eq!(o.client_content_type, "application/json");
+        let o = resolve(
+            &Layer::default(),
+            &[("MICRO_CLIENT_CONTENT_TYPE", "application/json")],
+            &["--client_content_type=Application/Protobuf"],
+        )
+        .expect("flag");
+        assert_eq!(o.client_content_type, "application/protobuf");
+        let e = invalid(resolve(
+            &Layer::default(),
+            &[("MICRO_CLIENT_CONTENT_TYPE", "text/xml")],
+            &[],
+        ));
+        assert_eq!(e.source, "`MICRO_CLIENT_CONTENT_TYPE`");
+        assert!(e.message.contains("`text/xml`"), "{e}");
+        assert!(e.message.contains("`application/protobuf`"), "{e}");
     }
 
     #[test]

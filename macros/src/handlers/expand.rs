@@ -1,7 +1,7 @@
 //! Turns a checked `#[handlers]` block into its `Handlers` impl: the routes table.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{ToTokens as _, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, ItemImpl, Type};
 
@@ -13,15 +13,34 @@ use crate::subscribe::{assert_decode, map_err, option};
 pub(crate) fn handlers(config: &Config, item: &ItemImpl) -> TokenStream {
     let self_ty = &item.self_ty;
     let mut asserts = TokenStream::new();
+    let mut probes = TokenStream::new();
+    let mut probed = std::collections::HashSet::new();
+    let mut register_protobuf = |ty: &Type| {
+        if probed.insert(ty.to_token_stream().to_string()) {
+            self::register_protobuf(ty)
+        } else {
+            TokenStream::new()
+        }
+    };
     let mut routes = TokenStream::new();
     for endpoint in &config.endpoints {
         asserts.extend(assert_decode(&endpoint.request));
         asserts.extend(assert_encode(&endpoint.response));
+        probes.extend(register_protobuf(&endpoint.request));
+        probes.extend(register_protobuf(&endpoint.response));
         routes.extend(self::endpoint(endpoint));
     }
     for subscriber in &config.subscribers {
-        asserts.extend(assert_decode(subscriber.function.payload.ty()));
+        let payload = subscriber.function.payload.ty();
+        asserts.extend(assert_decode(payload));
+        probes.extend(register_protobuf(payload));
         routes.extend(self::subscriber(subscriber));
+    }
+    if !probes.is_empty() {
+        probes = quote! {
+            use ::rmicro::__private::{ViaNoProst as _, ViaProst as _};
+            #probes
+        };
     }
     let describe = if config.endpoints.is_empty() {
         TokenStream::new()
@@ -37,6 +56,7 @@ pub(crate) fn handlers(config: &Config, item: &ItemImpl) -> TokenStream {
             fn routes() -> ::rmicro::__private::Routes<Self> {
                 #describe
                 #asserts
+                #probes
                 ::rmicro::__private::Routes::new()
                     #routes
             }
@@ -47,6 +67,16 @@ pub(crate) fn handlers(config: &Config, item: &ItemImpl) -> TokenStream {
 /// `assert_encode::<T>();` at `T`'s span (see `assert_decode`).
 fn assert_encode(ty: &Type) -> TokenStream {
     quote_spanned!(ty.span()=> ::rmicro::__private::assert_encode::<#ty>();)
+}
+
+/// Registers `T`'s protobuf codec when `T` is a prost message (autoref dispatch; nothing
+/// otherwise), so a type deriving both serde and prost speaks protobuf in this service.
+fn register_protobuf(ty: &Type) -> TokenStream {
+    quote! {
+        ::rmicro::__private::register_protobuf(
+            (&&::rmicro::__private::ProtoProbe::<#ty>::new()).protobuf_codec(),
+        );
+    }
 }
 
 /// The registry's description of `T`, by autoref dispatch: its fields when it has them, its

@@ -34,7 +34,9 @@ pub(crate) fn map_err(result: TokenStream, error: Option<&Type>) -> TokenStream 
     }
 }
 
-/// The function, unchanged, and its `FreeSubscriber` submitted to the runtime's inventory.
+/// The function, unchanged, and its `FreeSubscriber` submitted to the runtime's inventory,
+/// with a probe of the payload type that submits its protobuf codec when it is a prost
+/// message.
 ///
 /// `decode_event::<T>` names the user's payload type with its span: that call is the check
 /// that `T` can be decoded, reported on `T`.
@@ -82,6 +84,13 @@ pub(crate) fn free(
                     },
                 };
             ::rmicro::__private::inventory::submit!(__RMICRO_SUBSCRIBER);
+            fn __rmicro_protobuf() -> ::rmicro::__private::Option<::rmicro::__private::ProtoCodec> {
+                use ::rmicro::__private::{ViaNoProst as _, ViaProst as _};
+                (&&::rmicro::__private::ProtoProbe::<#ty>::new()).protobuf_codec()
+            }
+            ::rmicro::__private::inventory::submit!(
+                ::rmicro::__private::ProtobufType::probe(__rmicro_protobuf)
+            );
         };
     }
 }

@@ -55,8 +55,9 @@ pub struct ClientOptions {
     pub dial_timeout: Duration,
     /// How nodes are picked.
     pub strategy: Strategy,
-    /// The content type requests and published messages are encoded as. `None`: each
-    /// message type's own default (`application/json` for serde types).
+    /// The content type requests and published messages are encoded as (go-micro's
+    /// `--client_content_type`). `None`: each message type's own default, `application/protobuf`
+    /// for types with a registered protobuf codec (prost types), `application/json` otherwise.
     pub content_type: Option<String>,
     /// How long an unused pooled connection is kept.
     pub pool_idle_timeout: Duration,
@@ -81,7 +82,8 @@ impl Default for ClientOptions {
 /// Per-call overrides of the [`ClientOptions`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallOptions {
-    /// Encode the request as this content type.
+    /// Encode the request as this content type (and ask for the reply in it), over the
+    /// client's and the type's default.
     pub content_type: Option<String>,
     /// Bound the whole call by this instead of `request_timeout`.
     pub timeout: Option<Duration>,
@@ -485,7 +487,21 @@ impl Publisher {
         &self.topic
     }
 
-    /// Encodes `msg` (the client's content type, else the type's default) and publishes it
+    /// The same publisher, encoding messages as `content_type` (`application/json` or
+    /// `application/protobuf`) whatever the client's option and the type's default.
+    #[must_use]
+    pub fn with_content_type(mut self, content_type: impl Into<String>) -> Self {
+        self.content_type = Some(content_type.into());
+        self
+    }
+
+    /// The content type messages are encoded as, when the publisher or its client names one.
+    pub fn content_type(&self) -> Option<&str> {
+        self.content_type.as_deref()
+    }
+
+    /// Encodes `msg` (the publisher's or client's content type, else the type's default:
+    /// protobuf for prost types, JSON otherwise) and publishes it
     /// with headers `Content-Type`, `Micro-Topic` and `Micro-Id`.
     pub async fn publish<T: Encode>(&self, msg: &T) -> Result<()> {
         self.publish_with_header(msg, Metadata::new()).await

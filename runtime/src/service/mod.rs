@@ -544,6 +544,8 @@ impl ServiceBuilder {
                 retries: options.client_retries,
                 request_timeout: options.client_request_timeout,
                 strategy: options.selector,
+                content_type: (!options.client_content_type.is_empty())
+                    .then(|| options.client_content_type.clone()),
                 ..ClientOptions::default()
             },
         )

@@ -111,6 +111,8 @@ impl crate::rpc::Client {
             retries: options.client_retries,
             request_timeout: options.client_request_timeout,
             strategy: options.selector,
+            content_type: (!options.client_content_type.is_empty())
+                .then(|| options.client_content_type.clone()),
             ..crate::rpc::ClientOptions::default()
         };
         Ok(Self::new(registry, client_options).with_broker(broker))

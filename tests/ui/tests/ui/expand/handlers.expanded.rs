@@ -18,6 +18,13 @@ impl ::rmicro::__private::Handlers for StudentService {
         ::rmicro::__private::assert_decode::<String>();
         ::rmicro::__private::assert_encode::<u32>();
         ::rmicro::__private::assert_decode::<u32>();
+        use ::rmicro::__private::{ViaNoProst as _, ViaProst as _};
+        ::rmicro::__private::register_protobuf(
+            (&&::rmicro::__private::ProtoProbe::<String>::new()).protobuf_codec(),
+        );
+        ::rmicro::__private::register_protobuf(
+            (&&::rmicro::__private::ProtoProbe::<u32>::new()).protobuf_codec(),
+        );
         ::rmicro::__private::Routes::new()
             .endpoint::<
                 String,

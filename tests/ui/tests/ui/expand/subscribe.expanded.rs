@@ -35,5 +35,27 @@ const _: () = {
         #[link_section = ".init_array"]
         static __CTOR: unsafe extern "C" fn() = __ctor;
     };
+    fn __rmicro_protobuf() -> ::rmicro::__private::Option<
+        ::rmicro::__private::ProtoCodec,
+    > {
+        use ::rmicro::__private::{ViaNoProst as _, ViaProst as _};
+        (&&::rmicro::__private::ProtoProbe::<String>::new()).protobuf_codec()
+    }
+    #[allow(non_upper_case_globals)]
+    const _: () = {
+        static __INVENTORY: ::inventory::Node = ::inventory::Node {
+            value: &{ ::rmicro::__private::ProtobufType::probe(__rmicro_protobuf) },
+            next: ::inventory::__private::UnsafeCell::new(
+                ::inventory::__private::Option::None,
+            ),
+        };
+        #[link_section = ".text.startup"]
+        unsafe extern "C" fn __ctor() {
+            unsafe { ::inventory::ErasedNode::submit(__INVENTORY.value, &__INVENTORY) }
+        }
+        #[used]
+        #[link_section = ".init_array"]
+        static __CTOR: unsafe extern "C" fn() = __ctor;
+    };
 };
 fn main() {}
