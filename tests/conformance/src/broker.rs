@@ -279,6 +279,57 @@ pub async fn delivery_resumes_after_restart(f: &impl BrokerFixture) {
     }
 }
 
+/// The seed's student as a type that derives both prost and serde, registered for protobuf.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Student {
+    /// Name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// Major.
+    #[prost(string, tag = "2")]
+    pub classes: String,
+    /// Grade.
+    #[prost(int32, tag = "3")]
+    pub grade: i32,
+    /// Phone.
+    #[prost(string, tag = "4")]
+    pub phone: String,
+}
+
+rmicro::protobuf!(Student);
+
+/// A typed payload survives the broker in both codecs: each event is decoded by its own
+/// `Content-Type` into the same type.
+pub async fn typed_payload_in_both_codecs(f: &impl BrokerFixture) {
+    use rmicro::codec::{Encode as _, JSON, PROTOBUF};
+    let (publisher, subscriber) = (f.broker().await, f.broker().await);
+    let t = topic("typed");
+    let (_sub, mut rx) = sink(&subscriber, &t, SubscribeOptions::default()).await;
+    tokio::time::sleep(f.settle()).await;
+    let student = Student {
+        name: "davie".into(),
+        classes: "软件工程专业".into(),
+        grade: 80,
+        phone: "12345678901".into(),
+    };
+    for ct in [PROTOBUF, JSON] {
+        let body = student.encode("conformance", ct).expect("encode");
+        let message = Message::new(body).with_header("Content-Type", ct);
+        publisher
+            .publish(&t, message, PublishOptions::default())
+            .await
+            .expect("publish");
+        let raw = recv(&mut rx, ct).await;
+        assert_eq!(
+            raw.message().header.get("Content-Type").map(String::as_str),
+            Some(ct)
+        );
+        let event = rmicro::Event::<Student>::decode(raw).expect("decode by content type");
+        assert!(event.payload() == &student, "{ct}: payload differs");
+    }
+}
+
 /// Expands to one `#[tokio::test]` per check of the broker suite for `$fixture`, an
 /// expression building a fresh fixture.
 #[macro_export]
@@ -295,6 +346,10 @@ macro_rules! broker_suite {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn unsubscribe_stops_delivery() {
             $crate::broker::unsubscribe_stops_delivery(&$fixture).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn typed_payload_in_both_codecs() {
+            $crate::broker::typed_payload_in_both_codecs(&$fixture).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn many_topics() {
