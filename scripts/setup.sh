@@ -37,6 +37,8 @@ done
 
 # Consul is not in Debian: build it once from the Go module proxy (see the script).
 bash "$(dirname "$0")/consul.sh"
+# The go-micro programs of the interop tests (tests/interop), from the Go module proxy too.
+bash "$(dirname "$0")/interop.sh"
 
 # cargo-expand pins real `cargo expand` output in the macrotest cases.
 if ! have cargo-expand; then
