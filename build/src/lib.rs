@@ -40,25 +40,27 @@
 //! }
 //! ```
 //!
-//! Serving a proto service, with the handler trait:
+//! Serving a proto service: implement the handler trait in a `#[handlers]` block, and the
+//! `#[service]` struct's `run()` serves the proto service's endpoints:
 //!
 //! ```ignore
 //! use message::{Student, StudentRequest, StudentServiceHandler};
 //!
+//! #[rmicro::service(name = "student_service")]
 //! struct Students;
 //!
+//! #[rmicro::handlers]
 //! impl StudentServiceHandler for Students {
 //!     async fn get_student(&self, req: StudentRequest) -> rmicro::Result<Student> { .. }
 //! }
 //!
-//! rmicro::Service::builder("student_service")
-//!     .handler(Students, Students::routes())
-//!     .run()
-//!     .await
+//! Students.run().await
 //! ```
 //!
-//! or with `#[handlers] impl StudentService { pub async fn get_student(..) }` on a struct
-//! named like the proto service (the same endpoint names). Calling it:
+//! Without the macros: `Service::builder("student_service").handler(Students,
+//! Students::routes())`. Or write `#[handlers] impl StudentService { pub async fn
+//! get_student(..) }` on a struct named like the proto service (the same endpoint names).
+//! Calling it:
 //! `message::StudentServiceClient::new("student_service", client).get_student(&req).await`.
 //!
 //! The generated code names only `::rmicro` (serde and prost through rmicro's re-exports), so

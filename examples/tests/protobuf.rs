@@ -73,9 +73,12 @@ fn generated_json_names_are_the_proto_field_names() {
     }
 }
 
-/// A proto-first service: the generated trait, implemented by hand.
+/// A proto-first service: the generated trait, implemented in a `#[handlers]` block, so the
+/// service's `into_builder()`/`run()` serve its endpoints.
+#[rmicro::service(name = "student_service")]
 struct Students;
 
+#[rmicro::handlers]
 impl StudentServiceHandler for Students {
     async fn get_student(&self, request: StudentRequest) -> rmicro::Result<Student> {
         if request.name == "davie" {
@@ -93,11 +96,11 @@ impl StudentServiceHandler for Students {
 async fn the_generated_trait_serves_and_the_typed_client_calls_in_both_codecs() {
     // Its own in-process registry: the name cannot meet the other tests' services.
     let name = "student_service";
-    let service = rmicro::Service::builder(name)
+    let service = Students
+        .into_builder()
         .with_registry(Arc::new(MemoryRegistry::new()))
         .with_broker(Arc::new(rmicro::broker::memory::MemoryBroker::new()))
         .free_subscribers(false)
-        .handler(Students, Students::routes())
         .start()
         .await
         .expect("start");

@@ -52,8 +52,9 @@ pub(crate) fn parse(attr: TokenStream, item: &mut ItemImpl, errors: &mut Errors)
     if let Some((_, path, _)) = &item.trait_ {
         errors.spanned(
             path,
-            "`#[handlers]` goes on an inherent impl block (`impl MyService { .. }`), \
-             not on a trait impl",
+            "`#[handlers]` goes on an inherent impl block (`impl MyService { .. }`) or on an impl \
+             of a handler trait generated from a proto service (`impl StudentServiceHandler for \
+             MyService`), not on an impl of another trait",
         );
     }
     if !item.generics.params.is_empty() {
@@ -335,8 +336,9 @@ mod tests {
             errors,
             [
                 "`#[handlers]` takes no arguments",
-                "`#[handlers]` goes on an inherent impl block (`impl MyService { .. }`), not on a \
-                 trait impl",
+                "`#[handlers]` goes on an inherent impl block (`impl MyService { .. }`) or on an \
+                 impl of a handler trait generated from a proto service (`impl \
+                 StudentServiceHandler for MyService`), not on an impl of another trait",
                 "`#[handlers]` does not support generic impl blocks: a service is one concrete type",
                 "`#[handlers]` needs the service's struct by name: `impl MyService { .. }`",
             ]

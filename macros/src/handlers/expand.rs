@@ -139,3 +139,19 @@ fn subscriber(subscriber: &Subscriber) -> TokenStream {
         )
     }
 }
+
+/// `#[handlers] impl StudentServiceHandler for S { .. }`: the impl unchanged, and `S`'s routes
+/// are the generated trait's, so `#[service]`'s `run()` serves the proto service's endpoints.
+pub(crate) fn generated_trait(item: &syn::ItemImpl) -> TokenStream {
+    let self_ty = &item.self_ty;
+    let trait_path = item.trait_.as_ref().map(|(_, path, _)| path);
+    quote! {
+        #item
+
+        impl ::rmicro::__private::Handlers for #self_ty {
+            fn routes() -> ::rmicro::__private::Routes<Self> {
+                <Self as #trait_path>::routes()
+            }
+        }
+    }
+}

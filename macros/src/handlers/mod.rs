@@ -19,6 +19,9 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         Ok(item) => item,
         Err(error) => return not_an_impl(item, error),
     };
+    if attr.is_empty() && item.generics.params.is_empty() && is_generated_handler_trait(&item) {
+        return expand::generated_trait(&item);
+    }
     let mut errors = Errors::new();
     let config = args::parse(attr, &mut item, &mut errors)
         .and_then(|block| validate::validate(block, &mut errors));
@@ -27,6 +30,18 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         (Err(errors), _) => diag::with_errors(&item, &errors),
         (Ok(()), None) => quote!(#item),
     }
+}
+
+/// `impl StudentServiceHandler for S`: an impl of the handler trait `rmicro-build` generates
+/// for a proto service (named `<Service>Handler`, with a provided `routes()`).
+fn is_generated_handler_trait(item: &ItemImpl) -> bool {
+    item.trait_.as_ref().is_some_and(|(bang, path, _)| {
+        bang.is_none()
+            && path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident.to_string().ends_with("Handler"))
+    })
 }
 
 /// The error for `#[handlers]` on anything but an impl block.
@@ -56,6 +71,20 @@ mod tests {
 
     use super::expand;
     use crate::test_util::pretty;
+
+    #[test]
+    fn a_generated_handler_trait() {
+        assert_snapshot!(pretty(expand(
+            quote!(),
+            quote! {
+                impl message::StudentServiceHandler for Students {
+                    async fn get_student(&self, request: StudentRequest) -> rmicro::Result<Student> {
+                        Ok(Student::default())
+                    }
+                }
+            },
+        )));
+    }
 
     #[test]
     fn endpoints_and_subscribers() {
