@@ -45,11 +45,15 @@ pub fn content_type_of(msg: &broker::Message) -> &str {
 }
 
 impl<T: Decode> Event<T> {
-    /// Decodes a raw broker event.
+    /// Decodes a raw broker event. A payload that does not decode is an error with id
+    /// `go.micro.broker` whose detail names the topic.
     pub fn decode(raw: broker::Event) -> Result<Self> {
         let (topic, message, ack) = raw.into_parts();
-        let id = format!("go.micro.broker.{topic}");
-        let payload = T::decode(&id, content_type_of(&message), &message.body)?;
+        let payload = T::decode("go.micro.broker", content_type_of(&message), &message.body)
+            .map_err(|mut e| {
+                e.detail = format!("topic `{topic}`: {}", e.detail);
+                e
+            })?;
         Ok(Self {
             topic,
             header: message.header,
