@@ -1,0 +1,676 @@
+//! Pub/sub: messages/s and publish->handler latency, rmicro's broker against the raw client
+//! library of each broker doing the same work (publish the encoded student, receive it,
+//! decode it) against the same server.
+//!
+//! Each round has two phases. Throughput: [`PUBLISHERS`] tasks publish for the round's length
+//! while the subscriber counts; the rate is messages received over the time from the first
+//! publish to the last receipt (messages that never arrive count as errors). Latency: one
+//! message at a time, the next published once the previous one reached the handler; the
+//! handler computes now minus the send time carried in the message.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use futures::future::BoxFuture;
+use rmicro::broker::{self, Broker as _, Message, PublishOptions, SharedBroker, SubscribeOptions};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use crate::student::Student;
+use crate::{Config, load, progress, stats::Row, stats::Sample};
+
+/// Concurrent publishers in the throughput phase.
+pub const PUBLISHERS: usize = 8;
+
+type PublishFn = Arc<dyn Fn(Bytes) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// What a handler reports: the send time carried by the message and the time it reached
+/// the handler, both in nanoseconds since [`epoch`].
+pub type Report = (u64, u64);
+
+/// One side of a comparison: how to publish, and the handler's reports.
+pub struct Side {
+    publish: PublishFn,
+    rx: UnboundedReceiver<Report>,
+    /// Whatever must live as long as the side (subscribers, tasks, connections).
+    keep: Vec<Box<dyn std::any::Any + Send>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Side {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.keep.clear();
+    }
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ns() -> u64 {
+    epoch().elapsed().as_nanos() as u64
+}
+
+/// The message every side publishes: the seed's student as JSON, the send time in `phone`.
+pub fn payload() -> Bytes {
+    let mut s = Student::davie();
+    s.phone = now_ns().to_string();
+    Bytes::from(serde_json::to_vec(&s).unwrap_or_default())
+}
+
+/// What every handler does: decode the student, report the latency.
+pub fn handle(body: &[u8], tx: &UnboundedSender<Report>) {
+    if let Ok(s) = serde_json::from_slice::<Student>(body)
+        && let Ok(sent) = s.phone.parse::<u64>()
+    {
+        let _ = tx.send((sent, now_ns()));
+    }
+}
+
+/// One round of one side: the throughput phase for `len`, then `latency_msgs` one at a time.
+pub async fn round(side: &mut Side, len: Duration, latency_msgs: usize) -> Sample {
+    while side.rx.try_recv().is_ok() {}
+    let start = Instant::now();
+    let deadline = start + len;
+    let sent = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let mut pubs = Vec::new();
+    for _ in 0..PUBLISHERS {
+        let publish = Arc::clone(&side.publish);
+        let sent = Arc::clone(&sent);
+        let failed = Arc::clone(&failed);
+        pubs.push(tokio::spawn(async move {
+            while Instant::now() < deadline && failed.load(Ordering::Relaxed) < 100 {
+                match publish(payload()).await {
+                    Ok(()) => {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        if failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                            progress(format!("  publish failed: {e}"));
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    {
+        let done = Arc::clone(&done);
+        tokio::spawn(async move {
+            for p in pubs {
+                let _ = p.await;
+            }
+            done.store(true, Ordering::Release);
+        });
+    }
+    let mut received = 0u64;
+    let mut last = start;
+    loop {
+        if done.load(Ordering::Acquire) && received >= sent.load(Ordering::Relaxed) {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_secs(2), side.rx.recv()).await {
+            Ok(Some(_)) => {
+                received += 1;
+                last = Instant::now();
+            }
+            Ok(None) => break,
+            Err(_) if done.load(Ordering::Acquire) => break,
+            Err(_) => {}
+        }
+        if Instant::now() > deadline + Duration::from_secs(10) {
+            break;
+        }
+    }
+    let lost = sent.load(Ordering::Relaxed).saturating_sub(received);
+    let mut sample = Sample {
+        count: received,
+        elapsed: last - start,
+        latencies: Vec::with_capacity(latency_msgs),
+        errors: lost + failed.load(Ordering::Relaxed),
+    };
+    while side.rx.try_recv().is_ok() {}
+    for _ in 0..latency_msgs {
+        let mine = now_ns();
+        let body = payload();
+        if let Err(e) = (side.publish)(body).await {
+            if sample.errors == 0 {
+                progress(format!("  publish failed: {e}"));
+            }
+            sample.errors += 1;
+            continue;
+        }
+        // Late messages of the throughput phase are skipped: only this one is timed.
+        let wait = tokio::time::sleep(Duration::from_secs(2));
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                got = side.rx.recv() => match got {
+                    Some((sent, at)) if sent >= mine => {
+                        sample.latencies.push(at.saturating_sub(sent));
+                        break;
+                    }
+                    Some(_) => {}
+                    None => {
+                        sample.errors += 1;
+                        break;
+                    }
+                },
+                () = &mut wait => {
+                    sample.errors += 1;
+                    break;
+                }
+            }
+        }
+    }
+    sample
+}
+
+/// rmicro's side on `broker`: subscribe to `topic`, publish through `Broker::publish`.
+pub async fn rmicro_side(broker: SharedBroker, topic: &str) -> Result<Side, String> {
+    broker.connect().await.map_err(|e| e.to_string())?;
+    let (tx, rx) = unbounded_channel();
+    let sub = broker
+        .subscribe(
+            topic,
+            broker::handler(move |ev: broker::Event| {
+                handle(&ev.message().body, &tx);
+                async { Ok(()) }
+            }),
+            SubscribeOptions::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let b = Arc::clone(&broker);
+    let topic: Arc<str> = Arc::from(topic);
+    let publish: PublishFn = Arc::new(move |body| {
+        let b = Arc::clone(&b);
+        let topic = Arc::clone(&topic);
+        Box::pin(async move {
+            b.publish(&topic, Message::new(body), PublishOptions::default())
+                .await
+                .map_err(|e| e.to_string())
+        })
+    });
+    Ok(Side {
+        publish,
+        rx,
+        keep: vec![Box::new(sub), Box::new(broker)],
+        tasks: Vec::new(),
+    })
+}
+
+/// Waits until a side delivers (subscriptions may take a moment to take effect).
+pub async fn ready(side: &mut Side, what: &str) -> Result<(), String> {
+    for _ in 0..50 {
+        (side.publish)(payload()).await?;
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), side.rx.recv()).await
+        {
+            while side.rx.try_recv().is_ok() {}
+            return Ok(());
+        }
+    }
+    Err(format!("{what}: no message arrived within 10 s"))
+}
+
+mod raw {
+    //! The raw baselines.
+
+    use super::*;
+
+    pub fn memory() -> Side {
+        let (tx, rx) = unbounded_channel();
+        let (ptx, mut prx) = tokio::sync::mpsc::channel::<Bytes>(1024);
+        let task = tokio::spawn(async move {
+            while let Some(b) = prx.recv().await {
+                handle(&b, &tx);
+            }
+        });
+        let publish: PublishFn = Arc::new(move |body| {
+            let ptx = ptx.clone();
+            Box::pin(async move { ptx.send(body).await.map_err(|e| e.to_string()) })
+        });
+        Side {
+            publish,
+            rx,
+            keep: Vec::new(),
+            tasks: vec![task],
+        }
+    }
+
+    pub async fn nats(url: &str, topic: &str) -> Result<Side, String> {
+        let client = async_nats::connect(url).await.map_err(|e| e.to_string())?;
+        let mut sub = client
+            .subscribe(topic.to_owned())
+            .await
+            .map_err(|e| e.to_string())?;
+        client.flush().await.map_err(|e| e.to_string())?;
+        let (tx, rx) = unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                handle(&m.payload, &tx);
+            }
+        });
+        let topic = topic.to_owned();
+        let c = client.clone();
+        let publish: PublishFn = Arc::new(move |body| {
+            let c = c.clone();
+            let topic = topic.clone();
+            Box::pin(async move {
+                c.publish(topic, body).await.map_err(|e| e.to_string())?;
+                // rmicro flushes each publish by default (Ok = the server has it): so here.
+                c.flush().await.map_err(|e| e.to_string())
+            })
+        });
+        Ok(Side {
+            publish,
+            rx,
+            keep: vec![Box::new(client)],
+            tasks: vec![task],
+        })
+    }
+
+    pub async fn mqtt(addr: std::net::SocketAddr, topic: &str) -> Result<Side, String> {
+        use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+        let mut opts = MqttOptions::new("bench-raw", addr.ip().to_string(), addr.port());
+        opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
+        let (client, mut el) = AsyncClient::new(opts, 1024);
+        let (tx, rx) = unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => handle(&p.payload, &tx),
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        client
+            .subscribe(topic, QoS::AtLeastOnce)
+            .await
+            .map_err(|e| e.to_string())?;
+        let topic = topic.to_owned();
+        let c = client.clone();
+        let publish: PublishFn = Arc::new(move |body: Bytes| {
+            let c = c.clone();
+            let topic = topic.clone();
+            Box::pin(async move {
+                c.publish(topic, QoS::AtLeastOnce, false, body.to_vec())
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        });
+        Ok(Side {
+            publish,
+            rx,
+            keep: vec![Box::new(client)],
+            tasks: vec![task],
+        })
+    }
+
+    pub async fn redis(url: &str, topic: &str) -> Result<Side, String> {
+        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        let mut pubsub = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
+        pubsub.subscribe(topic).await.map_err(|e| e.to_string())?;
+        let (tx, rx) = unbounded_channel();
+        let task = tokio::spawn(async move {
+            let mut stream = pubsub.into_on_message();
+            while let Some(m) = stream.next().await {
+                handle(m.get_payload_bytes(), &tx);
+            }
+        });
+        let conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| e.to_string())?;
+        let topic = topic.to_owned();
+        let publish: PublishFn = Arc::new(move |body: Bytes| {
+            let mut conn = conn.clone();
+            let topic = topic.clone();
+            Box::pin(async move {
+                redis::cmd("PUBLISH")
+                    .arg(&topic)
+                    .arg(&body[..])
+                    .query_async::<i64>(&mut conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+        });
+        Ok(Side {
+            publish,
+            rx,
+            keep: Vec::new(),
+            tasks: vec![task],
+        })
+    }
+
+    pub async fn rabbitmq(url: &str, topic: &str) -> Result<Side, String> {
+        use lapin::options::{
+            BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+            ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+        };
+        use lapin::types::FieldTable;
+        use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+        let e = |e: lapin::Error| e.to_string();
+        let conn = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .map_err(e)?;
+        let exchange = "bench-raw";
+        let pch = conn.create_channel().await.map_err(e)?;
+        pch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(e)?;
+        pch.exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(e)?;
+        let cch = conn.create_channel().await.map_err(e)?;
+        cch.basic_qos(64, BasicQosOptions::default())
+            .await
+            .map_err(e)?;
+        let q = cch
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(e)?;
+        cch.queue_bind(
+            q.name().clone(),
+            exchange.into(),
+            topic.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(e)?;
+        let mut consumer = cch
+            .basic_consume(
+                q.name().clone(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(e)?;
+        let (tx, rx) = unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Some(Ok(d)) = consumer.next().await {
+                handle(&d.data, &tx);
+                let _ = d.acker.ack(BasicAckOptions::default()).await;
+            }
+        });
+        let topic = topic.to_owned();
+        let ch = pch.clone();
+        let publish: PublishFn = Arc::new(move |body: Bytes| {
+            let ch = ch.clone();
+            let topic = topic.clone();
+            Box::pin(async move {
+                ch.basic_publish(
+                    exchange.into(),
+                    topic.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    BasicProperties::default(),
+                )
+                .await
+                .map_err(e)?
+                .await
+                .map_err(e)
+                .map(|_| ())
+            })
+        });
+        Ok(Side {
+            publish,
+            rx,
+            keep: vec![Box::new(conn), Box::new(pch), Box::new(cch)],
+            tasks: vec![task],
+        })
+    }
+
+    pub async fn http() -> Result<Side, String> {
+        use std::convert::Infallible;
+
+        use http_body_util::{BodyExt as _, Full};
+        use hyper::server::conn::http1;
+        use hyper::service::service_fn;
+        use hyper_util::rt::TokioIo;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let (tx, rx) = unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            if let Ok(b) = req.into_body().collect().await {
+                                handle(&b.to_bytes(), &tx);
+                            }
+                            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new())))
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        let client = crate::rpc::raw_client();
+        let uri: http::Uri = format!("http://{addr}/")
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+        let publish: PublishFn = Arc::new(move |body: Bytes| {
+            let client = client.clone();
+            let uri = uri.clone();
+            Box::pin(async move {
+                let req = http::Request::post(uri)
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(body))
+                    .map_err(|e| e.to_string())?;
+                let resp = client.request(req).await.map_err(|e| e.to_string())?;
+                let ok = resp.status().is_success();
+                let _ = resp.into_body().collect().await;
+                if ok { Ok(()) } else { Err("status".to_owned()) }
+            })
+        });
+        Ok(Side {
+            publish,
+            rx,
+            keep: Vec::new(),
+            tasks: vec![task],
+        })
+    }
+}
+
+/// Starts a server fixture on a blocking thread; a missing program (the fixture panics)
+/// becomes an error.
+pub async fn fixture<T: Send + 'static>(start: fn() -> T) -> Result<T, String> {
+    tokio::task::spawn_blocking(start)
+        .await
+        .map_err(|e| match e.try_into_panic() {
+            Ok(p) => p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "server did not start".to_owned()),
+            Err(e) => e.to_string(),
+        })
+}
+
+/// The MQTT server: `RMICRO_BENCH_MQTT_ADDRESS` (a `127.0.0.1:<port>` server of your own,
+/// e.g. a mosquitto with other settings) or a mosquitto started here.
+pub async fn mqtt_server() -> Result<
+    (
+        Option<rmicro_conformance::servers::mosquitto::Mosquitto>,
+        std::net::SocketAddr,
+    ),
+    String,
+> {
+    if let Ok(addr) = std::env::var("RMICRO_BENCH_MQTT_ADDRESS") {
+        let parsed: std::net::SocketAddr = addr
+            .parse()
+            .map_err(|e| format!("RMICRO_BENCH_MQTT_ADDRESS `{addr}`: {e}"))?;
+        if !parsed.ip().is_loopback() {
+            return Err(format!(
+                "RMICRO_BENCH_MQTT_ADDRESS `{addr}` is not on 127.0.0.1"
+            ));
+        }
+        return Ok((None, parsed));
+    }
+    let server = fixture(rmicro_conformance::servers::mosquitto::Mosquitto::start).await?;
+    let addr = server.addr();
+    Ok((Some(server), addr))
+}
+
+async fn compare(
+    cfg: &Config,
+    name: &str,
+    baseline: &str,
+    a: Result<Side, String>,
+    b: Result<Side, String>,
+) -> Row {
+    let (mut a, mut b) = match (a, b) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) => return Row::skipped("pubsub", name, format!("rmicro side: {e}")),
+        (_, Err(e)) => return Row::skipped("pubsub", name, format!("{baseline} side: {e}")),
+    };
+    if let Err(e) = ready(&mut a, "rmicro").await {
+        return Row::skipped("pubsub", name, e);
+    }
+    if let Err(e) = ready(&mut b, baseline).await {
+        return Row::skipped("pubsub", name, e);
+    }
+    progress(format!("pubsub {name}: rmicro vs {baseline}"));
+    // The warm-up rounds time a quarter of the latency messages.
+    let full = cfg.round;
+    let lat = move |len: Duration| {
+        if len == full {
+            cfg.latency_msgs
+        } else {
+            cfg.latency_msgs / 4
+        }
+    };
+    let (sa, sb) = load::alternate(
+        cfg.rounds,
+        cfg.warmup,
+        cfg.round,
+        async |len| round(&mut a, len, lat(len)).await,
+        async |len| round(&mut b, len, lat(len)).await,
+    )
+    .await;
+    let row = Row::compare("pubsub", name, "msg/s", sa, baseline, sb);
+    progress(format!(
+        "  ratio {}",
+        row.ratio.map_or("-".into(), |x| format!("{x:.2}"))
+    ));
+    row
+}
+
+/// Runs the pub/sub scenario on every broker.
+pub async fn run(cfg: &Config) -> Vec<Row> {
+    use rmicro::broker::http::{HttpBroker, HttpBrokerOptions};
+    use rmicro::broker::memory::MemoryBroker;
+    use rmicro::broker::mqtt::{MqttBroker, MqttBrokerOptions};
+    use rmicro::broker::nats::{NatsBroker, NatsBrokerOptions};
+    use rmicro::broker::rabbitmq::{RabbitmqBroker, RabbitmqOptions};
+    use rmicro::broker::redis::{RedisBroker, RedisOptions};
+    use rmicro::registry::memory::MemoryRegistry;
+    use rmicro_conformance::servers;
+
+    let mut rows = Vec::new();
+    let (ta, tb) = ("bench.rmicro", "bench.raw");
+
+    progress("pubsub memory: setting up");
+    let a = rmicro_side(Arc::new(MemoryBroker::new()), ta).await;
+    rows.push(compare(cfg, "memory", "tokio mpsc", a, Ok(raw::memory())).await);
+
+    progress("pubsub http: setting up");
+    let reg = Arc::new(MemoryRegistry::new());
+    let a = rmicro_side(
+        Arc::new(HttpBroker::new(reg, HttpBrokerOptions::default())),
+        ta,
+    )
+    .await;
+    rows.push(compare(cfg, "http", "hyper POST", a, raw::http().await).await);
+
+    progress("pubsub mqtt: starting mosquitto");
+    match mqtt_server().await {
+        Ok((_server, addr)) => {
+            let mut opts = MqttBrokerOptions::default();
+            opts.addresses = vec![addr.to_string()];
+            let a = match MqttBroker::new(opts) {
+                Ok(b) => rmicro_side(Arc::new(b), ta).await,
+                Err(e) => Err(e.to_string()),
+            };
+            let b = raw::mqtt(addr, tb).await;
+            rows.push(compare(cfg, "mqtt", "rumqttc", a, b).await);
+        }
+        Err(e) => rows.push(Row::skipped("pubsub", "mqtt", e)),
+    }
+
+    progress("pubsub nats: starting nats-server");
+    match fixture(servers::nats::Nats::start).await {
+        Ok(server) => {
+            let mut opts = NatsBrokerOptions::default();
+            opts.addresses = vec![server.url()];
+            let a = match NatsBroker::new(opts) {
+                Ok(b) => rmicro_side(Arc::new(b), ta).await,
+                Err(e) => Err(e.to_string()),
+            };
+            let b = raw::nats(&server.url(), tb).await;
+            rows.push(compare(cfg, "nats", "async-nats", a, b).await);
+        }
+        Err(e) => rows.push(Row::skipped("pubsub", "nats", e)),
+    }
+
+    progress("pubsub redis: starting redis-server");
+    match fixture(servers::redis::Redis::start).await {
+        Ok(server) => {
+            let a = match RedisBroker::new(RedisOptions::with_address(&server.url())) {
+                Ok(b) => rmicro_side(Arc::new(b), ta).await,
+                Err(e) => Err(e.to_string()),
+            };
+            let b = raw::redis(&server.url(), tb).await;
+            rows.push(compare(cfg, "redis", "redis-rs", a, b).await);
+        }
+        Err(e) => rows.push(Row::skipped("pubsub", "redis", e)),
+    }
+
+    progress("pubsub rabbitmq: starting rabbitmq-server (takes several seconds)");
+    match fixture(servers::rabbitmq::Rabbitmq::start).await {
+        Ok(server) => {
+            let a = match RabbitmqBroker::new(RabbitmqOptions::with_addresses(&server.url())) {
+                Ok(b) => rmicro_side(Arc::new(b), ta).await,
+                Err(e) => Err(e.to_string()),
+            };
+            let b = raw::rabbitmq(&server.url(), tb).await;
+            rows.push(compare(cfg, "rabbitmq", "lapin", a, b).await);
+        }
+        Err(e) => rows.push(Row::skipped("pubsub", "rabbitmq", e)),
+    }
+    rows
+}

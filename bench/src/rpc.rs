@@ -1,0 +1,264 @@
+//! RPC: a unary GetStudent over loopback. rmicro client -> rmicro server (memory registry,
+//! the client's cache) against a raw hyper client -> raw hyper server doing the same decode
+//! and encode work, the ceiling for anything on HTTP/1.1 with hyper.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rmicro::broker::memory::MemoryBroker;
+use rmicro::registry::memory::MemoryRegistry;
+use rmicro::registry::{SharedRegistry, Value};
+use rmicro::rpc::{Client, ClientOptions, Routes};
+use rmicro::service::Service;
+use tokio::net::TcpListener;
+
+use crate::student::{Student, StudentRequest, get_student};
+use crate::{Config, load, progress, stats::Row};
+
+/// The service name and endpoint every side serves.
+pub const SERVICE: &str = "student_service";
+/// `StudentService.GetStudent`.
+pub const ENDPOINT: &str = "StudentService.GetStudent";
+/// The content types measured, with their short names.
+pub const CONTENT_TYPES: [(&str, &str); 2] = [
+    ("json", "application/json"),
+    ("proto", "application/protobuf"),
+];
+/// The concurrent callers measured.
+pub const CALLERS: [usize; 3] = [1, 16, 64];
+
+/// The rmicro handler.
+pub struct StudentService;
+
+/// The routes `#[handlers]` would build for [`StudentService`].
+pub fn routes() -> Routes<StudentService> {
+    Routes::new().endpoint(
+        ENDPOINT,
+        Value::default(),
+        Value::default(),
+        |_this: Arc<StudentService>, req: StudentRequest| async move {
+            get_student(&req).ok_or_else(|| {
+                rmicro::Error::not_found(SERVICE, format!("no student named `{}`", req.name))
+            })
+        },
+    )
+}
+
+/// Starts the rmicro student service on `registry` (memory broker, no free subscribers).
+pub async fn start_rmicro(registry: SharedRegistry) -> rmicro::Result<Service> {
+    Service::builder(SERVICE)
+        .with_registry(registry)
+        .with_broker(Arc::new(MemoryBroker::new()))
+        .address("127.0.0.1:0")
+        .free_subscribers(false)
+        .handler(StudentService, routes())
+        .start()
+        .await
+}
+
+/// The rmicro call every rmicro-client side makes.
+pub async fn rmicro_call(client: &Client, opts: rmicro::rpc::CallOptions) -> rmicro::Result<()> {
+    let req = StudentRequest {
+        name: "davie".into(),
+    };
+    let s: Student = client.call_with(SERVICE, ENDPOINT, &req, opts).await?;
+    if s.grade == 80 {
+        Ok(())
+    } else {
+        Err(rmicro::Error::internal_server_error(
+            "bench",
+            "wrong student",
+        ))
+    }
+}
+
+async fn raw_handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let proto = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/protobuf");
+    let reply = |status: StatusCode, body: Vec<u8>| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            http::HeaderValue::from_static(if proto {
+                "application/protobuf"
+            } else {
+                "application/json"
+            }),
+        );
+        r
+    };
+    let Ok(body) = req.into_body().collect().await.map(|b| b.to_bytes()) else {
+        return Ok(reply(StatusCode::BAD_REQUEST, Vec::new()));
+    };
+    let decoded: Option<StudentRequest> = if proto {
+        prost::Message::decode(body).ok()
+    } else {
+        serde_json::from_slice(&body).ok()
+    };
+    let Some(request) = decoded else {
+        return Ok(reply(StatusCode::BAD_REQUEST, Vec::new()));
+    };
+    Ok(match get_student(&request) {
+        Some(s) if proto => reply(StatusCode::OK, prost::Message::encode_to_vec(&s)),
+        Some(s) => reply(StatusCode::OK, serde_json::to_vec(&s).unwrap_or_default()),
+        None => reply(StatusCode::NOT_FOUND, Vec::new()),
+    })
+}
+
+/// A raw hyper HTTP/1.1 server answering GetStudent on `POST /`.
+pub async fn start_raw_server() -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(raw_handle))
+                    .await;
+            });
+        }
+    });
+    Ok((addr, task))
+}
+
+/// A raw hyper client, pooled like rmicro's.
+pub fn raw_client() -> HttpClient<HttpConnector, Full<Bytes>> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    HttpClient::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(100)
+        .pool_timer(TokioTimer::new())
+        .build(connector)
+}
+
+async fn raw_call(
+    client: &HttpClient<HttpConnector, Full<Bytes>>,
+    uri: &http::Uri,
+    content_type: &'static str,
+) -> Result<(), String> {
+    let proto = content_type == "application/protobuf";
+    let req = StudentRequest {
+        name: "davie".into(),
+    };
+    let body = if proto {
+        prost::Message::encode_to_vec(&req)
+    } else {
+        serde_json::to_vec(&req).map_err(|e| e.to_string())?
+    };
+    let request = Request::post(uri.clone())
+        .header(CONTENT_TYPE, content_type)
+        .header(ACCEPT, content_type)
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let resp = client.request(request).await.map_err(|e| e.to_string())?;
+    if resp.status() != StatusCode::OK {
+        return Err(format!("status {}", resp.status()));
+    }
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let s: Student = if proto {
+        prost::Message::decode(body).map_err(|e| e.to_string())?
+    } else {
+        serde_json::from_slice(&body).map_err(|e| e.to_string())?
+    };
+    if s.grade == 80 {
+        Ok(())
+    } else {
+        Err("wrong student".into())
+    }
+}
+
+/// Runs the RPC scenario.
+pub async fn run(cfg: &Config) -> Vec<Row> {
+    let registry: SharedRegistry = Arc::new(MemoryRegistry::new());
+    let service = match start_rmicro(Arc::clone(&registry)).await {
+        Ok(s) => s,
+        Err(e) => return vec![Row::skipped("rpc", "all", format!("rmicro service: {e}"))],
+    };
+    let (raw_addr, raw_task) = match start_raw_server().await {
+        Ok(x) => x,
+        Err(e) => return vec![Row::skipped("rpc", "all", format!("raw server: {e}"))],
+    };
+    let uri: http::Uri = match format!("http://{raw_addr}/").parse() {
+        Ok(u) => u,
+        Err(e) => return vec![Row::skipped("rpc", "all", format!("raw uri: {e}"))],
+    };
+    let mut rows = Vec::new();
+    for (short, ct) in CONTENT_TYPES {
+        let client = Client::new(
+            Arc::clone(&registry),
+            ClientOptions {
+                content_type: Some(ct.to_owned()),
+                ..ClientOptions::default()
+            },
+        );
+        let raw = raw_client();
+        for callers in CALLERS {
+            progress(format!("rpc {short} c={callers}: rmicro vs raw hyper"));
+            let c = client.clone();
+            let r = raw.clone();
+            let u = uri.clone();
+            let (a, b) = load::alternate(
+                cfg.rounds,
+                cfg.warmup,
+                cfg.round,
+                async |len| {
+                    let c = c.clone();
+                    load::closed_loop(callers, len, move || {
+                        let c = c.clone();
+                        async move { rmicro_call(&c, rmicro::rpc::CallOptions::default()).await }
+                    })
+                    .await
+                },
+                async |len| {
+                    let r = r.clone();
+                    let u = u.clone();
+                    load::closed_loop(callers, len, move || {
+                        let r = r.clone();
+                        let u = u.clone();
+                        async move { raw_call(&r, &u, ct).await }
+                    })
+                    .await
+                },
+            )
+            .await;
+            let row = Row::compare(
+                "rpc",
+                &format!("{short} c={callers}"),
+                "req/s",
+                a,
+                "raw hyper",
+                b,
+            );
+            progress(format!(
+                "  ratio {}",
+                row.ratio.map_or("-".into(), |x| format!("{x:.2}"))
+            ));
+            rows.push(row);
+        }
+    }
+    raw_task.abort();
+    let _ = service.stop().await;
+    rows
+}
