@@ -505,10 +505,16 @@ impl Conn {
         // 23 characters, the most MQTT 3.1.1 servers must accept.
         let client_id = format!("rmicro-{}", &uuid[..16]);
         let endpoint = &settings.endpoints[0];
-        let (client, eventloop) = AsyncClient::new(
+        let (client, mut eventloop) = AsyncClient::new(
             settings.mqtt_options(&client_id, endpoint),
             REQUEST_CAPACITY,
         );
+        // As Go's net package does for every TCP connection (so go-micro's paho client):
+        // without it, a publish written while an earlier one is unacknowledged waits for the
+        // server's delayed ACK (40 ms on Linux).
+        let mut network = eventloop.network_options();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let (link, _) = watch::channel(Link::default());
         let shared = Arc::new(Shared {
             client,

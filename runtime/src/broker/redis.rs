@@ -235,7 +235,15 @@ impl RedisBroker {
             format!("redis://{}", opts.address)
         };
         let printable = mask(&url);
-        let client = Client::open(url.as_str()).map_err(|e| {
+        // TCP_NODELAY, as Go's net package sets on every connection (so go-micro's redis
+        // broker): without it, a publish written while an earlier one is unanswered waits.
+        let client = redis::IntoConnectionInfo::into_connection_info(url.as_str())
+            .map(|info| {
+                let tcp = redis::io::tcp::TcpSettings::default().set_nodelay(true);
+                info.set_tcp_settings(tcp)
+            })
+            .and_then(Client::open)
+            .map_err(|e| {
             Error::bad_request(
                 ERROR_ID,
                 format!(
