@@ -32,7 +32,9 @@ OPTIONS:
     --quick          short rounds (the whole run takes a few minutes)
     --json FILE      also write the results as JSON to FILE
     --only LIST      run only these scenarios (comma-separated):
-                     rpc, pubsub, discovery, footprint, go-micro
+                     rpc, pubsub, discovery, footprint, go-micro; one broker's
+                     pub/sub row alone: pubsub:memory, pubsub:http, pubsub:mqtt,
+                     pubsub:nats, pubsub:redis, pubsub:rabbitmq
     --help           print this help
 
 Servers (mosquitto, nats-server, rabbitmq-server, redis-server, consul) are started on free
@@ -136,8 +138,9 @@ fn main() {
         if wanted("rpc") {
             rows.extend(rpc::run(&cfg).await);
         }
-        if wanted("pubsub") {
-            rows.extend(pubsub::run(&cfg).await);
+        let broker_wanted = |b: &str| wanted("pubsub") || wanted(&format!("pubsub:{b}"));
+        if pubsub::BROKERS.iter().any(|b| broker_wanted(b)) {
+            rows.extend(pubsub::run(&cfg, &broker_wanted).await);
         }
         if wanted("discovery") {
             rows.extend(discovery::run(&cfg).await);

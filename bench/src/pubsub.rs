@@ -283,6 +283,10 @@ mod raw {
         opts.set_keep_alive(Duration::from_secs(30));
         opts.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
         let (client, mut el) = AsyncClient::new(opts, 1024);
+        // The same socket option as rmicro's MQTT broker (and Go's default).
+        let mut network = el.network_options();
+        network.set_tcp_nodelay(true);
+        el.set_network_options(network);
         let (tx, rx) = unbounded_channel();
         let task = tokio::spawn(async move {
             loop {
@@ -317,7 +321,11 @@ mod raw {
     }
 
     pub async fn redis(url: &str, topic: &str) -> Result<Side, String> {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        // The same socket option as rmicro's Redis broker.
+        let info = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(|e| e.to_string())?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info).map_err(|e| e.to_string())?;
         let mut pubsub = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
         pubsub.subscribe(topic).await.map_err(|e| e.to_string())?;
         let (tx, rx) = unbounded_channel();
@@ -591,7 +599,11 @@ async fn compare(
 }
 
 /// Runs the pub/sub scenario on every broker.
-pub async fn run(cfg: &Config) -> Vec<Row> {
+/// The brokers of the pub/sub scenario, in the order they run.
+pub const BROKERS: [&str; 6] = ["memory", "http", "mqtt", "nats", "redis", "rabbitmq"];
+
+/// Runs the pub/sub rows of the brokers `wanted` accepts.
+pub async fn run(cfg: &Config, wanted: &dyn Fn(&str) -> bool) -> Vec<Row> {
     use rmicro::broker::http::{HttpBroker, HttpBrokerOptions};
     use rmicro::broker::memory::MemoryBroker;
     use rmicro::broker::mqtt::{MqttBroker, MqttBrokerOptions};
@@ -604,73 +616,85 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
     let mut rows = Vec::new();
     let (ta, tb) = ("bench.rmicro", "bench.raw");
 
-    progress("pubsub memory: setting up");
-    let a = rmicro_side(Arc::new(MemoryBroker::new()), ta).await;
-    rows.push(compare(cfg, "memory", "tokio mpsc", a, Ok(raw::memory())).await);
-
-    progress("pubsub http: setting up");
-    let reg = Arc::new(MemoryRegistry::new());
-    let a = rmicro_side(
-        Arc::new(HttpBroker::new(reg, HttpBrokerOptions::default())),
-        ta,
-    )
-    .await;
-    rows.push(compare(cfg, "http", "hyper POST", a, raw::http().await).await);
-
-    progress("pubsub mqtt: starting mosquitto");
-    match mqtt_server().await {
-        Ok((_server, addr)) => {
-            let mut opts = MqttBrokerOptions::default();
-            opts.addresses = vec![addr.to_string()];
-            let a = match MqttBroker::new(opts) {
-                Ok(b) => rmicro_side(Arc::new(b), ta).await,
-                Err(e) => Err(e.to_string()),
-            };
-            let b = raw::mqtt(addr, tb).await;
-            rows.push(compare(cfg, "mqtt", "rumqttc", a, b).await);
-        }
-        Err(e) => rows.push(Row::skipped("pubsub", "mqtt", e)),
+    if wanted("memory") {
+        progress("pubsub memory: setting up");
+        let a = rmicro_side(Arc::new(MemoryBroker::new()), ta).await;
+        rows.push(compare(cfg, "memory", "tokio mpsc", a, Ok(raw::memory())).await);
     }
 
-    progress("pubsub nats: starting nats-server");
-    match fixture(servers::nats::Nats::start).await {
-        Ok(server) => {
-            let mut opts = NatsBrokerOptions::default();
-            opts.addresses = vec![server.url()];
-            let a = match NatsBroker::new(opts) {
-                Ok(b) => rmicro_side(Arc::new(b), ta).await,
-                Err(e) => Err(e.to_string()),
-            };
-            let b = raw::nats(&server.url(), tb).await;
-            rows.push(compare(cfg, "nats", "async-nats", a, b).await);
-        }
-        Err(e) => rows.push(Row::skipped("pubsub", "nats", e)),
+    if wanted("http") {
+        progress("pubsub http: setting up");
+        let reg = Arc::new(MemoryRegistry::new());
+        let a = rmicro_side(
+            Arc::new(HttpBroker::new(reg, HttpBrokerOptions::default())),
+            ta,
+        )
+        .await;
+        rows.push(compare(cfg, "http", "hyper POST", a, raw::http().await).await);
     }
 
-    progress("pubsub redis: starting redis-server");
-    match fixture(servers::redis::Redis::start).await {
-        Ok(server) => {
-            let a = match RedisBroker::new(RedisOptions::with_address(&server.url())) {
-                Ok(b) => rmicro_side(Arc::new(b), ta).await,
-                Err(e) => Err(e.to_string()),
-            };
-            let b = raw::redis(&server.url(), tb).await;
-            rows.push(compare(cfg, "redis", "redis-rs", a, b).await);
+    if wanted("mqtt") {
+        progress("pubsub mqtt: starting mosquitto");
+        match mqtt_server().await {
+            Ok((_server, addr)) => {
+                let mut opts = MqttBrokerOptions::default();
+                opts.addresses = vec![addr.to_string()];
+                let a = match MqttBroker::new(opts) {
+                    Ok(b) => rmicro_side(Arc::new(b), ta).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                let b = raw::mqtt(addr, tb).await;
+                rows.push(compare(cfg, "mqtt", "rumqttc", a, b).await);
+            }
+            Err(e) => rows.push(Row::skipped("pubsub", "mqtt", e)),
         }
-        Err(e) => rows.push(Row::skipped("pubsub", "redis", e)),
     }
 
-    progress("pubsub rabbitmq: starting rabbitmq-server (takes several seconds)");
-    match fixture(servers::rabbitmq::Rabbitmq::start).await {
-        Ok(server) => {
-            let a = match RabbitmqBroker::new(RabbitmqOptions::with_addresses(&server.url())) {
-                Ok(b) => rmicro_side(Arc::new(b), ta).await,
-                Err(e) => Err(e.to_string()),
-            };
-            let b = raw::rabbitmq(&server.url(), tb).await;
-            rows.push(compare(cfg, "rabbitmq", "lapin", a, b).await);
+    if wanted("nats") {
+        progress("pubsub nats: starting nats-server");
+        match fixture(servers::nats::Nats::start).await {
+            Ok(server) => {
+                let mut opts = NatsBrokerOptions::default();
+                opts.addresses = vec![server.url()];
+                let a = match NatsBroker::new(opts) {
+                    Ok(b) => rmicro_side(Arc::new(b), ta).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                let b = raw::nats(&server.url(), tb).await;
+                rows.push(compare(cfg, "nats", "async-nats", a, b).await);
+            }
+            Err(e) => rows.push(Row::skipped("pubsub", "nats", e)),
         }
-        Err(e) => rows.push(Row::skipped("pubsub", "rabbitmq", e)),
+    }
+
+    if wanted("redis") {
+        progress("pubsub redis: starting redis-server");
+        match fixture(servers::redis::Redis::start).await {
+            Ok(server) => {
+                let a = match RedisBroker::new(RedisOptions::with_address(&server.url())) {
+                    Ok(b) => rmicro_side(Arc::new(b), ta).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                let b = raw::redis(&server.url(), tb).await;
+                rows.push(compare(cfg, "redis", "redis-rs", a, b).await);
+            }
+            Err(e) => rows.push(Row::skipped("pubsub", "redis", e)),
+        }
+    }
+
+    if wanted("rabbitmq") {
+        progress("pubsub rabbitmq: starting rabbitmq-server (takes several seconds)");
+        match fixture(servers::rabbitmq::Rabbitmq::start).await {
+            Ok(server) => {
+                let a = match RabbitmqBroker::new(RabbitmqOptions::with_addresses(&server.url())) {
+                    Ok(b) => rmicro_side(Arc::new(b), ta).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                let b = raw::rabbitmq(&server.url(), tb).await;
+                rows.push(compare(cfg, "rabbitmq", "lapin", a, b).await);
+            }
+            Err(e) => rows.push(Row::skipped("pubsub", "rabbitmq", e)),
+        }
     }
     rows
 }
