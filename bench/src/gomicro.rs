@@ -1,9 +1,16 @@
-//! go-micro: the RPC and MQTT pub/sub scenarios served by a go-micro v4 program
-//! (`bench/go`, built by `bench/build-go.sh`), alternating with rmicro's in the same run.
+//! go-micro: the RPC, MQTT pub/sub and NATS pub/sub scenarios served by a go-micro v5
+//! program (`bench/go`, go-micro.dev/v5 v5.12.0, built by `bench/build-go.sh`), alternating
+//! with rmicro's in the same run.
 //!
 //! Both sides run client and server in one process: rmicro's in this one, go-micro's in a
 //! `gomicro-bench` process started for each round (its start-up and warm-up are not timed;
 //! it reports its own counts and latencies).
+//!
+//! The pub/sub rows run both sides against the same server started here: mosquitto for
+//! mqtt, nats-server for nats. On the Go side NATS is go-micro v5's own broker
+//! (`go-micro.dev/v5/broker/nats`); MQTT is our own `broker.Broker` over paho
+//! (`bench/go/mqtt.go`) that mirrors go-micro's v4 MQTT plugin, because the v5 plugin is not
+//! served by the Go module proxy.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +25,7 @@ use crate::rpc::{CALLERS, CONTENT_TYPES, rmicro_call, start_rmicro};
 use crate::stats::{Row, Sample};
 use crate::{Config, load, progress, pubsub};
 
-const GO: &str = "go-micro v4";
+const GO: &str = "go-micro v5";
 
 fn binary() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/rmicro/bench-bin/gomicro-bench"))
@@ -188,51 +195,45 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
         )),
     }
 
-    progress("go-micro mqtt: starting mosquitto");
-    let (server, addr) = match pubsub::mqtt_server().await {
-        Ok(s) => s,
-        Err(e) => {
-            rows.push(Row::skipped("go-micro", "mqtt", e));
-            return rows;
-        }
-    };
-    let mut opts = rmicro::broker::mqtt::MqttBrokerOptions::default();
-    opts.addresses = vec![addr.to_string()];
-    let side = match rmicro::broker::mqtt::MqttBroker::new(opts) {
-        Ok(b) => pubsub::rmicro_side(Arc::new(b), "bench.rmicro").await,
-        Err(e) => Err(e.to_string()),
-    };
-    let mut side = match side {
-        Ok(s) => s,
-        Err(e) => {
-            rows.push(Row::skipped("go-micro", "mqtt", e));
-            return rows;
-        }
-    };
-    if let Err(e) = pubsub::ready(&mut side, "rmicro").await {
-        rows.push(Row::skipped("go-micro", "mqtt", e));
-        return rows;
+    rows.push(mqtt_row(cfg, &bin).await);
+    rows.push(nats_row(cfg, &bin).await);
+    rows
+}
+
+/// The number of latency messages of a round of length `len` (warm-up rounds time a quarter).
+fn latency_msgs(cfg: &Config, len: Duration) -> usize {
+    if len == cfg.round {
+        cfg.latency_msgs
+    } else {
+        cfg.latency_msgs / 4
     }
-    progress(format!("go-micro mqtt: rmicro vs {GO}"));
-    let addr = format!("tcp://{addr}");
-    let full = cfg.round;
-    let lat = move |len: Duration| {
-        if len == full {
-            cfg.latency_msgs
-        } else {
-            cfg.latency_msgs / 4
-        }
-    };
+}
+
+/// Alternates rmicro's `side` with `gomicro-bench <mode> -broker_address <address>` and
+/// builds the row; `note` is appended to the row's note (after the error counts).
+async fn pubsub_row(
+    cfg: &Config,
+    bin: &PathBuf,
+    mode: &str,
+    address: &str,
+    mut side: pubsub::Side,
+    note: &str,
+) -> Row {
+    let name = format!("{mode} pub/sub");
+    if let Err(e) = pubsub::ready(&mut side, "rmicro").await {
+        return Row::skipped("go-micro", &name, e);
+    }
+    progress(format!("go-micro {mode}: rmicro vs {GO}"));
     let (a, b) = load::alternate(
         cfg.rounds,
         cfg.warmup,
         cfg.round,
-        async |len| pubsub::round(&mut side, len, lat(len)).await,
+        async |len| pubsub::round(&mut side, len, latency_msgs(cfg, len)).await,
         async |len| {
             let args = [
-                "mqtt".to_owned(),
+                mode.to_owned(),
                 "-broker_address".to_owned(),
-                addr.clone(),
+                address.to_owned(),
                 "-duration".to_owned(),
                 ms(len),
                 "-warmup".to_owned(),
@@ -240,23 +241,99 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
                 "-publishers".to_owned(),
                 pubsub::PUBLISHERS.to_string(),
                 "-lat".to_owned(),
-                lat(len).to_string(),
+                latency_msgs(cfg, len).to_string(),
             ];
-            go_round(&bin, &args).await
+            go_round(bin, &args).await
         },
     )
     .await;
-    let mut row = Row::compare("go-micro", "mqtt pub/sub", "msg/s", a, GO, b);
-    row.note.push_str(
-        "; go-micro's mqtt Publish does not wait for the PUBACK (the paho token is not awaited), \
-         rmicro's does: errors are messages published but never received",
-    );
+    let mut row = Row::compare("go-micro", &name, "msg/s", a, GO, b);
+    if !row.note.is_empty() {
+        row.note.push_str("; ");
+    }
+    row.note.push_str(note);
     progress(format!(
         "  ratio {}",
         row.ratio.map_or("-".into(), |x| format!("{x:.2}"))
     ));
-    rows.push(row);
-    drop(side);
+    row
+}
+
+/// mqtt: rmicro's `MqttBroker` against our paho adapter (go-micro's plugin semantics) on
+/// the same mosquitto.
+async fn mqtt_row(cfg: &Config, bin: &PathBuf) -> Row {
+    use rmicro::broker::mqtt::{MqttBroker, MqttBrokerOptions};
+
+    progress("go-micro mqtt: starting mosquitto");
+    let (server, addr) = match pubsub::mqtt_server().await {
+        Ok(s) => s,
+        Err(e) => return Row::skipped("go-micro", "mqtt pub/sub", e),
+    };
+    let mut opts = MqttBrokerOptions::default();
+    opts.addresses = vec![addr.to_string()];
+    let side = match MqttBroker::new(opts) {
+        Ok(b) => pubsub::rmicro_side(Arc::new(b), "bench.rmicro").await,
+        Err(e) => Err(e.to_string()),
+    };
+    let side = match side {
+        Ok(s) => s,
+        Err(e) => return Row::skipped("go-micro", "mqtt pub/sub", e),
+    };
+    let row = pubsub_row(
+        cfg,
+        bin,
+        "mqtt",
+        &format!("tcp://{addr}"),
+        side,
+        "go-micro side: our paho adapter with the v4 plugin's semantics (no v5 mqtt plugin \
+         is served); its Publish does not wait for the PUBACK (the paho token is not \
+         awaited), rmicro's does: errors are messages published but never received",
+    )
+    .await;
     drop(server);
-    rows
+    row
+}
+
+/// nats: rmicro's `NatsBroker` against go-micro v5's own nats broker on the same
+/// nats-server.
+async fn nats_row(cfg: &Config, bin: &PathBuf) -> Row {
+    use rmicro::broker::nats::{NatsBroker, NatsBrokerOptions};
+
+    progress("go-micro nats: starting nats-server");
+    let server = match pubsub::fixture(rmicro_conformance::servers::nats::Nats::start).await {
+        Ok(s) => s,
+        Err(e) => return Row::skipped("go-micro", "nats pub/sub", e),
+    };
+    let mut opts = NatsBrokerOptions::default();
+    opts.addresses = vec![server.url()];
+    let capacity = opts.subscription_capacity;
+    let broker = match NatsBroker::new(opts) {
+        Ok(b) => Arc::new(b),
+        Err(e) => return Row::skipped("go-micro", "nats pub/sub", e.to_string()),
+    };
+    let side = match pubsub::rmicro_side(Arc::clone(&broker) as _, "bench.rmicro").await {
+        Ok(s) => s,
+        Err(e) => return Row::skipped("go-micro", "nats pub/sub", e),
+    };
+    let mut row = pubsub_row(
+        cfg,
+        bin,
+        "nats",
+        &server.url(),
+        side,
+        "go-micro side: go-micro.dev/v5/broker/nats, whose Publish only buffers (no flush), \
+         rmicro's flushes each publish (the default `flush_each_publish`): errors are \
+         messages published but never received",
+    )
+    .await;
+    // rmicro's losses on nats are its client's slow-consumer drops: say how many reports.
+    let slow = broker.slow_consumer_events();
+    if slow > 0 {
+        row.note.push_str(&format!(
+            "; rmicro's nats client reported {slow} slow consumer(s): its subscription buffer \
+             (`subscription_capacity` {capacity}) was full and it dropped messages"
+        ));
+    }
+    drop(server);
+    row
 }
