@@ -33,6 +33,7 @@ pub mod codec;
 pub mod config;
 mod error;
 mod event;
+mod id;
 pub mod registry;
 pub mod rpc;
 pub mod service;

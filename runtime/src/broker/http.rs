@@ -689,7 +689,7 @@ impl Broker for HttpBroker {
             ));
         };
         let sub = Arc::new(Sub {
-            id: format!("{topic}-{}", uuid::Uuid::new_v4()),
+            id: format!("{topic}-{}", crate::id::uuid()),
             topic: Arc::from(topic),
             version: opts
                 .queue

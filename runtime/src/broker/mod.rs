@@ -286,7 +286,7 @@ pub fn stamp(topic: &str, msg: &mut Message) {
     msg.header.insert(HEADER_TOPIC.to_owned(), topic.to_owned());
     msg.header
         .entry(HEADER_ID.to_owned())
-        .or_insert_with(|| uuid::Uuid::new_v4().to_string());
+        .or_insert_with(|| crate::id::uuid().to_string());
 }
 
 #[cfg(test)]

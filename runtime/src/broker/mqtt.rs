@@ -501,7 +501,7 @@ impl Drop for Conn {
 
 impl Conn {
     fn start(settings: &Arc<Settings>, role: &str) -> Arc<Conn> {
-        let uuid = uuid::Uuid::new_v4().simple().to_string();
+        let uuid = crate::id::uuid().simple().to_string();
         // 23 characters, the most MQTT 3.1.1 servers must accept.
         let client_id = format!("rmicro-{}", &uuid[..16]);
         let endpoint = &settings.endpoints[0];

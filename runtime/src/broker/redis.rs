@@ -473,7 +473,7 @@ impl Broker for RedisBroker {
                     .max(Duration::from_millis(100));
                 let conn = shared.consumer(&key, queue, block).await?;
                 let queue_sub = QueueConsumer {
-                    consumer: format!("{queue}-{}", uuid::Uuid::new_v4().simple()),
+                    consumer: format!("{queue}-{}", crate::id::uuid().simple()),
                     group: queue.to_owned(),
                     key,
                     block,

@@ -591,7 +591,7 @@ impl ServiceBuilder {
     ) -> registry::Service {
         let name = &options.server_name;
         let id = if options.server_id.is_empty() {
-            format!("{name}-{}", uuid::Uuid::new_v4())
+            format!("{name}-{}", crate::id::uuid())
         } else {
             options.server_id.clone()
         };
