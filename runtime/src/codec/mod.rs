@@ -55,6 +55,17 @@ pub fn normalize(content_type: &str) -> &str {
     }
 }
 
+/// `content_type` as an HTTP header value, without allocating for the two codecs' own types.
+pub(crate) fn header_value(
+    content_type: &str,
+) -> std::result::Result<http::HeaderValue, http::header::InvalidHeaderValue> {
+    match content_type {
+        JSON => Ok(http::HeaderValue::from_static(JSON)),
+        PROTOBUF => Ok(http::HeaderValue::from_static(PROTOBUF)),
+        other => http::HeaderValue::from_str(other),
+    }
+}
+
 /// The wire formats rmicro speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {

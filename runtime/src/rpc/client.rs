@@ -139,7 +139,6 @@ impl Client {
             .pool_idle_timeout(opts.pool_idle_timeout)
             .pool_max_idle_per_host(opts.pool_max_idle_per_node)
             .pool_timer(TokioTimer::new())
-            .http1_title_case_headers(true)
             .build(connector);
         Client {
             inner: Arc::new(Inner {
@@ -203,10 +202,10 @@ impl Client {
             .as_deref()
             .or(self.inner.opts.content_type.as_deref())
             .unwrap_or_else(|| Req::default_content_type());
-        let content_type = codec::normalize(content_type).to_owned();
-        let body = Bytes::from(req.encode(CLIENT_ID, &content_type)?);
+        let content_type = codec::normalize(content_type);
+        let body = Bytes::from(req.encode(CLIENT_ID, content_type)?);
         let (reply_type, reply) = self
-            .invoke(service, endpoint, &content_type, body, &opts)
+            .invoke(service, endpoint, content_type, body, &opts)
             .await?;
         Resp::decode(CLIENT_ID, &reply_type, &reply)
     }
@@ -289,7 +288,7 @@ impl Client {
             Some(address) => Targets::Fixed(address),
             None => Targets::Selected(self.inner.selector.select(service).await?),
         };
-        let call_id = uuid::Uuid::new_v4().to_string();
+        let call_id = crate::id::uuid().to_string();
         let mut last: Option<Error> = None;
         for attempt in 0..=retries {
             if attempt > 0 {
@@ -419,11 +418,12 @@ fn build_request(
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = uri;
     let headers = request.headers_mut();
+    headers.reserve(metadata.len() + 7);
     for (name, v) in metadata {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad("header name", name))?;
         headers.insert(name, value(v, "header value")?);
     }
-    let ct = value(content_type, "content type")?;
+    let ct = codec::header_value(content_type).map_err(|_| bad("content type", content_type))?;
     headers.insert(header::CONTENT_TYPE, ct.clone());
     headers.insert(header::ACCEPT, ct);
     headers.insert(mucp::ID, value(call_id, "id")?);

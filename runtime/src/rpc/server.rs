@@ -295,9 +295,7 @@ async fn serve_conn(
         let state = request_state.clone();
         async move { Ok::<_, Infallible>(handle(shared, state, peer, req).await) }
     });
-    let conn = http1::Builder::new()
-        .title_case_headers(true)
-        .serve_connection(TokioIo::new(stream), service);
+    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => {
@@ -377,16 +375,18 @@ async fn handle(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return rsp;
     }
-    let endpoint = header_str(req.headers(), mucp::ENDPOINT)
-        .or_else(|| header_str(req.headers(), mucp::METHOD))
-        .unwrap_or_default()
-        .to_owned();
-    let id = header_str(req.headers(), mucp::ID)
-        .unwrap_or_default()
-        .to_owned();
-    let span = tracing::info_span!("rpc", endpoint = %endpoint, id = %id, %peer);
     let (parts, body) = req.into_parts();
-    let result = serve_request(&shared, state, &parts.headers, &endpoint, body)
+    let endpoint = header_str(&parts.headers, mucp::ENDPOINT)
+        .or_else(|| header_str(&parts.headers, mucp::METHOD))
+        .unwrap_or_default();
+    // A debug span: its fields are only formatted when a subscriber wants them.
+    let span = tracing::debug_span!(
+        "rpc",
+        endpoint = %endpoint,
+        id = header_str(&parts.headers, mucp::ID).unwrap_or_default(),
+        %peer
+    );
+    let result = serve_request(&shared, state, &parts.headers, endpoint, body)
         .instrument(span.clone())
         .await;
     let _entered = span.enter();
@@ -395,7 +395,7 @@ async fn handle(
         Err(err) if err.code >= 500 => tracing::warn!(error = %err, "rpc failed"),
         Err(err) => tracing::debug!(error = %err, "rpc failed"),
     }
-    reply(&parts.headers, &endpoint, result)
+    reply(&parts.headers, endpoint, result)
 }
 
 async fn serve_request(
@@ -511,16 +511,17 @@ async fn serve_request(
     }
 }
 
-/// Go's canonical form of a header name: `micro-id` -> `Micro-Id`.
+/// Go's canonical form of a header name: `micro-id` -> `Micro-Id`. HTTP/1 header names are
+/// ASCII (hyper hands them over lowercased); anything else is left as it is.
 fn canonical(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut upper = true;
     for c in name.chars() {
-        if upper {
-            out.extend(c.to_uppercase());
+        out.push(if upper {
+            c.to_ascii_uppercase()
         } else {
-            out.extend(c.to_lowercase());
-        }
+            c.to_ascii_lowercase()
+        });
         upper = c == '-';
     }
     out
@@ -589,7 +590,7 @@ fn reply(request: &HeaderMap, endpoint: &str, result: Result<Response>) -> HttpR
     }
     let body = match result {
         Ok(rsp) => {
-            if let Ok(ct) = HeaderValue::from_str(&rsp.content_type) {
+            if let Ok(ct) = codec::header_value(&rsp.content_type) {
                 headers.insert(header::CONTENT_TYPE, ct);
             }
             rsp.body
