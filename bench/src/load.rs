@@ -73,20 +73,57 @@ where
     A: AsyncFnMut(Duration) -> Sample,
     B: AsyncFnMut(Duration) -> Sample,
 {
+    let (run_a, run_b) = match side() {
+        Some(Side::Rmicro) => (true, false),
+        Some(Side::Baseline) => (false, true),
+        None => (true, true),
+    };
     if !warmup.is_zero() {
-        let _ = a(warmup).await;
-        let _ = b(warmup).await;
+        if run_a {
+            let _ = a(warmup).await;
+        }
+        if run_b {
+            let _ = b(warmup).await;
+        }
     }
     let mut sa = Sample::default();
     let mut sb = Sample::default();
     for r in 0..rounds {
         if r % 2 == 0 {
-            sa.merge(a(round).await);
-            sb.merge(b(round).await);
+            if run_a {
+                sa.merge(a(round).await);
+            }
+            if run_b {
+                sb.merge(b(round).await);
+            }
         } else {
-            sb.merge(b(round).await);
-            sa.merge(a(round).await);
+            if run_b {
+                sb.merge(b(round).await);
+            }
+            if run_a {
+                sa.merge(a(round).await);
+            }
         }
     }
     (sa, sb)
+}
+
+/// One side alone, for profiling (`RMICRO_BENCH_SIDE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// rmicro's side only.
+    Rmicro,
+    /// The baseline's side only.
+    Baseline,
+}
+
+/// `RMICRO_BENCH_SIDE=rmicro|baseline` runs only that side of each comparison (so a profiler
+/// sees one side); the rows then have no ratio.
+pub fn side() -> Option<Side> {
+    static SIDE: std::sync::OnceLock<Option<Side>> = std::sync::OnceLock::new();
+    *SIDE.get_or_init(|| match std::env::var("RMICRO_BENCH_SIDE").as_deref() {
+        Ok("rmicro") => Some(Side::Rmicro),
+        Ok("baseline") => Some(Side::Baseline),
+        _ => None,
+    })
 }

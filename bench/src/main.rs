@@ -44,7 +44,9 @@ stdout.
 
 ENVIRONMENT:
     RMICRO_BENCH_MQTT_ADDRESS   127.0.0.1:<port> of an MQTT server to use instead of
-                                starting mosquitto";
+                                starting mosquitto
+    RMICRO_BENCH_SIDE           rmicro or baseline: run only that side of each
+                                comparison (for a profiler); no ratios then";
 
 /// How long and how often each side runs.
 #[derive(Debug, Clone, Copy)]
