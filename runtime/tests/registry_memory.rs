@@ -308,3 +308,38 @@ async fn lagging_watcher_does_not_block_registrations() {
         3000
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shorter_ttl_wakes_a_sweeper_planned_for_a_longer_one() {
+    let reg = MemoryRegistry::new();
+    let mut w = reg.watch(WatchOptions::default()).await.expect("watch");
+    reg.register(
+        &svc("long", "v1", vec![node("long-1", 1)]),
+        RegisterOptions::ttl(Duration::from_secs(60)),
+    )
+    .await
+    .expect("register");
+    assert_eq!(next(&mut w).await.action, Action::Create);
+    // The sweeper now plans its next look at the 60 s deadline.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+
+    let start = tokio::time::Instant::now();
+    reg.register(
+        &svc("short", "v1", vec![node("short-1", 2)]),
+        RegisterOptions::ttl(Duration::from_secs(1)),
+    )
+    .await
+    .expect("register");
+    assert_eq!(next(&mut w).await.action, Action::Create);
+    let c = next(&mut w).await;
+    assert_eq!(
+        (c.action, ids(&c.service)),
+        (Action::Delete, vec!["short-1"])
+    );
+    // On the paused clock: at the 1 s deadline (or one sweep period after), not at 60 s.
+    let at = start.elapsed();
+    assert!(
+        at >= Duration::from_secs(1) && at <= Duration::from_millis(1100),
+        "expired after {at:?}"
+    );
+}

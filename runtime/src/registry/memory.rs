@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt as _;
@@ -57,7 +58,15 @@ struct Inner {
     /// Wakes the sweeper when a deadline may have moved closer (or the registry is gone).
     wake: Arc<Notify>,
     sweeper: Mutex<Option<JoinHandle<()>>>,
+    /// When the sweeper will look next (`None`: only when woken). Written and read under the
+    /// `services` lock, so a registration sees the plan that includes or precedes it.
+    planned: Mutex<Option<Instant>>,
 }
+
+/// The sweeper looks at most this often: with many nodes, deadlines come closer together than
+/// this, and each look walks every node. Reads never return an expired node whatever the
+/// sweeper does; only watchers hear of an expiry up to this late.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -111,19 +120,23 @@ impl MemoryRegistry {
                 events,
                 wake: Arc::new(Notify::new()),
                 sweeper: Mutex::new(None),
+                planned: Mutex::new(None),
             }),
         }
     }
 
-    /// Starts the expiry task unless one is running (a runtime that ran it may have shut down).
-    fn ensure_sweeper(&self) {
+    /// Starts the expiry task unless one is running (a runtime that ran it may have shut down);
+    /// wakes a running one when `wake` (a deadline earlier than its plan was added).
+    fn ensure_sweeper(&self, wake: bool) {
         let mut sweeper = self
             .inner
             .sweeper
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if sweeper.as_ref().is_some_and(|task| !task.is_finished()) {
-            self.inner.wake.notify_one();
+            if wake {
+                self.inner.wake.notify_one();
+            }
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -161,7 +174,10 @@ impl Inner {
     }
 
     fn send(&self, action: Action, name: &str, version: &str, record: &Record, node: Node) {
-        // No receivers is fine: nobody is watching.
+        // Nobody watching: nothing to build (a heartbeat is an update too).
+        if self.events.receiver_count() == 0 {
+            return;
+        }
         let _ = self.events.send(Change {
             action,
             service: Service {
@@ -174,8 +190,9 @@ impl Inner {
         });
     }
 
-    /// Drops nodes whose deadline is not after `now`, telling watchers; returns the earliest
-    /// deadline left.
+    /// Drops nodes whose deadline is not after `now`, telling watchers; returns when to look
+    /// again (the earliest deadline left, but not sooner than [`SWEEP_EVERY`]), and records it
+    /// as the plan.
     fn expire(&self, now: Instant) -> Option<Instant> {
         let mut services = self.lock();
         let mut next: Option<Instant> = None;
@@ -200,6 +217,9 @@ impl Inner {
             });
             !versions.is_empty()
         });
+        let next = next.map(|at| at.max(now + SWEEP_EVERY));
+        *self.planned.lock().unwrap_or_else(PoisonError::into_inner) = next;
+        drop(services);
         next
     }
 }
@@ -227,7 +247,7 @@ impl Registry for MemoryRegistry {
             return Ok(());
         }
         let expires = (!opts.ttl.is_zero()).then(|| Instant::now() + opts.ttl);
-        {
+        let wake = {
             let mut services = self.inner.lock();
             let record = services
                 .entry(service.name.clone())
@@ -261,9 +281,15 @@ impl Registry for MemoryRegistry {
                     node.clone(),
                 );
             }
-        }
+            let planned = *self
+                .inner
+                .planned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            expires.is_some_and(|at| planned.is_none_or(|p| at < p))
+        };
         if expires.is_some() {
-            self.ensure_sweeper();
+            self.ensure_sweeper(wake);
         }
         Ok(())
     }
