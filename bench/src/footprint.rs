@@ -60,33 +60,110 @@ fn vm_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// One idle process: (time to registered, RSS after settling).
-fn idle_once(registry: &str, broker: &str, settle: Duration) -> Result<(Duration, u64), String> {
+/// What an idle-footprint run starts.
+#[derive(Debug, Clone, Copy)]
+enum Idle {
+    /// This binary as a service (every plugin linked), on these plugins.
+    Bench(&'static str, &'static str),
+    /// The seed's `student_service` example, built with rmicro's default features (mdns and
+    /// http): the binary a user's default service is.
+    Example,
+}
+
+/// `student_service` built by `cargo build --release -p rmicro-examples --bin
+/// student_service`, next to this binary (same target directory).
+fn example_binary() -> Result<std::path::PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = exe.parent().ok_or("this binary has no directory")?;
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "rmicro-examples",
+            "--bin",
+            "student_service",
+        ])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env(
+            "CARGO_TARGET_DIR",
+            dir.parent().ok_or("no target directory")?,
+        )
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building student_service failed ({status})"));
+    }
+    Ok(dir.join("student_service"))
+}
+
+/// One idle process: (time to registered, RSS after settling).
+fn idle_once(idle: Idle, settle: Duration) -> Result<(Duration, u64), String> {
+    let mut command = match idle {
+        Idle::Bench(registry, broker) => {
+            let mut c = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+            c.args([IDLE_ARG, registry, broker])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            c
+        }
+        Idle::Example => {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let bin = exe.with_file_name("student_service");
+            let mut c = Command::new(bin);
+            // Its log goes to stderr; `registered` is the line after `Service::registered`.
+            c.arg("--server_address=127.0.0.1:0")
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            c
+        }
+    };
     let start = Instant::now();
-    let mut child = Command::new(exe)
-        .args([IDLE_ARG, registry, broker])
+    let mut child = command
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .map_err(|e| e.to_string())?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let out: Box<dyn std::io::Read + Send> = match (child.stdout.take(), child.stderr.take()) {
+        (Some(o), _) => Box::new(o),
+        (None, Some(e)) => Box::new(e),
+        (None, None) => return Err("no output to read".to_owned()),
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        let mut out = BufReader::new(out);
         let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
+        loop {
+            line.clear();
+            match out.read_line(&mut line) {
+                Ok(0) | Err(_) => {
+                    let _ = tx.send(false);
+                    return;
+                }
+                Ok(_) => {
+                    let t = line.trim();
+                    if t == "registered" || t.contains(" registered ") {
+                        let _ = tx.send(true);
+                        // Keep draining so the child never blocks on a full pipe.
+                        while out.read_line(&mut line).is_ok_and(|n| n > 0) {
+                            line.clear();
+                        }
+                        return;
+                    }
+                }
+            }
+        }
     });
     let result = match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(line) if line.trim() == "registered" => {
+        Ok(true) => {
             let t = start.elapsed();
             std::thread::sleep(settle);
             vm_rss_kib(child.id())
                 .map(|rss| (t, rss))
                 .ok_or_else(|| "cannot read VmRSS".to_owned())
         }
-        Ok(_) => Err("the idle service exited before registering".to_owned()),
+        Ok(false) => Err("the idle service exited before registering".to_owned()),
         Err(_) => Err("the idle service did not register within 20 s".to_owned()),
     };
     drop(child.stdin.take());
@@ -155,17 +232,34 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
     let mut rows = Vec::new();
     let runs = if cfg.quick { 3 } else { 7 };
     let settle = Duration::from_secs(1);
-    for (label, registry, broker) in [
-        ("registry memory, broker memory", "memory", "memory"),
-        ("registry mdns, broker http (defaults)", "mdns", "http"),
+    let example = tokio::task::spawn_blocking(example_binary)
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+    for (label, idle) in [
+        (
+            "student_service example, defaults (mdns, http)",
+            Idle::Example,
+        ),
+        (
+            "bench binary (all plugins linked), registry memory, broker memory",
+            Idle::Bench("memory", "memory"),
+        ),
+        (
+            "bench binary (all plugins linked), registry mdns, broker http",
+            Idle::Bench("mdns", "http"),
+        ),
     ] {
+        if let (Idle::Example, Err(e)) = (idle, &example) {
+            rows.push(Row::skipped("footprint", label, e.clone()));
+            continue;
+        }
         progress(format!("footprint: idle service ({label}), {runs} runs"));
         let mut times = Vec::new();
         let mut rss = Vec::new();
         let mut error = None;
         for _ in 0..runs {
-            let (r, b) = (registry.to_owned(), broker.to_owned());
-            match tokio::task::spawn_blocking(move || idle_once(&r, &b, settle)).await {
+            match tokio::task::spawn_blocking(move || idle_once(idle, settle)).await {
                 Ok(Ok((t, kib))) => {
                     times.push(t.as_secs_f64() * 1000.0);
                     rss.push(kib as f64 / 1024.0);
