@@ -32,7 +32,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
-use super::header as mucp;
+use super::names;
 use super::selector::{Next, Selector, Strategy};
 use crate::broker::{self, Message, PublishOptions, SharedBroker};
 use crate::codec::{self, Decode, Encode};
@@ -364,7 +364,7 @@ impl Client {
             .await
             .map_err(|e| Failure::Transport(connection_error(&e)))?;
         let (parts, body) = response.into_parts();
-        if let Some(err) = parts.headers.get(mucp::ERROR) {
+        if let Some(err) = parts.headers.get(names::ERROR) {
             return Err(Failure::Remote(Error::parse(&String::from_utf8_lossy(
                 err.as_bytes(),
             ))));
@@ -426,13 +426,13 @@ fn build_request(
     let ct = codec::header_value(content_type).map_err(|_| bad("content type", content_type))?;
     headers.insert(header::CONTENT_TYPE, ct.clone());
     headers.insert(header::ACCEPT, ct);
-    headers.insert(mucp::ID, value(call_id, "id")?);
-    headers.insert(mucp::SERVICE, value(service, "service name")?);
+    headers.insert(names::ID, value(call_id, "id")?);
+    headers.insert(names::SERVICE, value(service, "service name")?);
     let ep = value(endpoint, "endpoint")?;
-    headers.insert(mucp::METHOD, ep.clone());
-    headers.insert(mucp::ENDPOINT, ep);
+    headers.insert(names::METHOD, ep.clone());
+    headers.insert(names::ENDPOINT, ep);
     let nanos = u64::try_from(remaining.as_nanos()).unwrap_or(u64::MAX);
-    headers.insert(mucp::TIMEOUT, HeaderValue::from(nanos));
+    headers.insert(names::TIMEOUT, HeaderValue::from(nanos));
     Ok(request)
 }
 

@@ -42,6 +42,24 @@ pub mod header {
     pub const TIMEOUT: &str = "Timeout";
 }
 
+/// The mucp header names as `http` values, made at compile time (lookups by `&str` parse and
+/// lowercase the name on every call).
+pub(crate) mod names {
+    use http::HeaderName;
+
+    pub(crate) const ID: HeaderName = HeaderName::from_static("micro-id");
+    pub(crate) const SERVICE: HeaderName = HeaderName::from_static("micro-service");
+    pub(crate) const METHOD: HeaderName = HeaderName::from_static("micro-method");
+    pub(crate) const ENDPOINT: HeaderName = HeaderName::from_static("micro-endpoint");
+    pub(crate) const ERROR: HeaderName = HeaderName::from_static("micro-error");
+    pub(crate) const TIMEOUT: HeaderName = HeaderName::from_static("timeout");
+    pub(crate) const X_ID: HeaderName = HeaderName::from_static("x-micro-id");
+    pub(crate) const X_SERVICE: HeaderName = HeaderName::from_static("x-micro-service");
+    pub(crate) const X_METHOD: HeaderName = HeaderName::from_static("x-micro-method");
+    pub(crate) const X_ENDPOINT: HeaderName = HeaderName::from_static("x-micro-endpoint");
+    pub(crate) const X_ERROR: HeaderName = HeaderName::from_static("x-micro-error");
+}
+
 /// A decoded-enough request handed to an endpoint: who it is for and the raw body.
 #[derive(Debug, Clone)]
 pub struct Request {

@@ -56,7 +56,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument as _;
 
-use super::{EndpointFn, Request, Response, header as mucp};
+use super::{EndpointFn, Request, Response, header as mucp, names};
 use crate::codec;
 use crate::registry::{Endpoint, Metadata};
 use crate::{Error, Result};
@@ -338,7 +338,7 @@ impl Drop for InFlight<'_> {
 
 type HttpResponse = http::Response<Full<Bytes>>;
 
-fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+fn header_str<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -375,15 +375,22 @@ async fn handle(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return rsp;
     }
-    let (parts, body) = req.into_parts();
-    let endpoint = header_str(&parts.headers, mucp::ENDPOINT)
-        .or_else(|| header_str(&parts.headers, mucp::METHOD))
+    let (mut parts, body) = req.into_parts();
+    // Owned (a cheap clone), so that the request's headers can become the reply's.
+    let endpoint_value = [names::ENDPOINT, names::METHOD]
+        .iter()
+        .find_map(|name| header_str(&parts.headers, name).map(|_| &parts.headers[name]))
+        .cloned();
+    let endpoint = endpoint_value
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
         .unwrap_or_default();
     // A debug span: its fields are only formatted when a subscriber wants them.
     let span = tracing::debug_span!(
         "rpc",
         endpoint = %endpoint,
-        id = header_str(&parts.headers, mucp::ID).unwrap_or_default(),
+        id = header_str(&parts.headers, &names::ID).unwrap_or_default(),
         %peer
     );
     let result = serve_request(&shared, state, &parts.headers, endpoint, body)
@@ -395,7 +402,7 @@ async fn handle(
         Err(err) if err.code >= 500 => tracing::warn!(error = %err, "rpc failed"),
         Err(err) => tracing::debug!(error = %err, "rpc failed"),
     }
-    reply(&parts.headers, endpoint, result)
+    reply(std::mem::take(&mut parts.headers), endpoint, result)
 }
 
 async fn serve_request(
@@ -411,7 +418,7 @@ async fn serve_request(
             format!("missing `{}` header naming the endpoint", mucp::ENDPOINT),
         ));
     }
-    let service = header_str(headers, mucp::SERVICE);
+    let service = header_str(headers, &names::SERVICE);
     if let Some(service) = service
         && !shared.name.is_empty()
         && service != shared.name
@@ -436,8 +443,7 @@ async fn serve_request(
             ),
         )
     };
-    let declared =
-        header_str(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+    let declared = header_str(headers, &header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > shared.max_body_bytes as u64) {
         return Err(too_large());
     }
@@ -454,13 +460,12 @@ async fn serve_request(
         }
     };
     let content_type =
-        codec::normalize(header_str(headers, header::CONTENT_TYPE.as_str()).unwrap_or_default())
-            .to_owned();
-    let accept = match header_str(headers, header::ACCEPT.as_str()) {
+        codec::normalize(header_str(headers, &header::CONTENT_TYPE).unwrap_or_default()).to_owned();
+    let accept = match header_str(headers, &header::ACCEPT) {
         Some(accept) if !accept.contains('*') => codec::normalize(accept).to_owned(),
         _ => content_type.clone(),
     };
-    let timeout = header_str(headers, mucp::TIMEOUT)
+    let timeout = header_str(headers, &names::TIMEOUT)
         .and_then(|v| v.parse::<u64>().ok())
         .filter(|ns| *ns > 0)
         .map(Duration::from_nanos);
@@ -528,22 +533,24 @@ fn canonical(name: &str) -> String {
 }
 
 /// Headers that describe this hop or this body, never echoed nor handed to handlers.
+const TRANSPORT_HEADERS: [HeaderName; 13] = [
+    header::CONNECTION,
+    header::CONTENT_LENGTH,
+    header::CONTENT_TYPE,
+    header::ACCEPT,
+    header::EXPECT,
+    header::HOST,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
+
 fn is_transport_header(name: &HeaderName) -> bool {
-    matches!(
-        *name,
-        header::CONNECTION
-            | header::CONTENT_LENGTH
-            | header::CONTENT_TYPE
-            | header::ACCEPT
-            | header::EXPECT
-            | header::HOST
-            | header::TE
-            | header::TRAILER
-            | header::TRANSFER_ENCODING
-            | header::UPGRADE
-            | header::PROXY_AUTHORIZATION
-    ) || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
+    TRANSPORT_HEADERS.contains(name)
 }
 
 /// The request's headers as go-micro's metadata (canonical names, first value).
@@ -561,31 +568,29 @@ fn metadata(headers: &HeaderMap) -> Metadata {
     md
 }
 
-const X_ECHOED: [(&str, &str); 4] = [
-    ("micro-id", "x-micro-id"),
-    ("micro-service", "x-micro-service"),
-    ("micro-method", "x-micro-method"),
-    ("micro-endpoint", "x-micro-endpoint"),
+/// The `Micro-*` reply headers go-micro also sends with an `X-` prefix.
+const X_ECHOED: [(HeaderName, HeaderName); 4] = [
+    (names::ID, names::X_ID),
+    (names::SERVICE, names::X_SERVICE),
+    (names::METHOD, names::X_METHOD),
+    (names::ENDPOINT, names::X_ENDPOINT),
 ];
 
-/// The mucp reply: HTTP 200, the request's headers echoed, then the body or `Micro-Error`.
-fn reply(request: &HeaderMap, endpoint: &str, result: Result<Response>) -> HttpResponse {
-    let mut headers = HeaderMap::with_capacity(request.len() + 6);
-    for (name, value) in request {
-        if !is_transport_header(name) {
-            headers.append(name.clone(), value.clone());
-        }
+/// The mucp reply: HTTP 200, the request's headers echoed (go-micro's http transport copies
+/// them), then the body or `Micro-Error`. `headers` are the request's, reused as the reply's.
+fn reply(mut headers: HeaderMap, endpoint: &str, result: Result<Response>) -> HttpResponse {
+    for name in &TRANSPORT_HEADERS {
+        headers.remove(name);
     }
     if !endpoint.is_empty()
         && let Ok(value) = HeaderValue::from_str(endpoint)
     {
-        for name in ["micro-method", "micro-endpoint"] {
-            headers.insert(HeaderName::from_static(name), value.clone());
-        }
+        headers.insert(names::METHOD, value.clone());
+        headers.insert(names::ENDPOINT, value);
     }
-    for (name, x_name) in X_ECHOED {
+    for (name, x_name) in &X_ECHOED {
         if let Some(value) = headers.get(name).cloned() {
-            headers.insert(HeaderName::from_static(x_name), value);
+            headers.insert(x_name, value);
         }
     }
     let body = match result {
@@ -597,8 +602,8 @@ fn reply(request: &HeaderMap, endpoint: &str, result: Result<Response>) -> HttpR
         }
         Err(err) => {
             let value = error_header(&err);
-            headers.insert(HeaderName::from_static("micro-error"), value.clone());
-            headers.insert(HeaderName::from_static("x-micro-error"), value);
+            headers.insert(names::ERROR, value.clone());
+            headers.insert(names::X_ERROR, value);
             Bytes::new()
         }
     };
@@ -622,7 +627,7 @@ fn http_error(status: StatusCode, err: &Error) -> HttpResponse {
     *rsp.status_mut() = status;
     let headers = rsp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(codec::JSON));
-    headers.insert(HeaderName::from_static("micro-error"), error_header(err));
+    headers.insert(names::ERROR, error_header(err));
     rsp
 }
 
@@ -645,7 +650,7 @@ mod tests {
         request.insert("content-length", HeaderValue::from_static("2"));
         request.insert("user", HeaderValue::from_static("alice"));
         let err = Error::not_found("s", "gone");
-        let rsp = reply(&request, "S.M", Err(err.clone()));
+        let rsp = reply(request, "S.M", Err(err.clone()));
         assert_eq!(rsp.status(), StatusCode::OK);
         let h = rsp.headers();
         assert_eq!(h["micro-error"], err.to_json().as_str());
