@@ -414,11 +414,18 @@ fn build_request(
         )
     };
     let value = |v: &str, what: &str| HeaderValue::from_str(v).map_err(|_| bad(what, v));
+    // `Host` from the address as it is (hyper would format it again for every request).
+    let host = uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
     let mut request = http::Request::new(Full::new(body));
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = uri;
     let headers = request.headers_mut();
-    headers.reserve(metadata.len() + 7);
+    headers.reserve(metadata.len() + 8);
+    if let Some(host) = host {
+        headers.insert(header::HOST, host);
+    }
     for (name, v) in metadata {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad("header name", name))?;
         headers.insert(name, value(v, "header value")?);
@@ -566,5 +573,6 @@ mod tests {
         assert_eq!(h["micro-endpoint"], "StudentService.GetStudent");
         assert_eq!(h["timeout"], "5000000000");
         assert_eq!(h["user"], "alice");
+        assert_eq!(h["host"], "127.0.0.1:1");
     }
 }
