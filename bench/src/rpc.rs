@@ -1,6 +1,9 @@
 //! RPC: a unary GetStudent over loopback. rmicro client -> rmicro server (memory registry,
 //! the client's cache) against a raw hyper client -> raw hyper server doing the same decode
-//! and encode work, the ceiling for anything on HTTP/1.1 with hyper.
+//! and encode work, the ceiling for anything on HTTP/1.1 with hyper; and against the same raw
+//! hyper pair speaking go-micro's headers (the request's `Micro-*` and `Timeout` headers, the
+//! reply echoing them as go-micro's http transport does), which splits the gap into what the
+//! protocol costs and what rmicro's code costs.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -8,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE};
+use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
@@ -38,6 +41,15 @@ pub const CONTENT_TYPES: [(&str, &str); 2] = [
 ];
 /// The concurrent callers measured.
 pub const CALLERS: [usize; 3] = [1, 16, 64];
+
+/// What a raw hyper side puts on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// Content-Type and Accept only.
+    Plain,
+    /// Also go-micro's request headers; the server then echoes them as go-micro does.
+    Mucp,
+}
 
 /// The rmicro handler.
 pub struct StudentService;
@@ -84,14 +96,39 @@ pub async fn rmicro_call(client: &Client, opts: rmicro::rpc::CallOptions) -> rmi
     }
 }
 
+/// go-micro's reply headers for a request carrying `Micro-Id`: its http transport copies the
+/// request's headers, then sets `Micro-*` and `X-Micro-*` (content type set by the caller).
+fn mucp_reply_headers(request: &http::HeaderMap) -> Option<http::HeaderMap> {
+    request.get("micro-id")?;
+    let mut headers = request.clone();
+    for name in [ACCEPT, CONTENT_TYPE, HOST, CONTENT_LENGTH] {
+        headers.remove(name);
+    }
+    for (name, x_name) in [
+        ("micro-id", "x-micro-id"),
+        ("micro-service", "x-micro-service"),
+        ("micro-method", "x-micro-method"),
+        ("micro-endpoint", "x-micro-endpoint"),
+    ] {
+        if let Some(v) = headers.get(name).cloned() {
+            headers.insert(x_name, v);
+        }
+    }
+    Some(headers)
+}
+
 async fn raw_handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let proto = req
         .headers()
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes() == b"application/protobuf");
-    let reply = |status: StatusCode, body: Vec<u8>| {
+    let echo = mucp_reply_headers(req.headers());
+    let reply = move |status: StatusCode, body: Vec<u8>| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = status;
+        if let Some(echo) = echo {
+            *r.headers_mut() = echo;
+        }
         r.headers_mut().insert(
             CONTENT_TYPE,
             http::HeaderValue::from_static(if proto {
@@ -152,6 +189,7 @@ async fn raw_call(
     client: &HttpClient<HttpConnector, Full<Bytes>>,
     uri: &http::Uri,
     content_type: &'static str,
+    wire: Wire,
 ) -> Result<(), String> {
     let proto = content_type == "application/protobuf";
     let req = StudentRequest {
@@ -162,9 +200,19 @@ async fn raw_call(
     } else {
         serde_json::to_vec(&req).map_err(|e| e.to_string())?
     };
-    let request = Request::post(uri.clone())
+    let mut request = Request::post(uri.clone())
         .header(CONTENT_TYPE, content_type)
-        .header(ACCEPT, content_type)
+        .header(ACCEPT, content_type);
+    if wire == Wire::Mucp {
+        // What rmicro's client sends besides: an id as long as a UUID, the remaining time.
+        request = request
+            .header("micro-id", "5b0d3f8e-6a2c-4c1e-9f5e-2f6f1d9b7a11")
+            .header("micro-service", SERVICE)
+            .header("micro-method", ENDPOINT)
+            .header("micro-endpoint", ENDPOINT)
+            .header("timeout", "29999984512");
+    }
+    let request = request
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
     let resp = client.request(request).await.map_err(|e| e.to_string())?;
@@ -215,47 +263,54 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
         );
         let raw = raw_client();
         for callers in CALLERS {
-            progress(format!("rpc {short} c={callers}: rmicro vs raw hyper"));
-            let c = client.clone();
-            let r = raw.clone();
-            let u = uri.clone();
-            let (a, b) = load::alternate(
-                cfg.rounds,
-                cfg.warmup,
-                cfg.round,
-                async |len| {
-                    let c = c.clone();
-                    load::closed_loop(callers, len, move || {
+            for (wire, baseline) in [
+                (Wire::Plain, "raw hyper"),
+                (Wire::Mucp, "raw hyper, mucp headers"),
+            ] {
+                progress(format!("rpc {short} c={callers}: rmicro vs {baseline}"));
+                let c = client.clone();
+                let r = raw.clone();
+                let u = uri.clone();
+                let (a, b) = load::alternate(
+                    cfg.rounds,
+                    cfg.warmup,
+                    cfg.round,
+                    async |len| {
                         let c = c.clone();
-                        async move { rmicro_call(&c, rmicro::rpc::CallOptions::default()).await }
-                    })
-                    .await
-                },
-                async |len| {
-                    let r = r.clone();
-                    let u = u.clone();
-                    load::closed_loop(callers, len, move || {
+                        load::closed_loop(callers, len, move || {
+                            let c = c.clone();
+                            async move {
+                                rmicro_call(&c, rmicro::rpc::CallOptions::default()).await
+                            }
+                        })
+                        .await
+                    },
+                    async |len| {
                         let r = r.clone();
                         let u = u.clone();
-                        async move { raw_call(&r, &u, ct).await }
-                    })
-                    .await
-                },
-            )
-            .await;
-            let row = Row::compare(
-                "rpc",
-                &format!("{short} c={callers}"),
-                "req/s",
-                a,
-                "raw hyper",
-                b,
-            );
-            progress(format!(
-                "  ratio {}",
-                row.ratio.map_or("-".into(), |x| format!("{x:.2}"))
-            ));
-            rows.push(row);
+                        load::closed_loop(callers, len, move || {
+                            let r = r.clone();
+                            let u = u.clone();
+                            async move { raw_call(&r, &u, ct, wire).await }
+                        })
+                        .await
+                    },
+                )
+                .await;
+                let row = Row::compare(
+                    "rpc",
+                    &format!("{short} c={callers}"),
+                    "req/s",
+                    a,
+                    baseline,
+                    b,
+                );
+                progress(format!(
+                    "  ratio {}",
+                    row.ratio.map_or("-".into(), |x| format!("{x:.2}"))
+                ));
+                rows.push(row);
+            }
         }
     }
     raw_task.abort();
