@@ -84,7 +84,8 @@ pub struct NatsBrokerOptions {
     /// background).
     pub flush_each_publish: bool,
     /// Messages buffered per subscription while its handler is busy; beyond, the client
-    /// drops messages and reports a slow consumer. Default 8192.
+    /// drops messages and reports a slow consumer. Default 65536, async-nats's own default
+    /// (go-micro's nats.go client allows 524288 pending messages).
     pub subscription_capacity: usize,
     /// Longest delay between reconnection attempts. Default 5 s.
     pub max_backoff: Duration,
@@ -99,7 +100,7 @@ impl Default for NatsBrokerOptions {
             connect_timeout: Duration::from_secs(10),
             ack_timeout: Duration::from_secs(10),
             flush_each_publish: true,
-            subscription_capacity: 8192,
+            subscription_capacity: 65_536,
             max_backoff: Duration::from_secs(5),
             name: "rmicro".to_owned(),
         }
