@@ -379,7 +379,8 @@ async fn handle(
     // Owned (a cheap clone), so that the request's headers can become the reply's.
     let endpoint_value = [names::ENDPOINT, names::METHOD]
         .iter()
-        .find_map(|name| header_str(&parts.headers, name).map(|_| &parts.headers[name]))
+        .filter_map(|name| parts.headers.get(name))
+        .find(|v| v.to_str().is_ok_and(|s| !s.trim().is_empty()))
         .cloned();
     let endpoint = endpoint_value
         .as_ref()
