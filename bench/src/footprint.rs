@@ -1,8 +1,10 @@
 //! Footprint: idle RSS of a service process, time from process start to registered, and the
 //! CPU spent on heartbeats by 1000 registered services.
 //!
-//! The idle service is this binary run again with [`IDLE_ARG`]: the GetStudent service of
-//! the RPC scenario on tokio's multi-threaded runtime (what `#[rmicro::main]` builds).
+//! Two kinds of idle service: the `student_service` example built with rmicro's default
+//! features (mdns and http, what a user's default service links), and this binary run again
+//! with [`IDLE_ARG`] (the GetStudent service of the RPC scenario on tokio's multi-threaded
+//! runtime, as `#[rmicro::main]` builds it, but in a binary that links every plugin).
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};

@@ -92,7 +92,7 @@ pub struct Row {
     pub unit: String,
     /// rmicro's side.
     pub rmicro: Option<Summary>,
-    /// What rmicro is compared with (`raw hyper`, `rumqttc`, `go-micro v4`, ...).
+    /// What rmicro is compared with (`raw hyper`, `rumqttc`, `go-micro v5`, ...).
     pub baseline_name: String,
     /// The baseline's side.
     pub baseline: Option<Summary>,
