@@ -75,7 +75,8 @@ pub struct NatsBrokerOptions {
     /// Server addresses (see the [module docs](self)). Default `nats://127.0.0.1:4222`.
     pub addresses: Vec<String>,
     /// How long `connect`, `publish` and `subscribe` wait for a connection to the server
-    /// before failing. Default 10 s.
+    /// before failing, with an error naming the last connection failure (a refused
+    /// connection, an untrusted certificate, ...). Default 10 s.
     pub connect_timeout: Duration,
     /// How long a flush may take. Default 10 s.
     pub ack_timeout: Duration,
@@ -126,6 +127,9 @@ struct Inner {
     stats: Arc<Stats>,
     /// Stop signals of the live subscriptions, for `disconnect`.
     subs: Mutex<Vec<watch::Sender<bool>>>,
+    /// Why the last connection attempts failed (per server), while the client is
+    /// (re)connecting: what a "not connected" error names.
+    last_failure: Arc<Mutex<Option<String>>>,
 }
 
 #[derive(Default)]
@@ -197,6 +201,7 @@ impl NatsBroker {
                 client: Mutex::new(None),
                 stats: Arc::new(Stats::default()),
                 subs: Mutex::new(Vec::new()),
+                last_failure: Arc::new(Mutex::new(None)),
             }),
         })
     }
@@ -234,6 +239,7 @@ impl NatsBroker {
         let stats = Arc::clone(&self.inner.stats);
         let address = self.inner.address.clone();
         let max_backoff = self.inner.opts.max_backoff;
+        let failures = Arc::clone(&self.inner.last_failure);
         let options = async_nats::ConnectOptions::new()
             .name(&self.inner.opts.name)
             .retry_on_initial_connect()
@@ -241,6 +247,26 @@ impl NatsBroker {
             .connection_timeout(self.inner.opts.connect_timeout.min(Duration::from_secs(5)))
             .subscription_capacity(self.inner.opts.subscription_capacity.max(1))
             .reconnect_delay_callback(move |attempts| backoff(attempts, max_backoff))
+            .reconnect_to_server_callback(move |servers, _info| {
+                // Called before each attempt with the servers' last errors (a server's is
+                // cleared when it connects): remembered for `connected`'s error. `None`
+                // keeps async-nats's own choice of server.
+                let why = servers
+                    .iter()
+                    .filter_map(|s| {
+                        let addr = &s.addr;
+                        let e = s.last_error.as_deref()?;
+                        Some(format!(
+                            "`{}://{}:{}`: {e}",
+                            addr.scheme(),
+                            addr.host(),
+                            addr.port()
+                        ))
+                    })
+                    .collect::<Vec<_>>();
+                *lock(&failures) = (!why.is_empty()).then(|| why.join("; "));
+                std::future::ready(None)
+            })
             .event_callback(move |event| {
                 let stats = Arc::clone(&stats);
                 let address = address.clone();
@@ -271,10 +297,13 @@ impl NatsBroker {
                 return Ok(client);
             }
             if Instant::now() >= deadline {
+                let why = lock(&self.inner.last_failure)
+                    .as_deref()
+                    .map_or_else(String::new, |why| format!("; last error: {why}"));
                 return Err(Error::service_unavailable(
                     ERROR_ID,
                     format!(
-                        "nats: not connected to `{}` within {:?} (the client keeps trying)",
+                        "nats: not connected to `{}` within {:?} (the client keeps trying){why}",
                         self.inner.address, self.inner.opts.connect_timeout
                     ),
                 ));
