@@ -7,6 +7,7 @@ pub mod mosquitto;
 pub mod nats;
 pub mod rabbitmq;
 pub mod redis;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

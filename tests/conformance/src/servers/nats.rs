@@ -1,11 +1,13 @@
 //! nats-server (Debian's 2.9) on a free loopback port: `nats-server -a 127.0.0.1 -p <port>`
 //! with a config file in its temporary directory that raises `max_payload` to 4 MiB (the
 //! default 1 MB cannot carry a 1 MiB body in go-micro's base64 envelope). No monitoring port.
+//! [`Nats::start_tls`] adds `--tls --tlscert --tlskey`: the server then requires TLS.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use super::tls::Certs;
 use super::{Server, free_port, require};
 
 /// How long nats-server may take to listen.
@@ -20,10 +22,27 @@ impl Nats {
     /// Starts nats-server on a free port of 127.0.0.1 and waits until it accepts
     /// connections.
     pub fn start() -> Nats {
+        Nats::launch(None)
+    }
+
+    /// Like [`Nats::start`], but the server requires TLS and presents `certs`' server
+    /// certificate (clients need no certificate).
+    pub fn start_tls(certs: &Certs) -> Nats {
+        Nats::launch(Some(certs))
+    }
+
+    fn launch(tls: Option<&Certs>) -> Nats {
         let program = require("nats-server");
         let port = free_port();
+        let tls = tls.map_or_else(String::new, |c| {
+            format!(
+                " --tls --tlscert '{}' --tlskey '{}'",
+                c.cert().display(),
+                c.key().display()
+            )
+        });
         let script = format!(
-            "printf 'max_payload: 4194304\\n' > '{{dir}}/nats.conf' && exec '{}' -a 127.0.0.1 -p {port} -c '{{dir}}/nats.conf'",
+            "printf 'max_payload: 4194304\\n' > '{{dir}}/nats.conf' && exec '{}' -a 127.0.0.1 -p {port} -c '{{dir}}/nats.conf'{tls}",
             program.display()
         );
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -46,6 +65,11 @@ impl Nats {
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("nats://{}", self.server.addr)
+    }
+
+    /// `tls://127.0.0.1:<port>`, for a server started with [`Nats::start_tls`].
+    pub fn tls_url(&self) -> String {
+        format!("tls://{}", self.server.addr)
     }
 
     /// Kills the server and starts it again on the same port.

@@ -1,10 +1,12 @@
 //! Redis (Debian's redis-server) on a free loopback port, without persistence: a restart
 //! comes back empty (no streams, no consumer groups), which is the harder case for the redis
 //! broker, whose queue subscribers must create their consumer groups again.
+//! [`Redis::start_tls`] serves TLS only (`--port 0 --tls-port <port>`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::tls::Certs;
 use super::{Server, free_port, require};
 
 /// A redis-server process.
@@ -15,21 +17,50 @@ pub struct Redis {
 impl Redis {
     /// Starts redis-server on a free loopback port in a fresh temporary directory.
     pub fn start() -> Redis {
+        Redis::launch(None)
+    }
+
+    /// Like [`Redis::start`], but the port speaks TLS only, presenting `certs`' server
+    /// certificate; clients need no certificate (`--tls-auth-clients no`).
+    pub fn start_tls(certs: &Certs) -> Redis {
+        Redis::launch(Some(certs))
+    }
+
+    fn launch(tls: Option<&Certs>) -> Redis {
         let program = require("redis-server");
         let port = free_port();
-        let args = [
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            "{dir}",
-        ]
-        .map(str::to_owned);
+        let mut args: Vec<String> = match tls {
+            None => vec!["--port".to_owned(), port.to_string()],
+            Some(c) => [
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--tls-cert-file",
+                &c.cert().display().to_string(),
+                "--tls-key-file",
+                &c.key().display().to_string(),
+                "--tls-ca-cert-file",
+                &c.ca().display().to_string(),
+                "--tls-auth-clients",
+                "no",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        };
+        args.extend(
+            [
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                "{dir}",
+            ]
+            .map(str::to_owned),
+        );
         let server = Server::start(
             "redis-server",
             &program,
@@ -44,6 +75,11 @@ impl Redis {
     /// The server's URL, `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://{}", self.server.addr)
+    }
+
+    /// `rediss://127.0.0.1:<port>`, for a server started with [`Redis::start_tls`].
+    pub fn tls_url(&self) -> String {
+        format!("rediss://{}", self.server.addr)
     }
 
     /// The server's address.
