@@ -13,9 +13,9 @@ fi
 
 # The real servers the plugin tests run (each test starts its own on a free loopback port;
 # the packages' own system services are not used).
-# protobuf-compiler + libprotobuf-dev (the well-known .proto files): etcd-client's build runs protoc.
 # openssl: the TLS tests make their throwaway CAs and server certificates with it.
-packages=(mosquitto nats-server rabbitmq-server redis-server etcd-server etcd-client protobuf-compiler libprotobuf-dev openssl)
+# Nothing here is needed to build: no feature of rmicro needs a system package (no protoc).
+packages=(mosquitto nats-server rabbitmq-server redis-server etcd-server openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,5 +1,6 @@
 //! The etcd registry against a real etcd (Debian's 3.4) on loopback, where the conformance
-//! suite does not reach: go-micro's wire format read back with the raw etcd client, a lease
+//! suite does not reach: go-micro's wire format read back through etcd's own JSON gateway
+//! (a path independent of the registry's gRPC client), a lease
 //! revoked behind the registry's back, heartbeats that only renew, and a watch that resumes
 //! after etcd restarts with its data.
 //!
@@ -13,7 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, GetOptions};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use futures::StreamExt;
 use rmicro::registry::etcd::{EtcdOptions, EtcdRegistry, node_key};
 use rmicro::registry::{
@@ -28,6 +30,8 @@ struct Etcd {
     dir: PathBuf,
     client_port: u16,
     peer_port: u16,
+    /// Extra command-line arguments.
+    args: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -39,6 +43,10 @@ fn free_port() -> u16 {
 
 impl Etcd {
     fn start() -> Etcd {
+        Self::start_with(&[])
+    }
+
+    fn start_with(args: &[&str]) -> Etcd {
         let dir = std::env::temp_dir().join(format!("rmicro-etcd-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let mut etcd = Etcd {
@@ -46,6 +54,7 @@ impl Etcd {
             dir,
             client_port: free_port(),
             peer_port: free_port(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
         };
         etcd.spawn();
         etcd
@@ -75,6 +84,7 @@ impl Etcd {
             .args(["--listen-peer-urls", &peer])
             .args(["--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("default={peer}")])
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -123,10 +133,136 @@ impl Etcd {
             .expect("registry")
     }
 
-    async fn raw(&self) -> Client {
-        Client::connect([self.endpoint()], None)
+    async fn raw(&self) -> Raw {
+        Raw {
+            http: reqwest::Client::new(),
+            base: self.endpoint(),
+        }
+    }
+}
+
+/// etcd read and written through its gRPC-JSON gateway (`/v3/...`, etcd 3.4+): keys and
+/// values in base64, 64-bit numbers as strings.
+#[derive(Clone)]
+struct Raw {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// A key-value pair as etcd returns it.
+struct Kv {
+    key: String,
+    value: Vec<u8>,
+    lease: i64,
+    mod_revision: i64,
+}
+
+/// A 64-bit number of the gateway's JSON (a string, or absent for zero).
+fn int(v: &serde_json::Value) -> i64 {
+    match v {
+        serde_json::Value::String(s) => s.parse().expect("a number"),
+        serde_json::Value::Number(n) => n.as_i64().expect("an i64"),
+        _ => 0,
+    }
+}
+
+impl Raw {
+    async fn call(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        self.http
+            .post(format!("{}/v3/{path}", self.base))
+            .json(&body)
+            .send()
             .await
-            .expect("raw etcd client")
+            .and_then(reqwest::Response::error_for_status)
+            .unwrap_or_else(|e| panic!("etcd {path}: {e}"))
+            .json()
+            .await
+            .expect("JSON answer")
+    }
+
+    async fn range(&self, body: serde_json::Value) -> Vec<Kv> {
+        let rsp = self.call("kv/range", body).await;
+        rsp["kvs"]
+            .as_array()
+            .map(|kvs| {
+                kvs.iter()
+                    .map(|kv| Kv {
+                        key: String::from_utf8(
+                            B64.decode(kv["key"].as_str().expect("key"))
+                                .expect("base64"),
+                        )
+                        .expect("utf-8"),
+                        value: B64
+                            .decode(kv["value"].as_str().unwrap_or_default())
+                            .expect("base64"),
+                        lease: int(&kv["lease"]),
+                        mod_revision: int(&kv["mod_revision"]),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    async fn get(&self, key: &str) -> Vec<Kv> {
+        self.range(serde_json::json!({"key": B64.encode(key)}))
+            .await
+    }
+
+    /// Every key under `prefix` (whose last byte is below 0xff).
+    async fn get_prefix(&self, prefix: &str) -> Vec<Kv> {
+        let mut end = prefix.as_bytes().to_vec();
+        *end.last_mut().expect("a prefix") += 1;
+        self.range(serde_json::json!({"key": B64.encode(prefix), "range_end": B64.encode(end)}))
+            .await
+    }
+
+    /// Writes `key` (under `lease` unless 0); the store's revision after it.
+    async fn put(&self, key: &str, value: &str, lease: i64) -> i64 {
+        let rsp = self
+            .call(
+                "kv/put",
+                serde_json::json!({"key": B64.encode(key), "value": B64.encode(value), "lease": lease.to_string()}),
+            )
+            .await;
+        int(&rsp["header"]["revision"])
+    }
+
+    async fn delete(&self, key: &str) {
+        self.call(
+            "kv/deleterange",
+            serde_json::json!({"key": B64.encode(key)}),
+        )
+        .await;
+    }
+
+    async fn compact(&self, revision: i64) {
+        self.call(
+            "kv/compaction",
+            serde_json::json!({"revision": revision.to_string(), "physical": true}),
+        )
+        .await;
+    }
+
+    async fn lease_grant(&self, ttl: i64) -> i64 {
+        int(&self
+            .call("lease/grant", serde_json::json!({"TTL": ttl.to_string()}))
+            .await["ID"])
+    }
+
+    async fn lease_revoke(&self, id: i64) {
+        self.call("lease/revoke", serde_json::json!({"ID": id.to_string()}))
+            .await;
+    }
+
+    /// The lease's (remaining TTL, granted TTL); a TTL of -1 means etcd does not know it.
+    async fn lease_ttl(&self, id: i64) -> (i64, i64) {
+        let rsp = self
+            .call(
+                "lease/timetolive",
+                serde_json::json!({"ID": id.to_string()}),
+            )
+            .await;
+        (int(&rsp["TTL"]), int(&rsp["grantedTTL"]))
     }
 }
 
@@ -194,7 +330,7 @@ where
 async fn writes_go_micros_key_and_json_under_a_lease() {
     let etcd = Etcd::start();
     let registry = etcd.registry();
-    let mut raw = etcd.raw().await;
+    let raw = etcd.raw().await;
     let name = unique("go.micro.srv.student");
     let s = service(&name, "a");
     registry
@@ -204,14 +340,11 @@ async fn writes_go_micros_key_and_json_under_a_lease() {
 
     let key = format!("/micro/registry/{name}/{name}-a");
     assert_eq!(node_key(&name, &s.nodes[0].id), key);
-    let rsp = raw
-        .get("/micro/registry/", Some(GetOptions::new().with_prefix()))
-        .await
-        .expect("raw get");
-    assert_eq!(rsp.kvs().len(), 1);
-    let kv = &rsp.kvs()[0];
-    assert_eq!(kv.key_str().expect("utf-8"), key);
-    let json: serde_json::Value = serde_json::from_slice(kv.value()).expect("JSON");
+    let kvs = raw.get_prefix("/micro/registry/").await;
+    assert_eq!(kvs.len(), 1);
+    let kv = &kvs[0];
+    assert_eq!(kv.key, key);
+    let json: serde_json::Value = serde_json::from_slice(&kv.value).expect("JSON");
     assert_eq!(
         json,
         serde_json::json!({
@@ -231,26 +364,18 @@ async fn writes_go_micros_key_and_json_under_a_lease() {
             }]
         })
     );
-    assert_ne!(kv.lease(), 0, "the key is under a lease");
-    let ttl = raw
-        .lease_time_to_live(kv.lease(), None)
-        .await
-        .expect("lease ttl");
-    assert_eq!(ttl.granted_ttl(), 10);
+    assert_ne!(kv.lease, 0, "the key is under a lease");
+    assert_eq!(raw.lease_ttl(kv.lease).await.1, 10, "granted TTL");
 
     // Registering again unchanged only renews the lease: no write.
-    let rev = kv.mod_revision();
+    let rev = kv.mod_revision;
     registry
         .register(&s, RegisterOptions::ttl(Duration::from_secs(10)))
         .await
         .expect("register again");
-    let again = raw.get(key.as_str(), None).await.expect("raw get");
-    assert_eq!(
-        again.kvs()[0].mod_revision(),
-        rev,
-        "unchanged record not rewritten"
-    );
-    assert_eq!(again.kvs()[0].lease(), kv.lease());
+    let again = raw.get(&key).await;
+    assert_eq!(again[0].mod_revision, rev, "unchanged record not rewritten");
+    assert_eq!(again[0].lease, kv.lease);
 
     // A changed record is written again, under the same lease.
     let mut changed = s.clone();
@@ -259,25 +384,15 @@ async fn writes_go_micros_key_and_json_under_a_lease() {
         .register(&changed, RegisterOptions::ttl(Duration::from_secs(10)))
         .await
         .expect("register changed");
-    let after = raw.get(key.as_str(), None).await.expect("raw get");
-    assert!(after.kvs()[0].mod_revision() > rev);
-    assert_eq!(after.kvs()[0].lease(), kv.lease());
-    assert!(
-        after.kvs()[0]
-            .value_str()
-            .expect("utf-8")
-            .contains("127.0.0.1:4001")
-    );
+    let after = raw.get(&key).await;
+    assert!(after[0].mod_revision > rev);
+    assert_eq!(after[0].lease, kv.lease);
+    assert!(String::from_utf8_lossy(&after[0].value).contains("127.0.0.1:4001"));
 
     // Deregister deletes the key and revokes the lease.
     registry.deregister(&changed).await.expect("deregister");
-    let gone = raw.get(key.as_str(), None).await.expect("raw get");
-    assert!(gone.kvs().is_empty());
-    let ttl = raw
-        .lease_time_to_live(kv.lease(), None)
-        .await
-        .expect("lease ttl");
-    assert_eq!(ttl.ttl(), -1, "lease revoked");
+    assert!(raw.get(&key).await.is_empty());
+    assert_eq!(raw.lease_ttl(kv.lease).await.0, -1, "lease revoked");
 }
 
 /// A record as go-micro (Go's encoding/json) writes it, with `null` for nil maps and slices,
@@ -286,7 +401,7 @@ async fn writes_go_micros_key_and_json_under_a_lease() {
 async fn reads_what_a_go_micro_peer_writes() {
     let etcd = Etcd::start();
     let registry = etcd.registry();
-    let mut raw = etcd.raw().await;
+    let raw = etcd.raw().await;
     let name = unique("go.micro.srv.greeter");
     let mut watch = registry
         .watch(WatchOptions::service(&name))
@@ -296,15 +411,10 @@ async fn reads_what_a_go_micro_peer_writes() {
     let value = format!(
         r#"{{"name":"{name}","version":"latest","metadata":null,"endpoints":[{{"name":"Say.Hello","request":{{"name":"Request","type":"Request","values":[{{"name":"name","type":"string","values":null}}]}},"response":{{"name":"Response","type":"Response","values":null}},"metadata":{{"stream":"false"}}}}],"nodes":[{{"id":"{id}","address":"10.1.2.3:54321","metadata":{{"broker":"http","protocol":"mucp","registry":"etcd","server":"mucp","transport":"http"}}}}]}}"#
     );
-    let lease = raw.lease_grant(30, None).await.expect("grant").id();
+    let lease = raw.lease_grant(30).await;
     let put_at = Instant::now();
-    raw.put(
-        format!("/micro/registry/{name}/{id}"),
-        value,
-        Some(etcd_client::PutOptions::new().with_lease(lease)),
-    )
-    .await
-    .expect("raw put");
+    raw.put(&format!("/micro/registry/{name}/{id}"), &value, lease)
+        .await;
 
     let change = tokio::time::timeout(Duration::from_secs(5), watch.next())
         .await
@@ -326,7 +436,7 @@ async fn reads_what_a_go_micro_peer_writes() {
     assert!(listed.iter().any(|s| s.name == name && s.nodes.len() == 1));
 
     // Revoking the Go peer's lease deletes the key: the watch reports which node went away.
-    raw.lease_revoke(lease).await.expect("revoke");
+    raw.lease_revoke(lease).await;
     let change = tokio::time::timeout(Duration::from_secs(5), watch.next())
         .await
         .expect("delete within 5s")
@@ -345,37 +455,27 @@ async fn reads_what_a_go_micro_peer_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_lease_is_granted_and_written_again() {
     let etcd = Etcd::start();
-    let mut raw = etcd.raw().await;
+    let raw = etcd.raw().await;
     let registry = etcd.registry();
     let name = unique("lease");
     let s = service(&name, "a");
     let key = node_key(&name, &s.nodes[0].id);
     let ttl = RegisterOptions::ttl(Duration::from_secs(30));
     registry.register(&s, ttl).await.expect("register");
-    let first = raw.get(key.as_str(), None).await.expect("get").kvs()[0].lease();
-    raw.lease_revoke(first).await.expect("revoke");
-    assert!(
-        raw.get(key.as_str(), None)
-            .await
-            .expect("get")
-            .kvs()
-            .is_empty()
-    );
+    let first = raw.get(&key).await[0].lease;
+    raw.lease_revoke(first).await;
+    assert!(raw.get(&key).await.is_empty());
 
     registry.register(&s, ttl).await.expect("register again");
-    let rsp = raw.get(key.as_str(), None).await.expect("get");
-    assert_eq!(rsp.kvs().len(), 1, "node written again");
-    let second = rsp.kvs()[0].lease();
+    let rsp = raw.get(&key).await;
+    assert_eq!(rsp.len(), 1, "node written again");
+    let second = rsp[0].lease;
     assert!(second != 0 && second != first, "under a new lease");
 
     // A key deleted behind the registry's back while its lease lives is written again too.
-    raw.delete(key.as_str(), None).await.expect("delete");
+    raw.delete(&key).await;
     registry.register(&s, ttl).await.expect("register again");
-    assert_eq!(
-        lease_of(raw.clone(), &key).await,
-        second,
-        "back, same lease"
-    );
+    assert_eq!(lease_of(&raw, &key).await, second, "back, same lease");
 
     // The same through a running service's heartbeat (interval 1 s).
     let svc_name = unique("lease-svc");
@@ -392,21 +492,21 @@ async fn a_lost_lease_is_granted_and_written_again() {
     svc.registered().await.expect("registered");
     let key = node_key(&svc_name, &svc.node().id);
     let (lease, _) = wait_for_lease(&raw, &key, 0, Duration::from_secs(5)).await;
-    raw.lease_revoke(lease).await.expect("revoke");
+    raw.lease_revoke(lease).await;
     let (again, took) = wait_for_lease(&raw, &key, lease, Duration::from_secs(10)).await;
     assert_ne!(again, lease, "under a new lease");
     eprintln!(
         "measured: revoked lease -> node written again by the heartbeat in {took:?} (interval 1s)"
     );
     svc.stop().await.expect("stop");
-    assert_eq!(lease_of(raw.clone(), &key).await, 0, "deregistered at stop");
+    assert_eq!(lease_of(&raw, &key).await, 0, "deregistered at stop");
 }
 
 /// Waits until `key` exists under a lease other than `not`: that lease and how long it took.
-async fn wait_for_lease(raw: &Client, key: &str, not: i64, within: Duration) -> (i64, Duration) {
+async fn wait_for_lease(raw: &Raw, key: &str, not: i64, within: Duration) -> (i64, Duration) {
     let start = Instant::now();
     loop {
-        let lease = lease_of(raw.clone(), key).await;
+        let lease = lease_of(raw, key).await;
         if lease != 0 && lease != not {
             return (lease, start.elapsed());
         }
@@ -419,13 +519,8 @@ async fn wait_for_lease(raw: &Client, key: &str, not: i64, within: Duration) -> 
 }
 
 /// The lease of `key`, 0 when the key is absent.
-async fn lease_of(mut raw: Client, key: &str) -> i64 {
-    raw.get(key, None)
-        .await
-        .expect("raw get")
-        .kvs()
-        .first()
-        .map_or(0, |kv| kv.lease())
+async fn lease_of(raw: &Raw, key: &str) -> i64 {
+    raw.get(key).await.first().map_or(0, |kv| kv.lease)
 }
 
 /// A watch whose etcd restarts (keeping its data) carries on by itself and reports what was
@@ -608,18 +703,10 @@ async fn a_watch_reports_compacted_changes() {
         .expect("event");
     // While the watch is cut off (and not polled), changes happen and are compacted away.
     tokio::task::block_in_place(|| etcd.restart());
-    let mut raw = etcd.raw().await;
-    raw.put(node_key(&name, "other"), "{}", None)
-        .await
-        .expect("put");
-    let rev = raw
-        .put("/elsewhere", "x", None)
-        .await
-        .expect("put")
-        .header()
-        .expect("header")
-        .revision();
-    raw.compact(rev, None).await.expect("compact");
+    let raw = etcd.raw().await;
+    raw.put(&node_key(&name, "other"), "{}", 0).await;
+    let rev = raw.put("/elsewhere", "x", 0).await;
+    raw.compact(rev).await;
     let item = tokio::time::timeout(Duration::from_secs(10), watch.next())
         .await
         .expect("a report within 10s")
@@ -669,4 +756,77 @@ async fn a_service_is_written_again_after_etcd_restarts_empty() {
         "measured: etcd healthy again (empty) -> node written again in {took:?} (interval 1s)"
     );
     svc.stop().await.expect("stop");
+}
+
+/// With etcd's authentication on, the registry authenticates with the address's credentials,
+/// and authenticates again when its token expires (etcd's simple tokens expire when idle: 1 s
+/// here); a wrong password is a 401 naming etcd, never a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticates_and_renews_an_expired_token() {
+    let etcd = Etcd::start_with(&["--auth-token-ttl", "1"]);
+    let raw = etcd.raw().await;
+    raw.call("auth/role/add", serde_json::json!({"name": "root"}))
+        .await;
+    raw.call(
+        "auth/user/add",
+        serde_json::json!({"name": "root", "password": "s3cret"}),
+    )
+    .await;
+    raw.call(
+        "auth/user/grant",
+        serde_json::json!({"user": "root", "role": "root"}),
+    )
+    .await;
+    raw.call("auth/enable", serde_json::json!({})).await;
+
+    let address = format!("http://root:s3cret@127.0.0.1:{}", etcd.client_port);
+    let registry =
+        EtcdRegistry::new(EtcdOptions::from_address(&address).expect("address")).expect("registry");
+    let name = unique("auth");
+    let s = service(&name, "a");
+    let ttl = RegisterOptions::ttl(Duration::from_secs(30));
+    registry
+        .register(&s, ttl)
+        .await
+        .expect("register with credentials");
+    let mut watch = registry
+        .watch(WatchOptions::service(&name))
+        .await
+        .expect("watch with credentials");
+
+    // Idle past the token's TTL: the next calls find it expired and authenticate again.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let got = registry.get_service(&name).await.expect("get after expiry");
+    assert_eq!(got[0].nodes[0].id, s.nodes[0].id);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let b = service(&name, "b");
+    registry
+        .register(&b, ttl)
+        .await
+        .expect("register after expiry");
+    let change = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .expect("event within 5s")
+        .expect("watch open")
+        .expect("no watch error");
+    assert_eq!(change.service.nodes[0].id, b.nodes[0].id);
+
+    let wrong = format!("http://root:wrong@127.0.0.1:{}", etcd.client_port);
+    let registry =
+        EtcdRegistry::new(EtcdOptions::from_address(&wrong).expect("address")).expect("registry");
+    let err = tokio::time::timeout(Duration::from_secs(10), registry.get_service(&name))
+        .await
+        .expect("answers within 10s")
+        .expect_err("wrong password");
+    assert_eq!(err.code, 401, "{err:?}");
+    assert!(
+        err.detail.contains("authentication failed"),
+        "{}",
+        err.detail
+    );
+    assert!(
+        !err.detail.contains("wrong"),
+        "no password in errors: {}",
+        err.detail
+    );
 }

@@ -49,14 +49,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{
-    Client, ConnectOptions, EventType, GetOptions, PutOptions, ResponseHeader, WatchStream,
-};
 use futures::StreamExt as _;
+use tonic::{Code, Status};
 
 use super::{Action, Change, Node, RegisterOptions, Registry, Service, WatchOptions, Watcher};
 use crate::config::Options;
 use crate::{Error, Result};
+
+mod api;
+
+use api::{Client, WatchStream, pb};
 
 /// The id of errors raised by this registry.
 const ERROR_ID: &str = "go.micro.registry";
@@ -325,45 +327,26 @@ fn from_key(key: &[u8]) -> Option<Service> {
     })
 }
 
-/// Whether a keep-alive failed because etcd does not know the lease.
-fn lease_gone(err: &etcd_client::Error) -> bool {
-    match err {
-        etcd_client::Error::LeaseKeepAliveError(msg) => msg.contains("not found"),
-        etcd_client::Error::GRpcStatus(s) => s.code() as i32 == tonic_code::NOT_FOUND,
-        _ => false,
-    }
-}
-
-/// The gRPC codes we tell apart, by number (so that tonic need not be a direct dependency).
-mod tonic_code {
-    pub(super) const INVALID_ARGUMENT: i32 = 3;
-    pub(super) const DEADLINE_EXCEEDED: i32 = 4;
-    pub(super) const NOT_FOUND: i32 = 5;
-    pub(super) const PERMISSION_DENIED: i32 = 7;
-    pub(super) const UNAVAILABLE: i32 = 14;
-    pub(super) const UNAUTHENTICATED: i32 = 16;
+/// Whether a call failed because etcd does not know the lease.
+fn lease_gone(status: &Status) -> bool {
+    status.code() == Code::NotFound
 }
 
 impl Inner {
     /// An [`Error`] naming the plugin, the endpoints and what failed.
-    fn error(&self, what: &str, err: &etcd_client::Error) -> Error {
-        let detail = format!("etcd at `{}`: cannot {what}: {err}", self.label);
-        match err {
-            etcd_client::Error::GRpcStatus(s) => match s.code() as i32 {
-                tonic_code::UNAVAILABLE => Error::service_unavailable(ERROR_ID, detail),
-                tonic_code::DEADLINE_EXCEEDED => Error::timeout(ERROR_ID, detail),
-                tonic_code::UNAUTHENTICATED => Error::unauthorized(ERROR_ID, detail),
-                tonic_code::PERMISSION_DENIED => Error::forbidden(ERROR_ID, detail),
-                tonic_code::INVALID_ARGUMENT => Error::bad_request(ERROR_ID, detail),
-                tonic_code::NOT_FOUND => Error::not_found(ERROR_ID, detail),
-                _ => Error::internal_server_error(ERROR_ID, detail),
-            },
-            etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => {
-                Error::service_unavailable(ERROR_ID, detail)
-            }
-            etcd_client::Error::InvalidArgs(_) | etcd_client::Error::InvalidUri(_) => {
-                Error::bad_request(ERROR_ID, detail)
-            }
+    fn error(&self, what: &str, status: &Status) -> Error {
+        let detail = format!(
+            "etcd at `{}`: cannot {what}: {}",
+            self.label,
+            status.message()
+        );
+        match status.code() {
+            Code::Unavailable => Error::service_unavailable(ERROR_ID, detail),
+            Code::DeadlineExceeded => Error::timeout(ERROR_ID, detail),
+            Code::Unauthenticated => Error::unauthorized(ERROR_ID, detail),
+            Code::PermissionDenied => Error::forbidden(ERROR_ID, detail),
+            Code::InvalidArgument => Error::bad_request(ERROR_ID, detail),
+            Code::NotFound => Error::not_found(ERROR_ID, detail),
             _ => Error::internal_server_error(ERROR_ID, detail),
         }
     }
@@ -372,16 +355,8 @@ impl Inner {
     async fn client(&self) -> Result<Client> {
         self.client
             .get_or_try_init(|| async {
-                let mut options = ConnectOptions::new()
-                    .with_timeout(self.opts.timeout)
-                    .with_connect_timeout(self.opts.timeout.min(Duration::from_secs(2)))
-                    .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
-                if let Some(user) = &self.opts.username {
-                    options = options
-                        .with_user(user.clone(), self.opts.password.clone().unwrap_or_default());
-                }
-                if self.opts.uses_tls() {
-                    let mut tls = etcd_client::TlsOptions::new().with_native_roots();
+                let tls = if self.opts.uses_tls() {
+                    let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
                     if let Some(path) = &self.opts.ca_file {
                         let pem = std::fs::read(path).map_err(|e| {
                             Error::bad_request(
@@ -389,13 +364,24 @@ impl Inner {
                                 format!("etcd: cannot read the CA file `{}`: {e}", path.display()),
                             )
                         })?;
-                        tls = tls.ca_certificate(etcd_client::Certificate::from_pem(pem));
+                        tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
                     }
-                    options = options.with_tls(tls);
-                }
-                Client::connect(&self.opts.endpoints, Some(options))
-                    .await
-                    .map_err(|e| self.error("connect", &e))
+                    Some(tls)
+                } else {
+                    None
+                };
+                Client::connect(api::ConnectOptions {
+                    endpoints: self.opts.endpoints.clone(),
+                    timeout: self.opts.timeout,
+                    credentials: self
+                        .opts
+                        .username
+                        .clone()
+                        .map(|user| (user, self.opts.password.clone().unwrap_or_default())),
+                    tls,
+                })
+                .await
+                .map_err(|e| self.error("connect", &e))
             })
             .await
             .cloned()
@@ -403,10 +389,9 @@ impl Inner {
 
     /// Sends one keep-alive for `lease`: `Ok(true)` if etcd renewed it, `Ok(false)` if etcd
     /// does not know it any more.
-    async fn keep_alive_once(&self, client: &mut Client, lease: i64) -> Result<bool> {
-        match client.lease_keep_alive(lease).await {
-            // Dropping the keeper and the stream ends the keep-alive call.
-            Ok(_) => Ok(true),
+    async fn keep_alive_once(&self, client: &Client, lease: i64) -> Result<bool> {
+        match client.lease_keep_alive_once(lease).await {
+            Ok(renewed) => Ok(renewed),
             Err(err) if lease_gone(&err) => Ok(false),
             Err(err) => Err(self.error(&format!("keep lease {lease:x} alive"), &err)),
         }
@@ -414,7 +399,7 @@ impl Inner {
 
     async fn register_node(
         &self,
-        client: &mut Client,
+        client: &Client,
         service: &Service,
         node: &Node,
         ttl: i64,
@@ -453,10 +438,14 @@ impl Inner {
                 // Unchanged and the lease renewed: skip the write, unless the key itself was
                 // deleted behind our back (go-micro would leave it missing).
                 let rsp = client
-                    .get(key.as_str(), Some(GetOptions::new().with_count_only()))
+                    .range(pb::RangeRequest {
+                        key: key.clone().into_bytes(),
+                        count_only: true,
+                        ..pb::RangeRequest::default()
+                    })
                     .await
                     .map_err(|e| self.error(&what(), &e))?;
-                if rsp.count() > 0 {
+                if rsp.count > 0 {
                     return Ok(());
                 }
                 tracing::info!(
@@ -472,17 +461,12 @@ impl Inner {
             live_lease
         } else {
             client
-                .lease_grant(ttl, None)
+                .lease_grant(ttl)
                 .await
                 .map_err(|e| self.error(&what(), &e))?
-                .id()
         };
-        let mut put = PutOptions::new().with_prev_key();
-        if lease != 0 {
-            put = put.with_lease(lease);
-        }
         let rsp = client
-            .put(key.as_str(), value.as_str(), Some(put))
+            .put(key.as_bytes(), value.as_bytes(), lease)
             .await
             .map_err(|e| self.error(&what(), &e))?;
         tracing::debug!(
@@ -499,7 +483,7 @@ impl Inner {
         );
         // The lease the key had before (ours from an earlier write, or another process's with
         // the same node id) now holds nothing: let it go rather than wait for its TTL.
-        let old = rsp.prev_key().map_or(0, |kv| kv.lease());
+        let old = rsp.prev_kv.map_or(0, |kv| kv.lease);
         if old != 0
             && old != lease
             && let Err(err) = client.lease_revoke(old).await
@@ -509,32 +493,19 @@ impl Inner {
         Ok(())
     }
 
-    async fn deregister_node(
-        &self,
-        client: &mut Client,
-        service: &Service,
-        node: &Node,
-    ) -> Result<()> {
+    async fn deregister_node(&self, client: &Client, service: &Service, node: &Node) -> Result<()> {
         let key = node_key(&service.name, &node.id);
         let known = lock(&self.registered).remove(&key);
-        let rsp = client
-            .delete(
-                key.as_str(),
-                Some(etcd_client::DeleteOptions::new().with_prev_key()),
+        let rsp = client.delete(key.as_bytes()).await.map_err(|e| {
+            self.error(
+                &format!("deregister `{}` node `{}`", service.name, node.id),
+                &e,
             )
-            .await
-            .map_err(|e| {
-                self.error(
-                    &format!("deregister `{}` node `{}`", service.name, node.id),
-                    &e,
-                )
-            })?;
-        let lease = known.map(|k| k.lease).filter(|l| *l != 0).or_else(|| {
-            rsp.prev_kvs()
-                .first()
-                .map(|kv| kv.lease())
-                .filter(|l| *l != 0)
-        });
+        })?;
+        let lease = known
+            .map(|k| k.lease)
+            .filter(|l| *l != 0)
+            .or_else(|| rsp.prev_kvs.first().map(|kv| kv.lease).filter(|l| *l != 0));
         if let Some(lease) = lease
             && let Err(err) = client.lease_revoke(lease).await
             && !lease_gone(&err)
@@ -546,19 +517,17 @@ impl Inner {
 
     /// Every record under `prefix`, decoded.
     async fn records(&self, prefix: &str, what: &str) -> Result<Vec<Service>> {
-        let mut client = self.client().await?;
+        let client = self.client().await?;
         let rsp = client
-            .get(
-                prefix,
-                Some(GetOptions::new().with_prefix().with_serializable()),
-            )
+            .range(pb::RangeRequest {
+                key: prefix.as_bytes().to_vec(),
+                range_end: api::prefix_end(prefix.as_bytes()),
+                serializable: true,
+                ..pb::RangeRequest::default()
+            })
             .await
             .map_err(|e| self.error(what, &e))?;
-        Ok(rsp
-            .kvs()
-            .iter()
-            .filter_map(|kv| decode(kv.value()))
-            .collect())
+        Ok(rsp.kvs.iter().filter_map(|kv| decode(&kv.value)).collect())
     }
 }
 
@@ -588,15 +557,11 @@ impl Registry for EtcdRegistry {
         if service.nodes.is_empty() {
             return Ok(());
         }
-        let mut client = self.inner.client().await?;
+        let client = self.inner.client().await?;
         let ttl = ttl_secs(opts.ttl);
         let mut result = Ok(());
         for node in &service.nodes {
-            if let Err(err) = self
-                .inner
-                .register_node(&mut client, service, node, ttl)
-                .await
-            {
+            if let Err(err) = self.inner.register_node(&client, service, node, ttl).await {
                 result = Err(err);
             }
         }
@@ -608,10 +573,10 @@ impl Registry for EtcdRegistry {
         if service.nodes.is_empty() {
             return Ok(());
         }
-        let mut client = self.inner.client().await?;
+        let client = self.inner.client().await?;
         let mut result = Ok(());
         for node in &service.nodes {
-            if let Err(err) = self.inner.deregister_node(&mut client, service, node).await {
+            if let Err(err) = self.inner.deregister_node(&client, service, node).await {
                 result = Err(err);
             }
         }
@@ -675,9 +640,9 @@ struct EtcdWatch {
 }
 
 impl EtcdWatch {
-    fn note_header(&mut self, header: Option<&ResponseHeader>) {
+    fn note_header(&mut self, header: Option<&pb::ResponseHeader>) {
         if let Some(h) = header {
-            self.term = self.term.max(h.raft_term());
+            self.term = self.term.max(h.raft_term);
         }
     }
 
@@ -700,22 +665,19 @@ impl EtcdWatch {
     /// (Re-)creates the etcd watch, from `next_rev` when resuming.
     async fn establish(&mut self) -> Result<()> {
         let what = format!("watch `{}`", self.prefix);
-        let mut options = etcd_client::WatchOptions::new()
-            .with_prefix()
-            .with_prev_key();
         if self.next_rev > 0 {
             // Did etcd come back without its data? Then the old revisions mean nothing.
             let rsp = self
                 .client
-                .get(
-                    self.prefix.as_str(),
-                    Some(GetOptions::new().with_prefix().with_count_only()),
-                )
+                .range(pb::RangeRequest {
+                    key: self.prefix.as_bytes().to_vec(),
+                    range_end: api::prefix_end(self.prefix.as_bytes()),
+                    count_only: true,
+                    ..pb::RangeRequest::default()
+                })
                 .await
                 .map_err(|e| self.inner.error(&what, &e))?;
-            let (rev, term) = rsp
-                .header()
-                .map_or((0, 0), |h| (h.revision(), h.raft_term()));
+            let (rev, term) = rsp.header.map_or((0, 0), |h| (h.revision, h.raft_term));
             if rev < self.next_rev - 1 || term < self.term {
                 tracing::warn!(
                     prefix = %self.prefix, last_revision = self.next_rev - 1, revision = rev,
@@ -734,24 +696,23 @@ impl EtcdWatch {
                 self.next_rev = 1;
                 self.term = term;
             }
-            options = options.with_start_revision(self.next_rev);
         }
         let mut stream = self
             .client
-            .watch(self.prefix.as_str(), Some(options))
+            .watch_prefix(self.prefix.as_bytes(), self.next_rev)
             .await
             .map_err(|e| self.inner.error(&what, &e))?;
         match stream.message().await {
-            Ok(Some(rsp)) if rsp.created() && !rsp.canceled() => {
+            Ok(Some(rsp)) if rsp.created && !rsp.canceled => {
                 if self.next_rev == 0 {
-                    self.next_rev = rsp.header().map_or(0, |h| h.revision()) + 1;
+                    self.next_rev = rsp.header.map_or(0, |h| h.revision) + 1;
                 }
-                self.note_header(rsp.header());
+                self.note_header(rsp.header.as_ref());
                 self.stream = Some(stream);
                 Ok(())
             }
-            Ok(Some(rsp)) if rsp.compact_revision() > 0 => {
-                self.compacted(rsp.compact_revision());
+            Ok(Some(rsp)) if rsp.compact_revision > 0 => {
+                self.compacted(rsp.compact_revision);
                 Err(Error::internal_server_error(
                     ERROR_ID,
                     format!(
@@ -764,9 +725,7 @@ impl EtcdWatch {
                 ERROR_ID,
                 format!(
                     "etcd at `{}`: watch `{}` was refused: {}",
-                    self.inner.label,
-                    self.prefix,
-                    rsp.cancel_reason()
+                    self.inner.label, self.prefix, rsp.cancel_reason
                 ),
             )),
             Ok(None) => Err(Error::service_unavailable(
@@ -805,35 +764,43 @@ impl EtcdWatch {
             };
             match stream.message().await {
                 Ok(Some(rsp)) => {
-                    if rsp.canceled() {
+                    if rsp.canceled {
                         self.stream = None;
-                        if rsp.compact_revision() > 0 {
-                            self.compacted(rsp.compact_revision());
+                        if rsp.compact_revision > 0 {
+                            self.compacted(rsp.compact_revision);
                         } else {
-                            tracing::warn!(prefix = %self.prefix, reason = rsp.cancel_reason(), "etcd: watch cancelled; re-establishing");
+                            tracing::warn!(prefix = %self.prefix, reason = rsp.cancel_reason, "etcd: watch cancelled; re-establishing");
                         }
                         continue;
                     }
-                    self.note_header(rsp.header());
-                    for event in rsp.events() {
-                        let Some(kv) = event.kv() else { continue };
-                        self.next_rev = self.next_rev.max(kv.mod_revision() + 1);
-                        let (action, service) = match event.event_type() {
-                            EventType::Put => {
-                                let action = if kv.create_revision() == kv.mod_revision() {
+                    self.note_header(rsp.header.as_ref());
+                    for event in &rsp.events {
+                        let Some(kv) = &event.kv else { continue };
+                        self.next_rev = self.next_rev.max(kv.mod_revision + 1);
+                        let (action, service) = match event.r#type {
+                            pb::PUT => {
+                                let action = if kv.create_revision == kv.mod_revision {
                                     Action::Create
                                 } else {
                                     Action::Update
                                 };
-                                (action, decode(kv.value()))
+                                (action, decode(&kv.value))
                             }
-                            EventType::Delete => (
+                            pb::DELETE => (
                                 Action::Delete,
                                 event
-                                    .prev_kv()
-                                    .and_then(|prev| decode(prev.value()))
-                                    .or_else(|| from_key(kv.key())),
+                                    .prev_kv
+                                    .as_ref()
+                                    .and_then(|prev| decode(&prev.value))
+                                    .or_else(|| from_key(&kv.key)),
                             ),
+                            other => {
+                                tracing::debug!(
+                                    event_type = other,
+                                    "etcd: skipping an unknown event type"
+                                );
+                                continue;
+                            }
                         };
                         if let Some(service) = service {
                             self.pending.push_back(Ok(Change { action, service }));
