@@ -19,7 +19,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use futures::StreamExt;
 use rmicro::registry::etcd::{EtcdOptions, EtcdRegistry, node_key};
 use rmicro::registry::{
-    Action, Endpoint, Metadata, Node, RegisterOptions, Registry, Service, Value, WatchOptions,
+    Action, Change, Endpoint, Metadata, Node, RegisterOptions, Registry, Service, Value,
+    WatchOptions, Watcher,
 };
 use rmicro::{Routes, Service as MicroService};
 
@@ -46,6 +47,9 @@ impl Etcd {
         Self::start_with(&[])
     }
 
+    /// Starts etcd with `args` on two free ports. A port can be taken between choosing it
+    /// and etcd binding it (by a test running alongside): then etcd exits, and it is started
+    /// again on other ports.
     fn start_with(args: &[&str]) -> Etcd {
         let dir = std::env::temp_dir().join(format!("rmicro-etcd-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -56,8 +60,26 @@ impl Etcd {
             peer_port: free_port(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
         };
-        etcd.spawn();
-        etcd
+        for _ in 0..5 {
+            match etcd.try_spawn() {
+                Ok(()) => return etcd,
+                Err(log) if log.contains("address already in use") => {
+                    etcd.kill();
+                    let _ = std::fs::remove_dir_all(etcd.dir.join("data"));
+                    let _ = std::fs::remove_file(etcd.dir.join("etcd.log"));
+                    etcd.client_port = free_port();
+                    etcd.peer_port = free_port();
+                }
+                Err(log) => panic!("{log}"),
+            }
+        }
+        panic!("etcd found no free ports in 5 tries")
+    }
+
+    fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("{log}");
+        }
     }
 
     fn addr(&self) -> SocketAddr {
@@ -68,7 +90,8 @@ impl Etcd {
         format!("http://{}", self.addr())
     }
 
-    fn spawn(&mut self) {
+    /// Starts etcd and waits until it is healthy; `Err(log)` if it exits or takes 20 s.
+    fn try_spawn(&mut self) -> Result<(), String> {
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = std::fs::OpenOptions::new()
@@ -92,12 +115,20 @@ impl Etcd {
             .expect("etcd is installed (bash scripts/setup.sh)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.healthy() {
-            assert!(
-                Instant::now() < deadline,
-                "etcd not healthy within 20s:\n{}",
-                std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()
-            );
+        let log_path = self.dir.join("etcd.log");
+        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        loop {
+            // A health answer counts only while our etcd runs: another test's etcd may be
+            // the one listening on a port that was taken.
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                return Err(format!("etcd exited with {status}:\n{}", log()));
+            }
+            if self.healthy() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("etcd not healthy within 20s:\n{}", log()));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -416,10 +447,8 @@ async fn reads_what_a_go_micro_peer_writes() {
     raw.put(&format!("/micro/registry/{name}/{id}"), &value, lease)
         .await;
 
-    let change = tokio::time::timeout(Duration::from_secs(5), watch.next())
+    let change = next_change(&mut watch, 5, "watch event")
         .await
-        .expect("watch event within 5s")
-        .expect("watch open")
         .expect("no watch error");
     let latency = put_at.elapsed();
     assert_eq!(change.action, Action::Create);
@@ -437,10 +466,8 @@ async fn reads_what_a_go_micro_peer_writes() {
 
     // Revoking the Go peer's lease deletes the key: the watch reports which node went away.
     raw.lease_revoke(lease).await;
-    let change = tokio::time::timeout(Duration::from_secs(5), watch.next())
+    let change = next_change(&mut watch, 5, "delete")
         .await
-        .expect("delete within 5s")
-        .expect("watch open")
         .expect("no watch error");
     assert_eq!(change.action, Action::Delete);
     assert_eq!(change.service.nodes[0].id, id);
@@ -502,6 +529,15 @@ async fn a_lost_lease_is_granted_and_written_again() {
     assert_eq!(lease_of(&raw, &key).await, 0, "deregistered at stop");
 }
 
+/// The watch's next item within `secs` seconds; panics with `what` if none comes or the watch
+/// ended.
+async fn next_change(watch: &mut Watcher, secs: u64, what: &str) -> rmicro::Result<Change> {
+    tokio::time::timeout(Duration::from_secs(secs), watch.next())
+        .await
+        .unwrap_or_else(|_| panic!("{what} (within {secs}s)"))
+        .expect("watch open")
+}
+
 /// Waits until `key` exists under a lease other than `not`: that lease and how long it took.
 async fn wait_for_lease(raw: &Raw, key: &str, not: i64, within: Duration) -> (i64, Duration) {
     let start = Instant::now();
@@ -538,10 +574,8 @@ async fn a_watch_resumes_after_etcd_restarts() {
     let a = service(&name, "a");
     let at = Instant::now();
     registry.register(&a, ttl).await.expect("register a");
-    let change = tokio::time::timeout(Duration::from_secs(5), watch.next())
+    let change = next_change(&mut watch, 5, "create")
         .await
-        .expect("create within 5s")
-        .expect("watch open")
         .expect("no error");
     eprintln!("measured: register -> watch event {:?}", at.elapsed());
     assert_eq!(
@@ -564,10 +598,8 @@ async fn a_watch_resumes_after_etcd_restarts() {
         },
     )
     .await;
-    let change = tokio::time::timeout(Duration::from_secs(10), watch.next())
+    let change = next_change(&mut watch, 10, "the watch resumes")
         .await
-        .expect("the watch resumes within 10s")
-        .expect("watch open")
         .expect("no error: nothing was lost");
     eprintln!(
         "measured: etcd healthy again -> watch event for a write after the restart {:?}",
@@ -582,10 +614,8 @@ async fn a_watch_resumes_after_etcd_restarts() {
     let mut a2 = a.clone();
     a2.nodes[0].address = "127.0.0.1:4002".into();
     registry.register(&a2, ttl).await.expect("update a");
-    let change = tokio::time::timeout(Duration::from_secs(5), watch.next())
+    let change = next_change(&mut watch, 5, "update")
         .await
-        .expect("update within 5s")
-        .expect("watch open")
         .expect("no error");
     assert_eq!(
         (change.action, change.service.nodes[0].address.as_str()),
@@ -610,19 +640,14 @@ async fn a_watch_reports_an_etcd_that_lost_its_data() {
             .register(&service(&name, n), ttl)
             .await
             .expect("register");
-        let _ = tokio::time::timeout(Duration::from_secs(5), watch.next())
-            .await
-            .expect("event");
+        let _ = next_change(&mut watch, 5, "event").await;
     }
     tokio::task::block_in_place(|| {
         etcd.kill();
         std::fs::remove_dir_all(etcd.dir.join("data")).expect("wipe");
         etcd.spawn();
     });
-    let item = tokio::time::timeout(Duration::from_secs(10), watch.next())
-        .await
-        .expect("a report within 10s")
-        .expect("watch open");
+    let item = next_change(&mut watch, 10, "a report").await;
     let err = item.expect_err("the watch says changes may be lost");
     assert!(err.detail.contains("without its data"), "{}", err.detail);
     let d = service(&name, "d");
@@ -631,10 +656,8 @@ async fn a_watch_reports_an_etcd_that_lost_its_data() {
         async move { registry.register(&d, ttl).await.is_ok() }
     })
     .await;
-    let change = tokio::time::timeout(Duration::from_secs(10), watch.next())
+    let change = next_change(&mut watch, 10, "new changes")
         .await
-        .expect("new changes within 10s")
-        .expect("watch open")
         .expect("no error");
     assert_eq!(
         (change.action, change.service.nodes[0].id.as_str()),
@@ -698,27 +721,20 @@ async fn a_watch_reports_compacted_changes() {
         .register(&service(&name, "a"), ttl)
         .await
         .expect("register");
-    let _ = tokio::time::timeout(Duration::from_secs(5), watch.next())
-        .await
-        .expect("event");
+    let _ = next_change(&mut watch, 5, "event").await;
     // While the watch is cut off (and not polled), changes happen and are compacted away.
     tokio::task::block_in_place(|| etcd.restart());
     let raw = etcd.raw().await;
     raw.put(&node_key(&name, "other"), "{}", 0).await;
     let rev = raw.put("/elsewhere", "x", 0).await;
     raw.compact(rev).await;
-    let item = tokio::time::timeout(Duration::from_secs(10), watch.next())
-        .await
-        .expect("a report within 10s")
-        .expect("watch open");
+    let item = next_change(&mut watch, 10, "a report").await;
     let err = item.expect_err("the watch says changes may be lost");
     assert!(err.detail.contains("compacted"), "{}", err.detail);
     let d = service(&name, "d");
     registry.register(&d, ttl).await.expect("register d");
-    let change = tokio::time::timeout(Duration::from_secs(10), watch.next())
+    let change = next_change(&mut watch, 10, "new changes")
         .await
-        .expect("new changes within 10s")
-        .expect("watch open")
         .expect("no error");
     assert_eq!(
         (change.action, change.service.nodes[0].id.as_str()),
@@ -804,10 +820,8 @@ async fn authenticates_and_renews_an_expired_token() {
         .register(&b, ttl)
         .await
         .expect("register after expiry");
-    let change = tokio::time::timeout(Duration::from_secs(5), watch.next())
+    let change = next_change(&mut watch, 5, "event")
         .await
-        .expect("event within 5s")
-        .expect("watch open")
         .expect("no watch error");
     assert_eq!(change.service.nodes[0].id, b.nodes[0].id);
 
