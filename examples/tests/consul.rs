@@ -14,14 +14,8 @@ use std::time::{Duration, Instant};
 
 use rmicro_conformance::servers::consul;
 use serde_json::Value;
-use support::{Proc, run, seed_lock, stderr, stdout};
+use support::{CLIENT, DAVIE, NOT_FOUND, Proc, SERVICE, UP, run, seed_lock, stderr, stdout};
 
-const SERVICE: &str = env!("CARGO_BIN_EXE_student_service");
-const CLIENT: &str = env!("CARGO_BIN_EXE_student_client");
-
-const DAVIE: &str = r#"{"name":"davie","classes":"软件工程专业","grade":80,"phone":"12345678901"}"#;
-const NOT_FOUND: &str = r#"{"id":"go.micro.client","code":500,"detail":"error selecting student_service node: not found","status":"Internal Server Error"}"#;
-const UP: Duration = Duration::from_secs(30);
 const TTL: Duration = Duration::from_secs(10);
 
 /// The statuses of the service's own checks (`service:<node id>`) per node, from

@@ -22,79 +22,15 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rmicro_conformance::servers::consul;
 use rmicro_conformance::servers::mosquitto::Mosquitto;
 use serde_json::Value;
-use support::{Proc, run, seed_lock, stderr, stdout};
-
-const SERVICE: &str = env!("CARGO_BIN_EXE_student_service");
-const CLIENT: &str = env!("CARGO_BIN_EXE_student_client");
-const SUBSCRIBER: &str = env!("CARGO_BIN_EXE_message_subscriber");
-const PUBLISHER: &str = env!("CARGO_BIN_EXE_message_publisher");
-
-const DAVIE: &str = r#"{"name":"davie","classes":"软件工程专业","grade":80,"phone":"12345678901"}"#;
-const TOPIC: &str = "go.micro.srv.message";
-const UP: Duration = Duration::from_secs(30);
-
-/// Builds the go-micro programs once per test run (a no-op when they are up to date) and
-/// returns the directory that holds them.
-fn go_bin_dir() -> &'static PathBuf {
-    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let built = DIR.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/interop.sh");
-        let started = Instant::now();
-        let out = Command::new("bash")
-            .arg(script)
-            .output()
-            .map_err(|e| format!("cannot run `bash {script}`: {e}"))?;
-        if !out.status.success() {
-            let go = if Command::new("go").arg("version").output().is_err() {
-                "the interop tests need the Go toolchain (`go` on PATH, https://go.dev/dl) to \
-                 build the go-micro programs; "
-            } else {
-                ""
-            };
-            return Err(format!(
-                "{go}`bash {script}` failed ({}):\n{}{}",
-                out.status,
-                stdout(&out),
-                stderr(&out)
-            ));
-        }
-        println!(
-            "go-micro programs ready in {:?}: {}",
-            started.elapsed(),
-            stdout(&out).trim()
-        );
-        let home = std::env::var_os("HOME").ok_or("HOME is not set")?;
-        Ok(PathBuf::from(home).join(".cache/rmicro/interop-bin"))
-    });
-    match built {
-        Ok(dir) => dir,
-        Err(message) => panic!("{message}"),
-    }
-}
-
-/// The path of one go-micro program (`client`, `service`, `publisher`, `subscriber`,
-/// `inspect`).
-fn go(program: &str) -> String {
-    go_bin_dir().join(program).display().to_string()
-}
-
-/// The JSON after `label ` on the one line of `text` that starts with it.
-fn labelled_json(text: &str, label: &str) -> Value {
-    let prefix = format!("{label} ");
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no `{label}` line in:\n{text}"));
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("`{line}` is not JSON: {e}"))
-}
+use support::{
+    CLIENT, DAVIE, PUBLISHER, Proc, SERVICE, SUBSCRIBER, TOPIC, UP, go, go_bin_dir, labelled_json,
+    run, seed_lock, stderr, stdout,
+};
 
 /// The go-micro subscriber's `received header=<json> body=<body>` line, split.
 fn received(line: &str) -> (Value, String) {

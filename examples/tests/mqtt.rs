@@ -15,13 +15,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use rmicro_conformance::servers::mosquitto::Mosquitto;
-use support::{Proc, run, stderr, stdout};
-
-const SUBSCRIBER: &str = env!("CARGO_BIN_EXE_message_subscriber");
-const PUBLISHER: &str = env!("CARGO_BIN_EXE_message_publisher");
-const TOPIC: &str = "go.micro.srv.message";
-const DAVIE: &str = r#"{"name":"davie","classes":"软件工程专业","grade":80,"phone":"12345678901"}"#;
-const UP: Duration = Duration::from_secs(30);
+use support::{DAVIE, PUBLISHER, Proc, SUBSCRIBER, TOPIC, UP, run, stderr, stdout};
 
 /// A raw MQTT 3.1.1 client: just enough protocol for a go-micro peer's publish and subscribe.
 struct RawMqtt {

@@ -12,12 +12,7 @@ use rmicro::codec::{Decode, Encode, JSON, PROTOBUF};
 use rmicro::registry::memory::MemoryRegistry;
 use rmicro::rpc::CallOptions;
 use rmicro_examples::{Student, StudentRequest, StudentServiceClient, StudentServiceHandler};
-use support::{Proc, run, seed_lock, stderr, stdout};
-
-const SUBSCRIBER: &str = env!("CARGO_BIN_EXE_message_subscriber");
-const PUBLISHER: &str = env!("CARGO_BIN_EXE_message_publisher");
-const DAVIE: &str = r#"{"name":"davie","classes":"软件工程专业","grade":80,"phone":"12345678901"}"#;
-const UP: Duration = Duration::from_secs(30);
+use support::{DAVIE, PUBLISHER, Proc, SUBSCRIBER, UP, run, seed_lock, stderr, stdout};
 
 #[test]
 fn generated_types_speak_go_micro_s_json_and_protobuf() {

@@ -5,17 +5,10 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Proc, run, seed_lock, stderr, stdout};
-
-const SERVICE: &str = env!("CARGO_BIN_EXE_student_service");
-const CLIENT: &str = env!("CARGO_BIN_EXE_student_client");
-const SUBSCRIBER: &str = env!("CARGO_BIN_EXE_message_subscriber");
-const WORKER: &str = env!("CARGO_BIN_EXE_message_worker");
-const PUBLISHER: &str = env!("CARGO_BIN_EXE_message_publisher");
-
-const DAVIE: &str = r#"{"name":"davie","classes":"软件工程专业","grade":80,"phone":"12345678901"}"#;
-const NOT_FOUND: &str = r#"{"id":"go.micro.client","code":500,"detail":"error selecting student_service node: not found","status":"Internal Server Error"}"#;
-const UP: Duration = Duration::from_secs(30);
+use support::{
+    CLIENT, DAVIE, NOT_FOUND, PUBLISHER, Proc, SERVICE, SUBSCRIBER, UP, WORKER, run, seed_lock,
+    stderr, stdout,
+};
 
 #[test]
 fn client_without_a_service_prints_go_micro_s_not_found_error() {

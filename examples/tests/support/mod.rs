@@ -3,10 +3,31 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
+
+/// The seed's programs, built by cargo for the tests.
+pub const SERVICE: &str = env!("CARGO_BIN_EXE_student_service");
+/// `student_client`.
+pub const CLIENT: &str = env!("CARGO_BIN_EXE_student_client");
+/// `message_subscriber`.
+pub const SUBSCRIBER: &str = env!("CARGO_BIN_EXE_message_subscriber");
+/// `message_worker`.
+pub const WORKER: &str = env!("CARGO_BIN_EXE_message_worker");
+/// `message_publisher`.
+pub const PUBLISHER: &str = env!("CARGO_BIN_EXE_message_publisher");
+/// The seed's student, as `student_client` prints it.
+pub const DAVIE: &str =
+    r#"{"name":"davie","classes":"软件工程专业","grade":80,"phone":"12345678901"}"#;
+/// go-micro's error when no `student_service` node is found, to the letter.
+pub const NOT_FOUND: &str = r#"{"id":"go.micro.client","code":500,"detail":"error selecting student_service node: not found","status":"Internal Server Error"}"#;
+/// The seed's topic.
+pub const TOPIC: &str = "go.micro.srv.message";
+/// How long a program may take to start.
+pub const UP: Duration = Duration::from_secs(30);
 
 /// Tests that use the seed's fixed service names take this lock, so that no two of them
 /// see each other's processes on the shared mDNS.
@@ -20,6 +41,8 @@ pub fn seed_lock() -> MutexGuard<'static, ()> {
 pub struct Proc {
     pub name: String,
     child: Child,
+    /// The program's standard input, open until [`Proc::close_stdin`].
+    stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<(Stream, String)>,
     pub seen: Vec<(Stream, String)>,
 }
@@ -34,6 +57,7 @@ impl Proc {
     pub fn spawn(exe: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(exe);
         cmd.args(args)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .env("RUST_LOG", "info");
@@ -59,10 +83,16 @@ impl Proc {
         }
         Proc {
             name: exe.rsplit('/').next().unwrap_or(exe).to_owned(),
+            stdin: child.stdin.take(),
             child,
             lines,
             seen: Vec::new(),
         }
+    }
+
+    /// Closes the program's standard input (end of file for a program reading it).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
     }
 
     /// Waits up to `limit` for a line containing `needle`; returns it.
@@ -208,4 +238,59 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Builds the go-micro programs once per test run (a no-op when they are up to date) and
+/// returns the directory that holds them.
+pub fn go_bin_dir() -> &'static PathBuf {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = DIR.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/interop.sh");
+        let started = Instant::now();
+        let out = Command::new("bash")
+            .arg(script)
+            .output()
+            .map_err(|e| format!("cannot run `bash {script}`: {e}"))?;
+        if !out.status.success() {
+            let go = if Command::new("go").arg("version").output().is_err() {
+                "the interop tests need the Go toolchain (`go` on PATH, https://go.dev/dl) to \
+                 build the go-micro programs; "
+            } else {
+                ""
+            };
+            return Err(format!(
+                "{go}`bash {script}` failed ({}):\n{}{}",
+                out.status,
+                stdout(&out),
+                stderr(&out)
+            ));
+        }
+        println!(
+            "go-micro programs ready in {:?}: {}",
+            started.elapsed(),
+            stdout(&out).trim()
+        );
+        let home = std::env::var_os("HOME").ok_or("HOME is not set")?;
+        Ok(PathBuf::from(home).join(".cache/rmicro/interop-bin"))
+    });
+    match built {
+        Ok(dir) => dir,
+        Err(message) => panic!("{message}"),
+    }
+}
+
+/// The path of one go-micro program: `client`, `service`, `publisher`, `subscriber`,
+/// `inspect` (go-micro v4), `v5/registry` (go-micro v5).
+pub fn go(program: &str) -> String {
+    go_bin_dir().join(program).display().to_string()
+}
+
+/// The JSON after `label ` on the one line of `text` that starts with it.
+pub fn labelled_json(text: &str, label: &str) -> serde_json::Value {
+    let prefix = format!("{label} ");
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no `{label}` line in:\n{text}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("`{line}` is not JSON: {e}"))
 }
