@@ -34,6 +34,8 @@ pub mod config;
 mod error;
 mod event;
 mod id;
+#[cfg(feature = "nats")]
+mod nats_conn;
 pub mod registry;
 pub mod rpc;
 pub mod service;

@@ -50,23 +50,18 @@ use std::time::Duration;
 use async_nats::connection::State as NatsState;
 use async_trait::async_trait;
 use futures::{FutureExt as _, StreamExt as _};
-use rand::Rng as _;
 use tokio::sync::{oneshot, watch};
-use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use super::{
     Broker, Event, HEADER_ID, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp,
 };
 use crate::config::Options;
+use crate::nats_conn::{ConnOptions, Connection, DEFAULT_ADDRESS};
 use crate::{Error, Result};
 
 /// The id of errors raised by the broker, as go-micro's.
 const ERROR_ID: &str = "go.micro.broker";
-/// The default address.
-const DEFAULT_ADDRESS: &str = "nats://127.0.0.1:4222";
-/// The first reconnection delay.
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Options of [`NatsBroker`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,22 +115,11 @@ pub struct NatsBroker {
 }
 
 struct Inner {
-    opts: NatsBrokerOptions,
-    servers: Vec<async_nats::ServerAddr>,
-    address: String,
-    client: Mutex<Option<async_nats::Client>>,
-    stats: Arc<Stats>,
+    flush_each_publish: bool,
+    conn: Connection,
+    malformed: Arc<AtomicU64>,
     /// Stop signals of the live subscriptions, for `disconnect`.
     subs: Mutex<Vec<watch::Sender<bool>>>,
-    /// Why the last connection attempts failed (per server), while the client is
-    /// (re)connecting: what a "not connected" error names.
-    last_failure: Arc<Mutex<Option<String>>>,
-}
-
-#[derive(Default)]
-struct Stats {
-    slow_consumers: AtomicU64,
-    malformed: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -145,224 +129,63 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl fmt::Debug for NatsBroker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NatsBroker")
-            .field("address", &self.inner.address)
+            .field("address", &self.inner.conn.address())
             .field("subscriptions", &lock(&self.inner.subs).len())
             .finish()
     }
 }
 
-fn parse_server(text: &str) -> Result<async_nats::ServerAddr> {
-    let url = if text.contains("://") {
-        text.to_owned()
-    } else {
-        format!("nats://{text}")
-    };
-    let addr: async_nats::ServerAddr = url.parse().map_err(|e| {
-        Error::bad_request(
-            ERROR_ID,
-            format!("nats: invalid broker address `{text}`: {e} (expected `nats://host:port`)"),
-        )
-    })?;
-    if !matches!(addr.scheme(), "nats" | "tls") {
-        return Err(Error::bad_request(
-            ERROR_ID,
-            format!(
-                "nats: invalid broker address `{text}`: unsupported scheme `{}` (expected `nats://` or `tls://`)",
-                addr.scheme()
-            ),
-        ));
-    }
-    Ok(addr)
-}
-
 impl NatsBroker {
     /// A broker for the servers in `opts`. Validates the addresses; connects nothing yet.
     pub fn new(opts: NatsBrokerOptions) -> Result<Self> {
-        let mut servers = opts
-            .addresses
-            .iter()
-            .map(|a| a.trim())
-            .filter(|a| !a.is_empty())
-            .map(parse_server)
-            .collect::<Result<Vec<_>>>()?;
-        if servers.is_empty() {
-            servers.push(parse_server(DEFAULT_ADDRESS)?);
-        }
-        let address = servers
-            .iter()
-            .map(|s| format!("{}://{}:{}", s.scheme(), s.host(), s.port()))
-            .collect::<Vec<_>>()
-            .join(",");
+        let conn = Connection::new(
+            ERROR_ID,
+            "nats",
+            &opts.addresses,
+            ConnOptions {
+                connect_timeout: opts.connect_timeout,
+                ack_timeout: opts.ack_timeout,
+                subscription_capacity: opts.subscription_capacity,
+                max_backoff: opts.max_backoff,
+                name: opts.name,
+            },
+        )?;
         Ok(Self {
             inner: Arc::new(Inner {
-                opts,
-                servers,
-                address,
-                client: Mutex::new(None),
-                stats: Arc::new(Stats::default()),
+                flush_each_publish: opts.flush_each_publish,
+                conn,
+                malformed: Arc::new(AtomicU64::new(0)),
                 subs: Mutex::new(Vec::new()),
-                last_failure: Arc::new(Mutex::new(None)),
             }),
         })
     }
 
     /// The broker `--broker=nats --broker_address=...` names.
     pub fn from_config(options: &Options) -> Result<Self> {
-        let mut opts = NatsBrokerOptions::default();
-        if !options.broker_address.trim().is_empty() {
-            opts.addresses = options
-                .broker_address
-                .split(',')
-                .map(|a| a.trim().to_owned())
-                .collect();
-        }
-        Self::new(opts)
+        Self::new(NatsBrokerOptions {
+            addresses: vec![options.broker_address.clone()],
+            ..NatsBrokerOptions::default()
+        })
     }
 
     /// Slow-consumer reports so far: each means the client dropped messages of a
     /// subscription whose handler could not keep up.
     pub fn slow_consumer_events(&self) -> u64 {
-        self.inner.stats.slow_consumers.load(Ordering::Relaxed)
+        self.inner.conn.slow_consumers()
     }
 
     /// Messages dropped because their payload was not a go-micro envelope.
     pub fn malformed_messages(&self) -> u64 {
-        self.inner.stats.malformed.load(Ordering::Relaxed)
+        self.inner.malformed.load(Ordering::Relaxed)
     }
 
-    /// The client, created on first use (it connects in the background).
-    async fn client(&self) -> Result<async_nats::Client> {
-        if let Some(client) = lock(&self.inner.client).as_ref() {
-            return Ok(client.clone());
-        }
-        crate::service::install_crypto_provider();
-        let stats = Arc::clone(&self.inner.stats);
-        let address = self.inner.address.clone();
-        let max_backoff = self.inner.opts.max_backoff;
-        let failures = Arc::clone(&self.inner.last_failure);
-        let options = async_nats::ConnectOptions::new()
-            .name(&self.inner.opts.name)
-            .retry_on_initial_connect()
-            .max_reconnects(None)
-            .connection_timeout(self.inner.opts.connect_timeout.min(Duration::from_secs(5)))
-            .subscription_capacity(self.inner.opts.subscription_capacity.max(1))
-            .reconnect_delay_callback(move |attempts| backoff(attempts, max_backoff))
-            .reconnect_to_server_callback(move |servers, _info| {
-                // Called before each attempt with the servers' last errors (a server's is
-                // cleared when it connects): remembered for `connected`'s error. `None`
-                // keeps async-nats's own choice of server.
-                let why = servers
-                    .iter()
-                    .filter_map(|s| {
-                        let addr = &s.addr;
-                        let e = s.last_error.as_deref()?;
-                        Some(format!(
-                            "`{}://{}:{}`: {e}",
-                            addr.scheme(),
-                            addr.host(),
-                            addr.port()
-                        ))
-                    })
-                    .collect::<Vec<_>>();
-                *lock(&failures) = (!why.is_empty()).then(|| why.join("; "));
-                std::future::ready(None)
-            })
-            .event_callback(move |event| {
-                let stats = Arc::clone(&stats);
-                let address = address.clone();
-                async move { on_event(&event, &stats, &address) }
-            });
-        let client = options
-            .connect(self.inner.servers.clone())
-            .await
-            .map_err(|e| {
-                Error::service_unavailable(
-                    ERROR_ID,
-                    format!("nats: cannot connect to `{}`: {e}", self.inner.address),
-                )
-            })?;
-        // Two first uses at once each built a client: keep the first stored, drop the other
-        // (its connection closes with it).
-        Ok(lock(&self.inner.client)
-            .get_or_insert_with(|| client)
-            .clone())
-    }
-
-    /// The client once it is connected, waiting up to the connect timeout.
     async fn connected(&self) -> Result<async_nats::Client> {
-        let client = self.client().await?;
-        let deadline = Instant::now() + self.inner.opts.connect_timeout;
-        loop {
-            if client.connection_state() == NatsState::Connected {
-                return Ok(client);
-            }
-            if Instant::now() >= deadline {
-                let why = lock(&self.inner.last_failure)
-                    .as_deref()
-                    .map_or_else(String::new, |why| format!("; last error: {why}"));
-                return Err(Error::service_unavailable(
-                    ERROR_ID,
-                    format!(
-                        "nats: not connected to `{}` within {:?} (the client keeps trying){why}",
-                        self.inner.address, self.inner.opts.connect_timeout
-                    ),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.inner.conn.connected().await
     }
 
     async fn flush(&self, client: &async_nats::Client, what: &str) -> Result<()> {
-        match tokio::time::timeout(self.inner.opts.ack_timeout, client.flush()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::service_unavailable(
-                ERROR_ID,
-                format!(
-                    "nats: flushing the {what} to `{}` failed: {e}; it may or may not have arrived",
-                    self.inner.address
-                ),
-            )),
-            Err(_) => Err(Error::timeout(
-                ERROR_ID,
-                format!(
-                    "nats: `{}` did not confirm the {what} within {:?}; it may or may not have arrived",
-                    self.inner.address, self.inner.opts.ack_timeout
-                ),
-            )),
-        }
+        self.inner.conn.flush(client, what).await
     }
-}
-
-fn on_event(event: &async_nats::Event, stats: &Stats, address: &str) {
-    use async_nats::Event as E;
-    match event {
-        E::Connected => tracing::info!(address, "nats: connected"),
-        E::Disconnected => tracing::warn!(address, "nats: disconnected; reconnecting with backoff"),
-        E::SlowConsumer(sid) => {
-            stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                address,
-                subscription = sid,
-                "nats: slow consumer: a subscription's buffer is full and the client dropped messages"
-            );
-        }
-        E::LameDuckMode => tracing::warn!(address, "nats: the server is entering lame duck mode"),
-        E::ServerError(e) => tracing::warn!(address, error = %e, "nats: server error"),
-        E::ClientError(e) => tracing::warn!(address, error = %e, "nats: client error"),
-        E::Draining | E::Closed => tracing::debug!(address, %event, "nats"),
-    }
-}
-
-/// No delay for the first attempt, then 100 ms doubling up to `max`, with ±25 % jitter.
-fn backoff(attempts: usize, max: Duration) -> Duration {
-    if attempts == 0 {
-        return Duration::ZERO;
-    }
-    let shift = u32::try_from(attempts.saturating_sub(1).min(16)).unwrap_or(16);
-    let base = MIN_BACKOFF
-        .saturating_mul(1u32 << shift)
-        .min(max.max(MIN_BACKOFF));
-    base.mul_f64(rand::rng().random_range(0.75..1.25))
 }
 
 #[async_trait]
@@ -372,7 +195,7 @@ impl Broker for NatsBroker {
     }
 
     fn address(&self) -> String {
-        self.inner.address.clone()
+        self.inner.conn.address().to_owned()
     }
 
     async fn connect(&self) -> Result<()> {
@@ -384,7 +207,7 @@ impl Broker for NatsBroker {
         for stop in subs {
             let _ = stop.send(true);
         }
-        let client = lock(&self.inner.client).take();
+        let client = self.inner.conn.take();
         if let Some(client) = client {
             if client.connection_state() == NatsState::Connected
                 && let Err(err) = self.flush(&client, "pending messages").await
@@ -415,7 +238,7 @@ impl Broker for NatsBroker {
                         ERROR_ID,
                         format!(
                             "nats: a message of {size} bytes (envelope) exceeds `max_payload` of `{}` ({} bytes)",
-                            self.inner.address,
+                            self.inner.conn.address(),
                             client.server_info().max_payload
                         ),
                     ),
@@ -425,11 +248,11 @@ impl Broker for NatsBroker {
                     ),
                     K::Send => Error::service_unavailable(
                         ERROR_ID,
-                        format!("nats: cannot publish to `{}`: {e}", self.inner.address),
+                        format!("nats: cannot publish to `{}`: {e}", self.inner.conn.address()),
                     ),
                 }
             })?;
-            if self.inner.opts.flush_each_publish {
+            if self.inner.flush_each_publish {
                 self.flush(&client, "message").await?;
             }
             Ok(())
@@ -474,7 +297,7 @@ impl Broker for NatsBroker {
             handler,
             stop_rx,
             done_tx,
-            Arc::clone(&self.inner.stats),
+            Arc::clone(&self.inner.malformed),
         ));
         Ok(Box::new(NatsSubscriber {
             topic: topic.to_owned(),
@@ -491,7 +314,7 @@ async fn worker(
     handler: Handler,
     mut stop: watch::Receiver<bool>,
     done: oneshot::Sender<()>,
-    stats: Arc<Stats>,
+    malformed: Arc<AtomicU64>,
 ) {
     loop {
         let next = tokio::select! {
@@ -504,7 +327,7 @@ async fn worker(
         let msg = match Message::from_envelope(&nats_msg.payload) {
             Ok(msg) => msg,
             Err(err) => {
-                stats.malformed.fetch_add(1, Ordering::Relaxed);
+                malformed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(topic, error = %err.detail, "dropping a message that is not a go-micro envelope");
                 continue;
             }
@@ -589,13 +412,5 @@ mod tests {
             err.detail.contains("invalid broker address `mqtt://h:1`"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn backoff_grows_and_caps() {
-        let max = Duration::from_secs(5);
-        assert_eq!(backoff(0, max), Duration::ZERO);
-        assert!(backoff(1, max) <= Duration::from_millis(125));
-        assert!(backoff(100, max) <= Duration::from_millis(6250));
     }
 }
