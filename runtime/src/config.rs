@@ -27,6 +27,7 @@ pub const REGISTRIES: &[(&str, Option<&str>)] = &[
     ("memory", None),
     ("consul", Some("consul")),
     ("etcd", Some("etcd")),
+    ("nats", Some("nats")),
 ];
 
 /// Brokers rmicro knows, and the cargo feature each needs (`None` = always built).

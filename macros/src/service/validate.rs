@@ -19,6 +19,7 @@ pub(crate) const REGISTRIES: &[(&str, Option<&str>)] = &[
     ("memory", None),
     ("consul", Some("consul")),
     ("etcd", Some("etcd")),
+    ("nats", Some("nats")),
 ];
 
 /// Brokers rmicro knows, and the cargo feature each needs (`None` = always built).
@@ -484,8 +485,8 @@ mod tests {
         assert_eq!(
             check(quote!(name = "s", registry = "consol", broker = "kafka")).expect_err("errors"),
             [
-                "unknown registry `consol`, expected one of `mdns`, `memory`, `consul`, `etcd` \
-                 (did you mean `consul`?)",
+                "unknown registry `consol`, expected one of `mdns`, `memory`, `consul`, `etcd`, \
+                 `nats` (did you mean `consul`?)",
                 "unknown broker `kafka`, expected one of `http`, `memory`, `mqtt`, `nats`, \
                  `rabbitmq`, `redis`",
             ]

@@ -20,6 +20,8 @@ pub mod consul;
 pub mod etcd;
 pub mod mdns;
 pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
 
 /// String metadata, as go-micro's `map[string]string`.
 pub type Metadata = BTreeMap<String, String>;

@@ -58,6 +58,10 @@ pub fn registry_from(options: &Options, bind: IpAddr) -> Result<SharedRegistry> 
         "etcd" => Ok(Arc::new(crate::registry::etcd::EtcdRegistry::from_config(
             options,
         )?)),
+        #[cfg(feature = "nats")]
+        "nats" => Ok(Arc::new(crate::registry::nats::NatsRegistry::from_config(
+            options,
+        )?)),
         other => Err(Error::bad_request(
             "go.micro.registry",
             format!("registry `{other}` is not available in this build of rmicro"),
