@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Builds the go-micro interop programs (tests/interop/go/*: client, service, publisher,
-# subscriber, inspect) into $HOME/.cache/rmicro/interop-bin/, from go-micro v4 (go-micro.dev/v4)
-# and its Consul and MQTT plugins, fetched from the Go module proxy. The interop tests
-# (examples/tests/interop.rs) call this script; it is a no-op when the binaries were built
-# from the same sources (a hash of the Go files, go.mod and go.sum is kept beside them).
+# Builds the go-micro interop programs into $HOME/.cache/rmicro/interop-bin/, from the Go
+# module proxy:
+#   - tests/interop/go/* (client, service, publisher, subscriber, inspect): go-micro v4
+#     (go-micro.dev/v4 v4.11.0) with its Consul and MQTT plugins, into interop-bin/;
+#   - tests/interop/v5/* (registry): go-micro v5 (go-micro.dev/v5 v5.30.0), a module of its
+#     own, into interop-bin/v5/.
+# The interop tests (examples/tests/interop.rs, runtime/tests/nats_registry.rs) call this
+# script; each module is rebuilt only when its sources changed (a hash of its Go files,
+# go.mod and go.sum is kept beside the binaries).
 #
 # GOPATH/GOMODCACHE/GOCACHE live under $HOME/.cache/rmicro/go (as for scripts/consul.sh), so
 # downloads and compiled packages are reused. Nothing is written into the repository.
@@ -14,22 +18,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-src="$root/tests/interop"
 cache="$HOME/.cache/rmicro"
-bin="$cache/interop-bin"
-programs=(client service publisher subscriber inspect)
-
-hash="$(cd "$src" && find . -name '*.go' -o -name go.mod -o -name go.sum | LC_ALL=C sort \
-  | xargs sha256sum | sha256sum | cut -d' ' -f1)"
-stamp="$bin/.sources"
-if [[ -f "$stamp" && "$(cat "$stamp")" == "$hash" ]]; then
-  ok=1
-  for p in "${programs[@]}"; do [[ -x "$bin/$p" ]] || ok=0; done
-  if ((ok)); then
-    echo "interop: go-micro programs up to date in $bin"
-    exit 0
-  fi
-fi
 
 if ! command -v go >/dev/null 2>&1; then
   echo "interop: the Go toolchain is needed to build the go-micro programs (https://go.dev/dl)" >&2
@@ -44,11 +33,35 @@ export CGO_ENABLED=0
 # go.mod says which Go it needs; never fetch another toolchain.
 export GOTOOLCHAIN=local
 export GONOSUMDB="github.com/go-micro/plugins"
-mkdir -p "$bin" "$GOMODCACHE" "$GOCACHE"
+mkdir -p "$GOMODCACHE" "$GOCACHE"
 
-echo "interop: building ${programs[*]} with $(go version | cut -d' ' -f3) into $bin"
-start=$SECONDS
-rm -f "$stamp"
-(cd "$src" && go build -trimpath -o "$bin/" "${programs[@]/#/./go/}")
-echo "$hash" >"$stamp"
-echo "interop: built in $((SECONDS - start)) s"
+# build <module dir> <programs dir inside it> <output dir> <program>...
+build() {
+  local src=$1 dir=$2 bin=$3
+  shift 3
+  local programs=("$@")
+  # The module's own files only (a nested module, such as v5/, is another build).
+  local hash
+  hash="$(cd "$src" && find . -mindepth 1 -type d -exec test -e '{}/go.mod' \; -prune \
+    -o \( -name '*.go' -o -name go.mod -o -name go.sum \) -print \
+    | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)"
+  local stamp="$bin/.sources"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$hash" ]]; then
+    local ok=1 p
+    for p in "${programs[@]}"; do [[ -x "$bin/$p" ]] || ok=0; done
+    if ((ok)); then
+      echo "interop: ${programs[*]} up to date in $bin"
+      return
+    fi
+  fi
+  mkdir -p "$bin"
+  echo "interop: building ${programs[*]} with $(go version | cut -d' ' -f3) into $bin"
+  local start=$SECONDS
+  rm -f "$stamp"
+  (cd "$src" && go build -trimpath -o "$bin/" "${programs[@]/#/./$dir/}")
+  echo "$hash" >"$stamp"
+  echo "interop: built in $((SECONDS - start)) s"
+}
+
+build "$root/tests/interop" go "$cache/interop-bin" client service publisher subscriber inspect
+build "$root/tests/interop/v5" . "$cache/interop-bin/v5" registry
