@@ -193,10 +193,10 @@ fn message_subscriber_decodes_a_go_micro_peer_s_message() {
     subscriber.wait_for("started", UP);
 
     // go-micro v2's mqtt broker: `json.Marshal(&broker.Message{..})` of what client.Publish
-    // builds (Content-Type, Micro-Id, Micro-Topic, plus the caller's `name` header).
+    // builds (Content-Type, Micro-ID, Micro-Topic, plus the caller's `name` header).
     let student = r#"{"name":"gopher","classes":"go","grade":99,"phone":"555"}"#;
     let envelope = format!(
-        r#"{{"Header":{{"Content-Type":"application/json","Micro-Id":"0b7c1f4e-8d1a-4f0e-9a4b-2f6d7c3e1a55","Micro-Topic":"{TOPIC}","name":"gopher"}},"Body":"{}"}}"#,
+        r#"{{"Header":{{"Content-Type":"application/json","Micro-ID":"0b7c1f4e-8d1a-4f0e-9a4b-2f6d7c3e1a55","Micro-Topic":"{TOPIC}","name":"gopher"}},"Body":"{}"}}"#,
         base64_encode(student.as_bytes())
     );
     let mut peer = RawMqtt::connect(server.addr());

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::Result;
-use crate::broker::{self, AckFn, HEADER_CONTENT_TYPE, HEADER_ID};
+use crate::broker::{self, AckFn, HEADER_CONTENT_TYPE, HEADER_ID, header_any_case};
 use crate::codec::{self, Decode};
 use crate::registry::Metadata;
 
@@ -74,9 +74,9 @@ impl<T> Event<T> {
         &self.header
     }
 
-    /// The message id (`Micro-Id`), if the publisher set one.
+    /// The message id (go-micro's `Micro-ID`, read in any case), if the publisher set one.
     pub fn id(&self) -> Option<&str> {
-        self.header.get(HEADER_ID).map(String::as_str)
+        header_any_case(&self.header, HEADER_ID)
     }
 
     /// The decoded payload.

@@ -459,7 +459,7 @@ async fn a_post_built_like_go_micro_is_accepted() {
 
     // What go-micro's publisher sends: `http.Post(uri, "application/json", envelope)`, with
     // json.Marshal's sorted keys, HTML escaping and base64 body.
-    let envelope = r#"{"Header":{"Content-Type":"application/json","Micro-Id":"0b6c8d4e-1f2a-4b3c-9d8e-7f6a5b4c3d2e","Micro-Topic":"a/b c","x":"\u003cb\u003e \u0026"},"Body":"eyJuYW1lIjoiZGF2aWUifQ=="}"#;
+    let envelope = r#"{"Header":{"Content-Type":"application/json","Micro-ID":"0b6c8d4e-1f2a-4b3c-9d8e-7f6a5b4c3d2e","Micro-Topic":"a/b c","x":"\u003cb\u003e \u0026"},"Body":"eyJuYW1lIjoiZGF2aWUifQ=="}"#;
     let request = format!(
         "POST /?id=a%2Fb+c-{uuid} HTTP/1.1\r\nHost: {address}\r\nUser-Agent: Go-http-client/1.1\r\n\
          Content-Length: {}\r\nContent-Type: application/json\r\nAccept-Encoding: gzip\r\n\r\n{envelope}",

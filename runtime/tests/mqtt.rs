@@ -24,7 +24,7 @@ const WAIT: Duration = Duration::from_secs(10);
 /// What a go-micro v2 peer puts on the wire for `client.Publish(ctx, client.NewMessage(
 /// "go.micro.srv.message", &Say{Say: "hello from go"}))` with the JSON codec: Go's
 /// `json.Marshal(&broker.Message{..})`, map keys sorted, body base64.
-const GO_ENVELOPE: &str = r#"{"Header":{"Content-Type":"application/json","Micro-Id":"6f1c1a9e-3b55-4bd1-9a56-4f0c0e6f3b8a","Micro-Topic":"go.micro.srv.message","X-From":"go"},"Body":"eyJzYXkiOiJoZWxsbyBmcm9tIGdvIn0="}"#;
+const GO_ENVELOPE: &str = r#"{"Header":{"Content-Type":"application/json","Micro-ID":"6f1c1a9e-3b55-4bd1-9a56-4f0c0e6f3b8a","Micro-Topic":"go.micro.srv.message","X-From":"go"},"Body":"eyJzYXkiOiJoZWxsbyBmcm9tIGdvIn0="}"#;
 
 #[derive(Debug, Deserialize, PartialEq)]
 struct Say {
@@ -136,12 +136,18 @@ async fn a_go_micro_peer_message_is_decoded() {
     assert_eq!(ev.topic(), "go.micro.srv.message");
     assert_eq!(ev.message().header["X-From"], "go");
     assert_eq!(
-        ev.message().header["Micro-Id"],
+        ev.message().header["Micro-ID"],
         "6f1c1a9e-3b55-4bd1-9a56-4f0c0e6f3b8a"
     );
     assert_eq!(ev.message().body.as_ref(), br#"{"say":"hello from go"}"#);
+    assert_eq!(
+        ev.message().id(),
+        Some("6f1c1a9e-3b55-4bd1-9a56-4f0c0e6f3b8a")
+    );
     let typed = rmicro::Event::<Say>::decode(ev).expect("typed decode");
     assert_eq!(typed.payload().say, "hello from go");
+    // go-micro's id header (`Micro-ID`) is the event's id.
+    assert_eq!(typed.id(), Some("6f1c1a9e-3b55-4bd1-9a56-4f0c0e6f3b8a"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,7 +174,7 @@ async fn what_rmicro_publishes_is_a_go_micro_envelope_at_qos1() {
     assert_eq!(header["Content-Type"], "application/json");
     assert_eq!(header["Micro-Topic"], "go.micro.srv.message");
     assert_eq!(header["X-From"], "rust");
-    assert_eq!(header["Micro-Id"].as_str().map(str::len), Some(36));
+    assert_eq!(header["Micro-ID"].as_str().map(str::len), Some(36));
     use base64::Engine as _;
     let body = base64::engine::general_purpose::STANDARD
         .decode(obj["Body"].as_str().expect("body string"))

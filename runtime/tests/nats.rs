@@ -22,7 +22,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// What a go-micro v2 peer publishes with the nats broker and the JSON codec: Go's
 /// `json.Marshal(&broker.Message{..})`, map keys sorted, body base64.
-const GO_ENVELOPE: &str = r#"{"Header":{"Content-Type":"application/json","Micro-Id":"6f1c1a9e-3b55-4bd1-9a56-4f0c0e6f3b8a","Micro-Topic":"go.micro.srv.message","X-From":"go"},"Body":"eyJzYXkiOiJoZWxsbyBmcm9tIGdvIn0="}"#;
+const GO_ENVELOPE: &str = r#"{"Header":{"Content-Type":"application/json","Micro-ID":"6f1c1a9e-3b55-4bd1-9a56-4f0c0e6f3b8a","Micro-Topic":"go.micro.srv.message","X-From":"go"},"Body":"eyJzYXkiOiJoZWxsbyBmcm9tIGdvIn0="}"#;
 
 #[derive(Debug, Deserialize, PartialEq)]
 struct Say {
@@ -139,7 +139,7 @@ async fn what_rmicro_publishes_is_a_go_micro_envelope() {
     assert_eq!(header["Content-Type"], "application/json");
     assert_eq!(header["Micro-Topic"], "go.micro.srv.message");
     assert_eq!(header["X-From"], "rust");
-    assert_eq!(header["Micro-Id"].as_str().map(str::len), Some(36));
+    assert_eq!(header["Micro-ID"].as_str().map(str::len), Some(36));
     use base64::Engine as _;
     let body = base64::engine::general_purpose::STANDARD
         .decode(obj["Body"].as_str().expect("body string"))

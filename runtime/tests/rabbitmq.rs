@@ -343,7 +343,7 @@ async fn publishes_raw_body_with_amqp_headers() {
     );
     assert_eq!(text(&headers, "name").as_deref(), Some("软件工程"));
     assert_eq!(text(&headers, "Micro-Topic").as_deref(), Some(t.as_str()));
-    assert_eq!(text(&headers, "Micro-Id").map(|s| s.len()), Some(36));
+    assert_eq!(text(&headers, "Micro-ID").map(|s| s.len()), Some(36));
     assert_eq!(headers.inner().len(), 4, "{headers:?}");
 }
 
@@ -360,7 +360,7 @@ async fn consumes_what_a_go_micro_peer_publishes() {
     headers.insert("Content-Type".into(), long("application/json"));
     headers.insert("Micro-Topic".into(), long(&t));
     headers.insert(
-        "Micro-Id".into(),
+        "Micro-ID".into(),
         long("0b8a4f3e-5f2c-4c1e-9a7d-1f2e3d4c5b6a"),
     );
     headers.insert("retries".into(), AMQPValue::LongInt(3));
@@ -383,7 +383,7 @@ async fn consumes_what_a_go_micro_peer_publishes() {
     let h = &ev.message().header;
     assert_eq!(h["Content-Type"], "application/json");
     assert_eq!(h["Micro-Topic"], t);
-    assert_eq!(h["Micro-Id"], "0b8a4f3e-5f2c-4c1e-9a7d-1f2e3d4c5b6a");
+    assert_eq!(h["Micro-ID"], "0b8a4f3e-5f2c-4c1e-9a7d-1f2e3d4c5b6a");
     assert_eq!(h["retries"], "3");
 }
 

@@ -186,12 +186,12 @@ async fn pubsub_carries_go_micro_envelope_both_ways() {
     assert_eq!(json["Body"], "eyJuYW1lIjoiZGF2aWUifQ==");
     assert_eq!(json["Header"]["Content-Type"], "application/json");
     assert_eq!(json["Header"]["Micro-Topic"], t.as_str());
-    assert_eq!(json["Header"]["Micro-Id"].as_str().map(str::len), Some(36));
+    assert_eq!(json["Header"]["Micro-ID"].as_str().map(str::len), Some(36));
 
     // A go-micro peer's PUBLISH -> an rmicro subscriber.
     let (_sub, mut rx) = sink(&b, &t, SubscribeOptions::default()).await;
     let envelope = format!(
-        r#"{{"Header":{{"Content-Type":"application/json","Micro-Topic":"{t}","Micro-Id":"id-1"}},"Body":"eyJuYW1lIjoiZ28ifQ=="}}"#
+        r#"{{"Header":{{"Content-Type":"application/json","Micro-Topic":"{t}","Micro-ID":"id-1"}},"Body":"eyJuYW1lIjoiZ28ifQ=="}}"#
     );
     let mut conn = raw(&server.url()).await;
     let _: i64 = redis::cmd("PUBLISH")
@@ -207,7 +207,7 @@ async fn pubsub_carries_go_micro_envelope_both_ways() {
         .expect("open");
     assert_eq!(ev.topic(), t);
     assert_eq!(ev.message().body, Bytes::from_static(b"{\"name\":\"go\"}"));
-    assert_eq!(ev.message().header["Micro-Id"], "id-1");
+    assert_eq!(ev.message().header["Micro-ID"], "id-1");
 }
 
 /// A topic's stream exists only once a queue group does; then each publish adds one entry,

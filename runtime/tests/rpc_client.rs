@@ -236,7 +236,7 @@ async fn publishing_needs_a_broker_and_sets_go_micros_headers() {
         .expect("message");
     assert_eq!(msg.header["Content-Type"], "application/json");
     assert_eq!(msg.header["Micro-Topic"], "go.micro.srv.message");
-    assert_eq!(msg.header["Micro-Id"].len(), 36);
+    assert_eq!(msg.header["Micro-ID"].len(), 36);
     assert_eq!(msg.header["Who"], "test");
     assert_eq!(
         serde_json::from_slice::<Student>(&msg.body).expect("JSON body"),

@@ -7,7 +7,7 @@
 //!   `ff.http.broadcast`, with one node `{id: "<topic>-<uuid>", address: <broker address>,
 //!   metadata: {broker: "http", topic: <topic>, secure: "false"}}`, under a TTL (60 s, as
 //!   go-micro), re-registered every 30 s until unsubscribed;
-//! - a publisher stamps `Micro-Topic` and `Micro-Id`, encodes the JSON envelope
+//! - a publisher stamps `Micro-Topic` and `Micro-ID`, encodes the JSON envelope
 //!   `{"Header":{..},"Body":"<base64>"}` and, for each version of `micro.http.broker`, POSTs it
 //!   (`Content-Type: application/json`) to `http://<node address>/?id=<node id>` of every node
 //!   whose `topic` is the topic (broadcast), or of one random such node (queue group);
@@ -74,8 +74,8 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use super::{
-    Broker, Event, HEADER_ID, HEADER_TOPIC, Handler, Message, PublishOptions, SubscribeOptions,
-    Subscriber, stamp,
+    Broker, Event, HEADER_TOPIC, Handler, Message, PublishOptions, SubscribeOptions, Subscriber,
+    stamp,
 };
 use crate::registry::{
     Action, Change, Metadata, Node, RegisterOptions, Service, SharedRegistry, WatchOptions, Watcher,
@@ -576,7 +576,7 @@ impl Broker for HttpBroker {
             "broker.publish",
             broker = "http",
             topic,
-            id = msg.header.get(HEADER_ID).map_or("", String::as_str)
+            id = msg.id().unwrap_or_default()
         );
         async {
             let body = Bytes::from(msg.to_envelope());
@@ -929,7 +929,7 @@ async fn deliver(req: Request<Incoming>, subs: &Subs, max: usize) -> Result<()> 
         "broker.deliver",
         broker = "http",
         topic = %sub.topic,
-        id = msg.header.get(HEADER_ID).map_or("", String::as_str)
+        id = msg.id().unwrap_or_default()
     );
     let event = Event::new(Arc::clone(&sub.topic), msg);
     match AssertUnwindSafe((sub.handler)(event))

@@ -15,9 +15,7 @@ use futures::FutureExt as _;
 use rand::Rng as _;
 use tracing::Instrument as _;
 
-use super::{
-    Broker, Event, HEADER_ID, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp,
-};
+use super::{Broker, Event, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp};
 use crate::Result;
 
 /// An in-process [`Broker`]. Clones share state.
@@ -25,7 +23,7 @@ use crate::Result;
 /// - a broadcast subscription (no queue) gets every message published to its topic;
 /// - subscriptions of one topic with the same queue name share each message: one of them,
 ///   picked at random, gets it;
-/// - `publish` stamps `Micro-Topic` and `Micro-Id` ([`stamp`]), then runs the chosen handlers
+/// - `publish` stamps `Micro-Topic` and `Micro-ID` ([`stamp`]), then runs the chosen handlers
 ///   concurrently and returns when all have finished. A handler's error (or panic) is logged
 ///   with `tracing` and does not stop delivery to the others, nor reach the publisher;
 /// - publishing to a topic nobody subscribes to is `Ok(())`;
@@ -125,7 +123,7 @@ impl Broker for MemoryBroker {
             "broker.publish",
             broker = "memory",
             topic,
-            id = msg.header.get(HEADER_ID).map_or("", String::as_str)
+            id = msg.id().unwrap_or_default()
         );
         let handlers = self.pick(topic);
         if handlers.is_empty() {

@@ -26,8 +26,9 @@ pub mod redis;
 
 /// Header naming the topic a message was published to (go-micro v2+).
 pub const HEADER_TOPIC: &str = "Micro-Topic";
-/// Header carrying the message id, a uuid.
-pub const HEADER_ID: &str = "Micro-Id";
+/// Header carrying the message id, a uuid: go-micro's `headers.ID`, `Micro-ID` to the letter
+/// (broker headers are a plain map, not HTTP headers; see [`Message::id`] for reading).
+pub const HEADER_ID: &str = "Micro-ID";
 /// Header naming the body's encoding.
 pub const HEADER_CONTENT_TYPE: &str = "Content-Type";
 
@@ -37,7 +38,7 @@ pub const HEADER_CONTENT_TYPE: &str = "Content-Type";
 /// `[]byte` as base64), which the http, mqtt and nats brokers put on the wire.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
-    /// Headers (`Content-Type`, `Micro-Topic`, `Micro-Id` and the user's).
+    /// Headers (`Content-Type`, `Micro-Topic`, `Micro-ID` and the user's).
     #[serde(rename = "Header", default, deserialize_with = "null_default")]
     pub header: Metadata,
     /// The encoded payload.
@@ -59,6 +60,12 @@ impl Message {
     pub fn with_header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.header.insert(key.into(), value.into());
         self
+    }
+
+    /// The message id: the `Micro-ID` header, or one spelled in another case (earlier
+    /// versions of rmicro wrote `Micro-Id`), if any.
+    pub fn id(&self) -> Option<&str> {
+        header_any_case(&self.header, HEADER_ID)
     }
 
     /// go-micro's JSON envelope.
@@ -280,13 +287,26 @@ impl<B: Broker + ?Sized> Broker for Arc<B> {
 /// The shared handle to a broker plugin.
 pub type SharedBroker = Arc<dyn Broker>;
 
-/// Fills in `Micro-Topic` and `Micro-Id` (a fresh uuid unless given), as every go-micro v2+
-/// publisher does. Brokers call this on every publish.
+/// The value of header `name`: the exact key first, else one equal to it ignoring ASCII case.
+pub(crate) fn header_any_case<'a>(header: &'a Metadata, name: &str) -> Option<&'a str> {
+    header
+        .get(name)
+        .or_else(|| {
+            header
+                .iter()
+                .find_map(|(k, v)| k.eq_ignore_ascii_case(name).then_some(v))
+        })
+        .map(String::as_str)
+}
+
+/// Fills in `Micro-Topic` and `Micro-ID` (a fresh uuid unless the message has an id in any
+/// case), as every go-micro v2+ publisher does. Brokers call this on every publish.
 pub fn stamp(topic: &str, msg: &mut Message) {
     msg.header.insert(HEADER_TOPIC.to_owned(), topic.to_owned());
-    msg.header
-        .entry(HEADER_ID.to_owned())
-        .or_insert_with(|| crate::id::uuid().to_string());
+    if msg.id().is_none() {
+        msg.header
+            .insert(HEADER_ID.to_owned(), crate::id::uuid().to_string());
+    }
 }
 
 #[cfg(test)]
@@ -311,6 +331,21 @@ mod tests {
         let err = Message::from_envelope(br#"{"Header":{},"Body":"%%%"}"#).expect_err("bad");
         assert_eq!(err.code, 400);
         assert!(err.detail.contains("malformed message envelope"), "{err}");
+    }
+
+    #[test]
+    fn the_id_header_is_go_micros_and_read_in_any_case() {
+        let mut msg = Message::default();
+        stamp("t", &mut msg);
+        assert!(msg.header.contains_key("Micro-ID"), "{:?}", msg.header);
+        assert!(!msg.header.contains_key("Micro-Id"));
+        assert_eq!(msg.id().map(str::len), Some(36));
+        // An id written as older rmicro did is found, and kept rather than doubled.
+        let mut old = Message::default().with_header("Micro-Id", "old-1");
+        assert_eq!(old.id(), Some("old-1"));
+        stamp("t", &mut old);
+        assert_eq!(old.header.len(), 2, "{:?}", old.header);
+        assert_eq!(old.id(), Some("old-1"));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //!
 //! - the MQTT topic is the broker topic, verbatim (no prefix, no separator rewriting);
 //! - the payload is go-micro's JSON envelope `{"Header":{..},"Body":"<base64>"}`
-//!   ([`Message::to_envelope`]), with `Micro-Topic` and `Micro-Id` stamped ([`stamp`]);
+//!   ([`Message::to_envelope`]), with `Micro-Topic` and `Micro-ID` stamped ([`stamp`]);
 //! - publishes and subscriptions use QoS 1 (at least once), never retained.
 //!
 //! Where rmicro goes further than go-micro (whose MQTT plugin has no queues):
@@ -68,9 +68,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use super::{
-    Broker, Event, HEADER_ID, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp,
-};
+use super::{Broker, Event, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp};
 use crate::config::Options;
 use crate::{Error, Result};
 
@@ -430,7 +428,7 @@ impl Broker for MqttBroker {
             "broker.publish",
             broker = "mqtt",
             topic,
-            id = msg.header.get(HEADER_ID).map_or("", String::as_str)
+            id = msg.id().unwrap_or_default()
         );
         let payload = msg.to_envelope();
         self.main()
@@ -1165,11 +1163,7 @@ async fn worker(
             "broker.message",
             broker = "mqtt",
             topic = event.topic(),
-            id = event
-                .message()
-                .header
-                .get(HEADER_ID)
-                .map_or("", String::as_str)
+            id = event.message().id().unwrap_or_default()
         );
         match AssertUnwindSafe(handler(event))
             .catch_unwind()

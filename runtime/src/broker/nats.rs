@@ -5,7 +5,7 @@
 //!
 //! - the subject is the broker topic, verbatim;
 //! - the payload is go-micro's JSON envelope `{"Header":{..},"Body":"<base64>"}`
-//!   ([`Message::to_envelope`]), with `Micro-Topic` and `Micro-Id` stamped ([`stamp`]); no NATS
+//!   ([`Message::to_envelope`]), with `Micro-Topic` and `Micro-ID` stamped ([`stamp`]); no NATS
 //!   headers;
 //! - a queue subscription is a NATS queue group named after the queue: the server hands each
 //!   message to one member of the group.
@@ -53,9 +53,7 @@ use futures::{FutureExt as _, StreamExt as _};
 use tokio::sync::{oneshot, watch};
 use tracing::Instrument as _;
 
-use super::{
-    Broker, Event, HEADER_ID, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp,
-};
+use super::{Broker, Event, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp};
 use crate::config::Options;
 use crate::nats_conn::{ConnOptions, Connection, DEFAULT_ADDRESS};
 use crate::{Error, Result};
@@ -225,7 +223,7 @@ impl Broker for NatsBroker {
             "broker.publish",
             broker = "nats",
             topic,
-            id = msg.header.get(HEADER_ID).map_or("", String::as_str)
+            id = msg.id().unwrap_or_default()
         );
         async {
             let client = self.connected().await?;
@@ -336,7 +334,7 @@ async fn worker(
             "broker.message",
             broker = "nats",
             topic,
-            id = msg.header.get(HEADER_ID).map_or("", String::as_str)
+            id = msg.id().unwrap_or_default()
         );
         let event = Event::new(topic, msg);
         match AssertUnwindSafe(handler(event))

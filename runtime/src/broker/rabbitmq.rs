@@ -92,8 +92,8 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer
 use tokio::sync::{Notify, watch};
 
 use super::{
-    Broker, Event, HEADER_CONTENT_TYPE, HEADER_ID, Handler, Message, PublishOptions,
-    SubscribeOptions, Subscriber, stamp,
+    Broker, Event, HEADER_CONTENT_TYPE, Handler, Message, PublishOptions, SubscribeOptions,
+    Subscriber, stamp,
 };
 use crate::registry::Metadata;
 use crate::{Error, Result};
@@ -820,7 +820,7 @@ impl Broker for RabbitmqBroker {
         };
         tracing::trace!(
             topic,
-            id = msg.header.get(HEADER_ID).map_or("", String::as_str),
+            id = msg.id().unwrap_or_default(),
             "rabbitmq: publish"
         );
         let send = async {
@@ -1030,7 +1030,7 @@ impl Subscription {
         } else {
             Arc::from(delivery.routing_key.as_str())
         };
-        let id = message.header.get(HEADER_ID).cloned().unwrap_or_default();
+        let id = message.id().unwrap_or_default().to_owned();
         let event = if self.auto_ack {
             Event::new(Arc::clone(&topic), message)
         } else {

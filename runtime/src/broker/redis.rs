@@ -74,9 +74,7 @@ use redis::streams::{
 use redis::{AsyncConnectionConfig, Client, RedisError, Value};
 use tokio::sync::watch;
 
-use super::{
-    Broker, Event, HEADER_ID, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp,
-};
+use super::{Broker, Event, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp};
 use crate::{Error, Result};
 
 const ERROR_ID: &str = "go.micro.broker";
@@ -418,11 +416,7 @@ impl Broker for RedisBroker {
         stamp(topic, &mut msg);
         let envelope = msg.to_envelope();
         let mut conn = shared.publisher().await?;
-        tracing::trace!(
-            topic,
-            id = msg.header.get(HEADER_ID).map_or("", String::as_str),
-            "redis: publish"
-        );
+        tracing::trace!(topic, id = msg.id().unwrap_or_default(), "redis: publish");
         shared
             .script
             .key(shared.stream_key(topic))
@@ -624,7 +618,7 @@ impl Base {
                     continue;
                 }
             };
-            let id = message.header.get(HEADER_ID).cloned().unwrap_or_default();
+            let id = message.id().unwrap_or_default().to_owned();
             if let Outcome::Failed(error) = self
                 .run_handler(Event::new(Arc::clone(&self.topic), message))
                 .await
@@ -766,7 +760,7 @@ impl Base {
                 return;
             }
         };
-        let id = message.header.get(HEADER_ID).cloned().unwrap_or_default();
+        let id = message.id().unwrap_or_default().to_owned();
         let event = if self.auto_ack {
             Event::new(Arc::clone(&self.topic), message)
         } else {

@@ -509,7 +509,7 @@ impl Publisher {
 
     /// Encodes `msg` (the publisher's or client's content type, else the type's default:
     /// protobuf for prost types, JSON otherwise) and publishes it
-    /// with headers `Content-Type`, `Micro-Topic` and `Micro-Id`.
+    /// with headers `Content-Type`, `Micro-Topic` and `Micro-ID`.
     pub async fn publish<T: Encode>(&self, msg: &T) -> Result<()> {
         self.publish_with_header(msg, Metadata::new()).await
     }

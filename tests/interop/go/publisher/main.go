@@ -1,7 +1,7 @@
 // Command publisher publishes the seed's student once, seed style: go-micro's
 // broker.Publish with header `name` and the student as JSON (no other header), or with
 // --event go-micro's client.Publish (micro.NewEvent), which adds Content-Type, Micro-Topic
-// and Micro-Id. It prints `published` and exits.
+// and Micro-ID. It prints `published` and exits.
 //
 //	publisher --broker=mqtt --broker_address=tcp://127.0.0.1:1883
 //	publisher --broker=http --registry_address=127.0.0.1:8500
