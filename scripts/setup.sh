@@ -16,6 +16,9 @@ fi
 # openssl: the TLS tests make their throwaway CAs and server certificates with it.
 # Nothing here is needed to build: no feature of rmicro needs a system package (no protoc).
 packages=(mosquitto nats-server rabbitmq-server redis-server etcd-server openssl)
+# Java servers (ZooKeeper) come as jars from Maven Central, fetched with Maven and run with java.
+have mvn || packages+=(maven)
+have java || packages+=(default-jre-headless)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -38,6 +41,8 @@ done
 
 # Consul is not in Debian: build it once from the Go module proxy (see the script).
 bash "$(dirname "$0")/consul.sh"
+# ZooKeeper's jars, from Maven Central (see the script).
+bash "$(dirname "$0")/zookeeper.sh" >/dev/null
 # The go-micro programs of the interop tests (tests/interop), from the Go module proxy too.
 bash "$(dirname "$0")/interop.sh"
 
