@@ -42,7 +42,7 @@
 //! first call that needs etcd connects, and a failed call is an [`Error`] naming the plugin
 //! and the endpoints (503 when etcd cannot be reached, 408 on a timeout).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -52,7 +52,9 @@ use async_trait::async_trait;
 use futures::StreamExt as _;
 use tonic::{Code, Status};
 
-use super::{Action, Change, Node, RegisterOptions, Registry, Service, WatchOptions, Watcher};
+use super::{
+    Action, Change, Node, RegisterOptions, Registry, Service, WatchOptions, Watcher, group,
+};
 use crate::config::Options;
 use crate::{Error, Result};
 
@@ -529,20 +531,6 @@ impl Inner {
             .map_err(|e| self.error(what, &e))?;
         Ok(rsp.kvs.iter().filter_map(|kv| decode(&kv.value)).collect())
     }
-}
-
-/// Groups one-node records into services by `(name, version)`, keeping the first record's
-/// metadata and endpoints, sorted by name then version.
-fn group(records: Vec<Service>) -> Vec<Service> {
-    let mut by: BTreeMap<(String, String), Service> = BTreeMap::new();
-    for mut record in records {
-        let nodes = std::mem::take(&mut record.nodes);
-        by.entry((record.name.clone(), record.version.clone()))
-            .or_insert(record)
-            .nodes
-            .extend(nodes);
-    }
-    by.into_values().collect()
 }
 
 #[async_trait]

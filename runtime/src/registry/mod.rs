@@ -92,6 +92,22 @@ pub struct Value {
     pub values: Vec<Value>,
 }
 
+/// Groups one-node records (as the etcd and zookeeper registries store them) into services
+/// by `(name, version)`, keeping the first record's metadata and endpoints, sorted by name
+/// then version.
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+pub(crate) fn group(records: Vec<Service>) -> Vec<Service> {
+    let mut by: BTreeMap<(String, String), Service> = BTreeMap::new();
+    for mut record in records {
+        let nodes = std::mem::take(&mut record.nodes);
+        by.entry((record.name.clone(), record.version.clone()))
+            .or_insert(record)
+            .nodes
+            .extend(nodes);
+    }
+    by.into_values().collect()
+}
+
 /// Go marshals nil maps and slices as `null`; read that as empty.
 fn null_default<'de, D, T>(de: D) -> std::result::Result<T, D::Error>
 where
