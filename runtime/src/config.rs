@@ -28,6 +28,7 @@ pub const REGISTRIES: &[(&str, Option<&str>)] = &[
     ("consul", Some("consul")),
     ("etcd", Some("etcd")),
     ("nats", Some("nats")),
+    ("zookeeper", Some("zookeeper")),
 ];
 
 /// Brokers rmicro knows, and the cargo feature each needs (`None` = always built).
@@ -339,6 +340,8 @@ const BUILT_FEATURES: &[&str] = &[
     "rabbitmq",
     #[cfg(feature = "redis")]
     "redis",
+    #[cfg(feature = "zookeeper")]
+    "zookeeper",
 ];
 
 /// Whether a plugin feature is compiled in.

@@ -20,6 +20,7 @@ pub(crate) const REGISTRIES: &[(&str, Option<&str>)] = &[
     ("consul", Some("consul")),
     ("etcd", Some("etcd")),
     ("nats", Some("nats")),
+    ("zookeeper", Some("zookeeper")),
 ];
 
 /// Brokers rmicro knows, and the cargo feature each needs (`None` = always built).
@@ -64,6 +65,7 @@ fn plugin_built(feature: &str) -> bool {
         ("nats", cfg!(feature = "nats")),
         ("rabbitmq", cfg!(feature = "rabbitmq")),
         ("redis", cfg!(feature = "redis")),
+        ("zookeeper", cfg!(feature = "zookeeper")),
     ];
     BUILT.iter().any(|&(name, built)| name == feature && built)
 }
@@ -486,7 +488,7 @@ mod tests {
             check(quote!(name = "s", registry = "consol", broker = "kafka")).expect_err("errors"),
             [
                 "unknown registry `consol`, expected one of `mdns`, `memory`, `consul`, `etcd`, \
-                 `nats` (did you mean `consul`?)",
+                 `nats`, `zookeeper` (did you mean `consul`?)",
                 "unknown broker `kafka`, expected one of `http`, `memory`, `mqtt`, `nats`, \
                  `rabbitmq`, `redis`",
             ]

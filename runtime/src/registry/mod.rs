@@ -22,6 +22,8 @@ pub mod mdns;
 pub mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "zookeeper")]
+pub mod zookeeper;
 
 /// String metadata, as go-micro's `map[string]string`.
 pub type Metadata = BTreeMap<String, String>;
@@ -95,7 +97,7 @@ pub struct Value {
 /// Groups one-node records (as the etcd and zookeeper registries store them) into services
 /// by `(name, version)`, keeping the first record's metadata and endpoints, sorted by name
 /// then version.
-#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "etcd", feature = "zookeeper")), allow(dead_code))]
 pub(crate) fn group(records: Vec<Service>) -> Vec<Service> {
     let mut by: BTreeMap<(String, String), Service> = BTreeMap::new();
     for mut record in records {

@@ -62,6 +62,10 @@ pub fn registry_from(options: &Options, bind: IpAddr) -> Result<SharedRegistry> 
         "nats" => Ok(Arc::new(crate::registry::nats::NatsRegistry::from_config(
             options,
         )?)),
+        #[cfg(feature = "zookeeper")]
+        "zookeeper" => Ok(Arc::new(
+            crate::registry::zookeeper::ZookeeperRegistry::from_config(options)?,
+        )),
         other => Err(Error::bad_request(
             "go.micro.registry",
             format!("registry `{other}` is not available in this build of rmicro"),

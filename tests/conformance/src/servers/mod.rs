@@ -8,6 +8,7 @@ pub mod nats;
 pub mod rabbitmq;
 pub mod redis;
 pub mod tls;
+pub mod zookeeper;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
