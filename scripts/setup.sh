@@ -15,7 +15,8 @@ fi
 # the packages' own system services are not used).
 # openssl: the TLS tests make their throwaway CAs and server certificates with it.
 # Nothing here is needed to build: no feature of rmicro needs a system package (no protoc).
-packages=(mosquitto nats-server rabbitmq-server redis-server etcd-server openssl)
+# dnsmasq-base: the DNS server of the dns registry's tests (the binary only, no service).
+packages=(mosquitto nats-server rabbitmq-server redis-server etcd-server openssl dnsmasq-base)
 # Java servers (ZooKeeper) come as jars from Maven Central, fetched with Maven and run with java.
 have mvn || packages+=(maven)
 have java || packages+=(default-jre-headless)

@@ -40,7 +40,7 @@ use proc_macro::TokenStream;
 /// |---|---|---|
 /// | `name` (required) | letters, digits, `.`, `_`, `-` | |
 /// | `version` | any string | `latest` |
-/// | `registry` | `mdns`, `memory`, `consul`¹, `etcd`¹, `nats`¹, `zookeeper`¹ | `mdns` |
+/// | `registry` | `mdns`, `memory`, `consul`¹, `etcd`¹, `nats`¹, `zookeeper`¹, `dns`¹ | `mdns` |
 /// | `registry_address` | plugin-specific, e.g. `"127.0.0.1:8500"` | the plugin's |
 /// | `broker` | `http`, `memory`, `mqtt`¹, `nats`¹, `rabbitmq`¹, `redis`¹ | `http` |
 /// | `broker_address` | plugin-specific, e.g. `"nats://127.0.0.1:4222"` | the plugin's |

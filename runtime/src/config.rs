@@ -29,6 +29,7 @@ pub const REGISTRIES: &[(&str, Option<&str>)] = &[
     ("etcd", Some("etcd")),
     ("nats", Some("nats")),
     ("zookeeper", Some("zookeeper")),
+    ("dns", Some("dns")),
 ];
 
 /// Brokers rmicro knows, and the cargo feature each needs (`None` = always built).
@@ -330,6 +331,8 @@ fn check_plugin(
 const BUILT_FEATURES: &[&str] = &[
     #[cfg(feature = "consul")]
     "consul",
+    #[cfg(feature = "dns")]
+    "dns",
     #[cfg(feature = "etcd")]
     "etcd",
     #[cfg(feature = "mqtt")]

@@ -21,6 +21,7 @@ pub(crate) const REGISTRIES: &[(&str, Option<&str>)] = &[
     ("etcd", Some("etcd")),
     ("nats", Some("nats")),
     ("zookeeper", Some("zookeeper")),
+    ("dns", Some("dns")),
 ];
 
 /// Brokers rmicro knows, and the cargo feature each needs (`None` = always built).
@@ -60,6 +61,7 @@ pub(crate) struct Config {
 fn plugin_built(feature: &str) -> bool {
     const BUILT: &[(&str, bool)] = &[
         ("consul", cfg!(feature = "consul")),
+        ("dns", cfg!(feature = "dns")),
         ("etcd", cfg!(feature = "etcd")),
         ("mqtt", cfg!(feature = "mqtt")),
         ("nats", cfg!(feature = "nats")),
@@ -488,7 +490,7 @@ mod tests {
             check(quote!(name = "s", registry = "consol", broker = "kafka")).expect_err("errors"),
             [
                 "unknown registry `consol`, expected one of `mdns`, `memory`, `consul`, `etcd`, \
-                 `nats`, `zookeeper` (did you mean `consul`?)",
+                 `nats`, `zookeeper`, `dns` (did you mean `consul`?)",
                 "unknown broker `kafka`, expected one of `http`, `memory`, `mqtt`, `nats`, \
                  `rabbitmq`, `redis`",
             ]

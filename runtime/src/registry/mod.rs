@@ -16,6 +16,8 @@ use crate::Result;
 
 #[cfg(feature = "consul")]
 pub mod consul;
+#[cfg(feature = "dns")]
+pub mod dns;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod mdns;

@@ -62,6 +62,10 @@ pub fn registry_from(options: &Options, bind: IpAddr) -> Result<SharedRegistry> 
         "nats" => Ok(Arc::new(crate::registry::nats::NatsRegistry::from_config(
             options,
         )?)),
+        #[cfg(feature = "dns")]
+        "dns" => Ok(Arc::new(crate::registry::dns::DnsRegistry::from_config(
+            options,
+        )?)),
         #[cfg(feature = "zookeeper")]
         "zookeeper" => Ok(Arc::new(
             crate::registry::zookeeper::ZookeeperRegistry::from_config(options)?,

@@ -2,6 +2,7 @@
 //! and stopped (killed and reaped) when its handle drops.
 
 pub mod consul;
+pub mod dnsmasq;
 pub mod etcd;
 pub mod mosquitto;
 pub mod nats;
