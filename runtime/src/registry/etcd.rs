@@ -54,6 +54,7 @@ use tonic::{Code, Status};
 
 use super::{
     Action, Change, Node, RegisterOptions, Registry, Service, WatchOptions, Watcher, group,
+    with_default_port,
 };
 use crate::config::Options;
 use crate::{Error, Result};
@@ -158,20 +159,13 @@ impl EtcdOptions {
                     format!("etcd: endpoint `{item}` is not `host[:port]`"),
                 ));
             }
-            let has_port = host_port
-                .rsplit_once(':')
-                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-            let endpoint = if has_port {
-                format!("{scheme}://{host_port}")
-            } else if host_port.starts_with('[') || !host_port.contains(':') {
-                format!("{scheme}://{host_port}:{DEFAULT_PORT}")
-            } else {
+            let Some(host_port) = with_default_port(host_port, DEFAULT_PORT) else {
                 return Err(Error::bad_request(
                     ERROR_ID,
                     format!("etcd: endpoint `{item}` has an invalid port"),
                 ));
             };
-            opts.endpoints.push(endpoint);
+            opts.endpoints.push(format!("{scheme}://{host_port}"));
         }
         if opts.endpoints.is_empty() {
             opts.endpoints = Self::default().endpoints;

@@ -112,6 +112,22 @@ pub(crate) fn group(records: Vec<Service>) -> Vec<Service> {
     by.into_values().collect()
 }
 
+/// `host:port` as given, or `host` with `port` added when it has none (`[::1]` too); `None`
+/// when what follows the last `:` is not a port (`h:port`, a bare IPv6 address).
+#[cfg_attr(not(any(feature = "etcd", feature = "zookeeper")), allow(dead_code))]
+pub(crate) fn with_default_port(host_port: &str, port: u16) -> Option<String> {
+    let has_port = host_port
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if has_port {
+        Some(host_port.to_owned())
+    } else if host_port.starts_with('[') || !host_port.contains(':') {
+        Some(format!("{host_port}:{port}"))
+    } else {
+        None
+    }
+}
+
 /// Go marshals nil maps and slices as `null`; read that as empty.
 fn null_default<'de, D, T>(de: D) -> std::result::Result<T, D::Error>
 where

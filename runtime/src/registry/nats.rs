@@ -186,6 +186,23 @@ impl NatsRegistry {
         &self.inner.opts
     }
 
+    /// Subscribes to `subject`; the error names the subject and the servers.
+    async fn subscribe(
+        &self,
+        client: &async_nats::Client,
+        subject: &str,
+    ) -> Result<async_nats::Subscriber> {
+        client.subscribe(subject.to_owned()).await.map_err(|e| {
+            Error::service_unavailable(
+                ERROR_ID,
+                format!(
+                    "nats registry: cannot subscribe to `{subject}` at `{}`: {e}",
+                    self.inner.conn.address()
+                ),
+            )
+        })
+    }
+
     /// Publishes a watch event and flushes, so that `Ok` means the server has it.
     async fn announce(
         &self,
@@ -230,10 +247,7 @@ impl NatsRegistry {
             )
         };
         let inbox = client.new_inbox();
-        let mut answers = client
-            .subscribe(inbox.clone())
-            .await
-            .map_err(|e| unavailable("subscribe to an inbox", &e))?;
+        let mut answers = self.subscribe(&client, &inbox).await?;
         let asked = name.map(|name| Service {
             name: name.to_owned(),
             ..Service::default()
@@ -368,19 +382,9 @@ impl Registry for NatsRegistry {
         let client = self.inner.conn.connected().await?;
         let listening = lock(&self.inner.local).contains_key(&service.name);
         if !listening {
-            let queries = client
-                .subscribe(self.inner.opts.query_subject.clone())
-                .await
-                .map_err(|e| {
-                    Error::service_unavailable(
-                        ERROR_ID,
-                        format!(
-                            "nats registry: cannot subscribe to `{}` at `{}`: {e}",
-                            self.inner.opts.query_subject,
-                            self.inner.conn.address()
-                        ),
-                    )
-                })?;
+            let queries = self
+                .subscribe(&client, &self.inner.opts.query_subject)
+                .await?;
             let mut local = lock(&self.inner.local);
             if !local.contains_key(&service.name) {
                 let task = tokio::spawn(respond(
@@ -454,19 +458,9 @@ impl Registry for NatsRegistry {
 
     async fn watch(&self, opts: WatchOptions) -> Result<Watcher> {
         let client = self.inner.conn.connected().await?;
-        let events = client
-            .subscribe(self.inner.opts.watch_subject.clone())
-            .await
-            .map_err(|e| {
-                Error::service_unavailable(
-                    ERROR_ID,
-                    format!(
-                        "nats registry: cannot subscribe to `{}` at `{}`: {e}",
-                        self.inner.opts.watch_subject,
-                        self.inner.conn.address()
-                    ),
-                )
-            })?;
+        let events = self
+            .subscribe(&client, &self.inner.opts.watch_subject)
+            .await?;
         // The SUB reaches the server before this returns: nothing announced later is missed.
         self.inner.conn.flush(&client, "watch subscription").await?;
         let only = opts.service;

@@ -47,6 +47,7 @@ use zookeeper_client::{
 
 use super::{
     Action, Change, Node, RegisterOptions, Registry, Service, WatchOptions, Watcher, group,
+    with_default_port,
 };
 use crate::config::Options;
 use crate::{Error, Result};
@@ -104,19 +105,13 @@ impl ZookeeperOptions {
                     format!("zookeeper: server `{item}` is not `host[:port]`"),
                 ));
             }
-            let has_port = item
-                .rsplit_once(':')
-                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-            if has_port {
-                servers.push(item.to_owned());
-            } else if item.starts_with('[') || !item.contains(':') {
-                servers.push(format!("{item}:2181"));
-            } else {
+            let Some(server) = with_default_port(item, 2181) else {
                 return Err(Error::bad_request(
                     ERROR_ID,
                     format!("zookeeper: server `{item}` has an invalid port"),
                 ));
-            }
+            };
+            servers.push(server);
         }
         if servers.is_empty() {
             servers.push(DEFAULT_ADDRESS.to_owned());
