@@ -240,6 +240,7 @@ async fn bodies_over_the_limit_are_413_with_or_without_a_length() {
         ServerOptions {
             name: SERVICE.into(),
             max_body_bytes: 1024,
+            ..ServerOptions::default()
         },
     )
     .await;
@@ -473,4 +474,69 @@ async fn shutdown_aborts_what_outlives_the_grace_period() {
         err.detail,
         "endpoint `StudentService.Hold` aborted: the server is shutting down"
     );
+}
+
+/// A client that sends its headers a byte at a time (a slowloris) is cut off after the
+/// header-read timeout, while a well-behaved caller is answered meanwhile.
+#[tokio::test]
+async fn a_slowloris_is_cut_off_after_the_header_read_timeout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let server = start_with(
+        "a",
+        ServerOptions {
+            name: SERVICE.into(),
+            header_read_timeout: Duration::from_millis(500),
+            ..ServerOptions::default()
+        },
+    )
+    .await;
+    let mut slow = tokio::net::TcpStream::connect(server.address())
+        .await
+        .expect("connect");
+    let started = std::time::Instant::now();
+    let request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
+    let mut closed = false;
+    for byte in request.iter().cycle().take(200) {
+        if slow.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if started.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+    }
+    if !closed {
+        // Writes into a closed socket may succeed once; a read tells for sure.
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(1), slow.read(&mut buf)).await;
+        closed = matches!(read, Ok(Ok(0) | Err(_)));
+    }
+    assert!(
+        closed,
+        "the slow connection is still open after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "cut off after {:?}",
+        started.elapsed()
+    );
+
+    // The server still answers others.
+    let client = client(Arc::new(MemoryRegistry::new()), Strategy::Random);
+    let student: Student = client
+        .call_with(
+            SERVICE,
+            GET,
+            &davie(),
+            CallOptions {
+                address: Some(server.address()),
+                ..CallOptions::default()
+            },
+        )
+        .await
+        .expect("a well-behaved call");
+    assert_eq!(student.name, "davie");
 }

@@ -50,7 +50,7 @@ use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -72,6 +72,11 @@ pub struct ServerOptions {
     pub name: String,
     /// The largest request body accepted; larger ones get a 413 error without being read.
     pub max_body_bytes: usize,
+    /// How long a connection may take to send a request's headers, counted from the first
+    /// byte it sends after connecting or after its last reply (hyper's own default, 30 s).
+    /// A connection that takes longer (a slowloris) is closed, so it holds no file
+    /// descriptor and no memory for long.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -79,6 +84,7 @@ impl Default for ServerOptions {
         Self {
             name: SERVER_ID.to_owned(),
             max_body_bytes: 4 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -133,6 +139,7 @@ impl Server {
             },
             name: opts.name,
             max_body_bytes: opts.max_body_bytes,
+            header_read_timeout: opts.header_read_timeout,
             endpoints: table,
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -164,6 +171,7 @@ struct Shared {
     /// The id of the server's own errors.
     id: String,
     max_body_bytes: usize,
+    header_read_timeout: Duration,
     endpoints: HashMap<String, EndpointFn>,
     in_flight: AtomicUsize,
     /// Notified when `in_flight` drops to zero.
@@ -289,13 +297,18 @@ async fn serve_conn(
     mut state: watch::Receiver<State>,
 ) {
     let _ = stream.set_nodelay(true);
+    let header_read_timeout = shared.header_read_timeout;
     let request_state = state.clone();
     let service = service_fn(move |req| {
         let shared = Arc::clone(&shared);
         let state = request_state.clone();
         async move { Ok::<_, Infallible>(handle(shared, state, peer, req).await) }
     });
-    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    // Without a timer hyper never enforces its header-read timeout.
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => {
