@@ -476,10 +476,10 @@ async fn shutdown_aborts_what_outlives_the_grace_period() {
     );
 }
 
-/// A client that sends its headers a byte at a time (a slowloris) is cut off after the
-/// header-read timeout, while a well-behaved caller is answered meanwhile.
+/// A client that sends its headers a byte at a time (a slowloris), and one that sends nothing,
+/// are cut off after the header-read timeout, while a well-behaved caller is answered.
 #[tokio::test]
-async fn a_slowloris_is_cut_off_after_the_header_read_timeout() {
+async fn slow_and_idle_connections_are_cut_off_after_the_header_read_timeout() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     let server = start_with(
@@ -522,6 +522,23 @@ async fn a_slowloris_is_cut_off_after_the_header_read_timeout() {
         started.elapsed() < Duration::from_secs(3),
         "cut off after {:?}",
         started.elapsed()
+    );
+
+    // A connection that sends nothing at all is closed too.
+    let mut idle = tokio::net::TcpStream::connect(server.address())
+        .await
+        .expect("connect");
+    let opened = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(3), idle.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "an idle connection is still open after {:?}",
+        opened.elapsed()
+    );
+    println!(
+        "measured: an idle connection closed after {:?}",
+        opened.elapsed()
     );
 
     // The server still answers others.
