@@ -8,6 +8,8 @@
 //! Measured numbers are printed (`--nocapture`); assertions only bound waits.
 #![cfg(feature = "consul")]
 
+mod ports;
+
 use std::io::Read as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -16,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use ports::free_port;
 use rmicro::registry::consul::{ConsulOptions, ConsulRegistry};
 use rmicro::registry::{
     Action, Endpoint, Metadata, Node, RegisterOptions, Registry, Service, Value, WatchOptions,
@@ -30,13 +33,6 @@ struct Consul {
     child: Child,
     dir: PathBuf,
     http: SocketAddr,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// Four different free loopback ports (held together while picked); serf's two (the second

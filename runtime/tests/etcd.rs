@@ -7,8 +7,10 @@
 //! Measured numbers are printed (`--nocapture`); assertions only bound waits.
 #![cfg(feature = "etcd")]
 
+mod ports;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use futures::StreamExt;
+use ports::free_port;
 use rmicro::registry::etcd::{EtcdOptions, EtcdRegistry, node_key};
 use rmicro::registry::{
     Action, Change, Endpoint, Metadata, Node, RegisterOptions, Registry, Service, Value,
@@ -33,13 +36,6 @@ struct Etcd {
     peer_port: u16,
     /// Extra command-line arguments.
     args: Vec<String>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 impl Etcd {

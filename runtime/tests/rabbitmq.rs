@@ -6,7 +6,9 @@
 //! Measured numbers are printed (`--nocapture`); assertions only bound waits.
 #![cfg(feature = "rabbitmq")]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+mod ports;
+
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +23,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use ports::free_port;
 use rmicro::broker::rabbitmq::{RabbitmqBroker, RabbitmqOptions};
 use rmicro::broker::{self, Broker, Event, Message, PublishOptions, SubscribeOptions};
 use tokio::sync::mpsc;
@@ -28,13 +31,6 @@ use tokio::sync::mpsc;
 // ---------------------------------------------------------------------------------------------
 // A RabbitMQ node with its own epmd, on free loopback ports (see also the conformance
 // fixture `servers/rabbitmq.rs`, which this mirrors: runtime tests cannot depend on it).
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 fn listening(port: u16) -> bool {
     TcpStream::connect_timeout(

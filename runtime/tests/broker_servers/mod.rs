@@ -2,7 +2,11 @@
 //! its config file in a temporary directory, killed (and the directory removed) on drop.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+#[path = "../ports/mod.rs"]
+mod ports;
+
+use ports::free_port;
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,13 +19,6 @@ pub struct Proc {
     child: Option<Child>,
     dir: PathBuf,
     pub addr: SocketAddr,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn program(name: &str) -> PathBuf {
