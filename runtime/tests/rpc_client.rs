@@ -177,15 +177,7 @@ async fn an_address_bypasses_the_registry() {
     let registry = Counting::new(MemoryRegistry::new());
     let client = client(Arc::new(registry.clone()), Strategy::Random);
     let student: Student = client
-        .call_with(
-            SERVICE,
-            GET,
-            &davie(),
-            CallOptions {
-                address: Some(server.address()),
-                ..CallOptions::default()
-            },
-        )
+        .call_with(SERVICE, GET, &davie(), server.direct())
         .await
         .expect("direct call");
     assert_eq!(student.server, "a");

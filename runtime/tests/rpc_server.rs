@@ -169,15 +169,7 @@ async fn unknown_endpoint_is_a_404() {
     let server = start("a").await;
     let client = client(Arc::new(MemoryRegistry::new()), Strategy::Random);
     let err = client
-        .call_with::<_, Student>(
-            SERVICE,
-            "StudentService.Nope",
-            &davie(),
-            CallOptions {
-                address: Some(server.address()),
-                ..CallOptions::default()
-            },
-        )
+        .call_with::<_, Student>(SERVICE, "StudentService.Nope", &davie(), server.direct())
         .await
         .expect_err("no such endpoint");
     assert_eq!(
@@ -245,10 +237,7 @@ async fn bodies_over_the_limit_are_413_with_or_without_a_length() {
     )
     .await;
     let client = client(Arc::new(MemoryRegistry::new()), Strategy::Random);
-    let direct = CallOptions {
-        address: Some(server.address()),
-        ..CallOptions::default()
-    };
+    let direct = server.direct();
     let big = StudentRequest {
         name: "x".repeat(4096),
     };
@@ -370,15 +359,7 @@ async fn wrong_method_path_or_service_are_refused() {
 
     let client = client(Arc::new(MemoryRegistry::new()), Strategy::Random);
     let err = client
-        .call_with::<_, Student>(
-            "other_service",
-            GET,
-            &davie(),
-            CallOptions {
-                address: Some(server.address()),
-                ..CallOptions::default()
-            },
-        )
+        .call_with::<_, Student>("other_service", GET, &davie(), server.direct())
         .await
         .expect_err("wrong service");
     assert_eq!(err.code, 404);
@@ -544,15 +525,7 @@ async fn slow_and_idle_connections_are_cut_off_after_the_header_read_timeout() {
     // The server still answers others.
     let client = client(Arc::new(MemoryRegistry::new()), Strategy::Random);
     let student: Student = client
-        .call_with(
-            SERVICE,
-            GET,
-            &davie(),
-            CallOptions {
-                address: Some(server.address()),
-                ..CallOptions::default()
-            },
-        )
+        .call_with(SERVICE, GET, &davie(), server.direct())
         .await
         .expect("a well-behaved call");
     assert_eq!(student.name, "davie");

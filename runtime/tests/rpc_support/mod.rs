@@ -13,7 +13,7 @@ use rmicro::registry::{
 };
 use rmicro::rpc::describe::describe;
 use rmicro::rpc::server::{Server, ServerHandle, ServerOptions};
-use rmicro::rpc::{Client, ClientOptions, Routes, Strategy};
+use rmicro::rpc::{CallOptions, Client, ClientOptions, Routes, Strategy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
@@ -122,6 +122,14 @@ pub struct Running {
 impl Running {
     pub fn address(&self) -> String {
         self.handle.local_addr().to_string()
+    }
+
+    /// Call options that send straight to this server, bypassing the registry.
+    pub fn direct(&self) -> CallOptions {
+        CallOptions {
+            address: Some(self.address()),
+            ..CallOptions::default()
+        }
     }
 }
 
