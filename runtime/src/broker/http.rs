@@ -53,7 +53,6 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
@@ -73,6 +72,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+use super::kit::{self, ERROR_ID, Handle, Stop};
 use super::{
     Broker, Event, HEADER_TOPIC, Handler, Message, PublishOptions, SubscribeOptions, Subscriber,
     stamp,
@@ -87,7 +87,6 @@ pub const SERVICE_NAME: &str = "micro.http.broker";
 /// The version of broadcast (queue-less) subscriptions.
 pub const BROADCAST_VERSION: &str = "ff.http.broadcast";
 /// The id of errors raised by the broker, as go-micro's.
-const ERROR_ID: &str = "go.micro.broker";
 /// How much of an error reply is read.
 const MAX_REPLY: usize = 64 * 1024;
 /// How long after a failed `watch` the next publish tries again.
@@ -715,46 +714,29 @@ impl Broker for HttpBroker {
             ));
         }
         tracing::debug!(topic, node = %sub.id, queue = ?opts.queue, "subscribed");
-        Ok(Box::new(HttpSubscriber {
-            id: sub.id.clone(),
-            topic: topic.to_owned(),
+        Ok(Handle::boxed(
+            "http",
+            topic,
             opts,
-            broker: Arc::downgrade(&self.inner),
-        }))
+            HttpStop {
+                id: sub.id.clone(),
+                broker: Arc::downgrade(&self.inner),
+            },
+        ))
     }
 }
 
-/// A subscription of an [`HttpBroker`].
-struct HttpSubscriber {
+/// How a subscription of an [`HttpBroker`] stops: it leaves the registry and the server.
+struct HttpStop {
     id: String,
-    topic: String,
-    opts: SubscribeOptions,
     broker: Weak<Inner>,
 }
 
-impl fmt::Debug for HttpSubscriber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpSubscriber")
-            .field("id", &self.id)
-            .field("topic", &self.topic)
-            .field("queue", &self.opts.queue)
-            .finish()
-    }
-}
-
 #[async_trait]
-impl Subscriber for HttpSubscriber {
-    fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    fn options(&self) -> &SubscribeOptions {
-        &self.opts
-    }
-
+impl Stop for HttpStop {
     /// Deregisters the subscription, then stops delivery. Unsubscribing twice, or after the
     /// broker disconnected, does nothing.
-    async fn unsubscribe(&self) -> Result<()> {
+    async fn stop(&self, topic: &str) -> Result<()> {
         let Some(inner) = self.broker.upgrade() else {
             return Ok(());
         };
@@ -769,8 +751,8 @@ impl Subscriber for HttpSubscriber {
             Error::internal_server_error(
                 ERROR_ID,
                 format!(
-                    "unsubscribed from `{}`, but deregistering `{}` failed: {}",
-                    self.topic, self.id, err.detail
+                    "unsubscribed from `{topic}`, but deregistering `{}` failed: {}",
+                    self.id, err.detail
                 ),
             )
         })
@@ -925,23 +907,11 @@ async fn deliver(req: Request<Incoming>, subs: &Subs, max: usize) -> Result<()> 
             ),
         ));
     }
-    let span = tracing::debug_span!(
-        "broker.deliver",
-        broker = "http",
-        topic = %sub.topic,
-        id = msg.id().unwrap_or_default()
-    );
     let event = Event::new(Arc::clone(&sub.topic), msg);
-    match AssertUnwindSafe((sub.handler)(event))
-        .catch_unwind()
-        .instrument(span)
-        .await
-    {
-        Ok(Ok(())) => {}
-        // go-micro too replies 200: the publisher delivered; what the handler made of it is
-        // the subscriber's business.
-        Ok(Err(err)) => tracing::warn!(topic = %sub.topic, error = %err, "subscriber failed"),
-        Err(_) => tracing::error!(topic = %sub.topic, "subscriber panicked"),
+    // go-micro too replies 200 when the handler fails: the publisher delivered; what the
+    // handler made of it is the subscriber's business.
+    if let kit::Outcome::Failed(error) = kit::run_handler("http", &sub.handler, event).await {
+        tracing::warn!(topic = %sub.topic, %error, "http: subscriber failed");
     }
     Ok(())
 }

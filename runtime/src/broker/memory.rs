@@ -6,15 +6,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use async_trait::async_trait;
-use futures::FutureExt as _;
 use rand::Rng as _;
 use tracing::Instrument as _;
 
+use super::kit::{self, Handle, Outcome, Stop};
 use super::{Broker, Event, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp};
 use crate::Result;
 
@@ -135,12 +134,8 @@ impl Broker for MemoryBroker {
             let event = Event::new(Arc::clone(&topic), msg.clone());
             let topic = &topic;
             async move {
-                match AssertUnwindSafe(handler(event)).catch_unwind().await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => {
-                        tracing::warn!(topic = %topic, error = %err, "subscriber failed");
-                    }
-                    Err(_) => tracing::error!(topic = %topic, "subscriber panicked"),
+                if let Outcome::Failed(error) = kit::run_handler("memory", &handler, event).await {
+                    tracing::warn!(topic = %topic, %error, "memory: subscriber failed");
                 }
             }
         });
@@ -164,49 +159,33 @@ impl Broker for MemoryBroker {
                 queue: opts.queue.clone(),
                 handler,
             });
-        Ok(Box::new(MemorySubscriber {
-            topic: topic.to_owned(),
+        Ok(Handle::boxed(
+            "memory",
+            topic,
             opts,
-            id,
-            broker: Arc::downgrade(&self.inner),
-        }))
+            MemoryStop {
+                id,
+                broker: Arc::downgrade(&self.inner),
+            },
+        ))
     }
 }
 
-/// A subscription to a [`MemoryBroker`].
-struct MemorySubscriber {
-    topic: String,
-    opts: SubscribeOptions,
+/// How a subscription to a [`MemoryBroker`] stops: it leaves the topic's list.
+struct MemoryStop {
     id: u64,
     broker: Weak<Inner>,
 }
 
-impl fmt::Debug for MemorySubscriber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemorySubscriber")
-            .field("topic", &self.topic)
-            .field("queue", &self.opts.queue)
-            .finish()
-    }
-}
-
 #[async_trait]
-impl Subscriber for MemorySubscriber {
-    fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    fn options(&self) -> &SubscribeOptions {
-        &self.opts
-    }
-
-    async fn unsubscribe(&self) -> Result<()> {
+impl Stop for MemoryStop {
+    async fn stop(&self, topic: &str) -> Result<()> {
         if let Some(inner) = self.broker.upgrade() {
             let mut topics = inner.lock();
-            if let Some(entries) = topics.get_mut(&self.topic) {
+            if let Some(entries) = topics.get_mut(topic) {
                 entries.retain(|e| e.id != self.id);
                 if entries.is_empty() {
-                    topics.remove(&self.topic);
+                    topics.remove(topic);
                 }
             }
         }

@@ -14,6 +14,7 @@ use crate::Result;
 use crate::registry::Metadata;
 
 pub mod http;
+mod kit;
 pub mod memory;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;

@@ -50,15 +50,12 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::FutureExt as _;
-use rand::Rng as _;
 use rumqttc::{
     AsyncClient, ConnectionError, EventLoop, Incoming, Outgoing, QoS, SubscribeFilter,
     SubscribeReasonCode, TlsConfiguration, Transport,
@@ -68,12 +65,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+use super::kit::{self, Backoff, ERROR_ID, Handle, Outcome, Stop, lock};
 use super::{Broker, Event, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp};
 use crate::config::Options;
 use crate::{Error, Result};
 
-/// The id of errors raised by the broker, as go-micro's.
-const ERROR_ID: &str = "go.micro.broker";
 /// The default address.
 const DEFAULT_ADDRESS: &str = "127.0.0.1:1883";
 /// Capacity of rumqttc's request channel (publish, subscribe, unsubscribe requests).
@@ -296,10 +292,6 @@ struct Inner {
     next_sub: AtomicU64,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl fmt::Debug for MqttBroker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MqttBroker")
@@ -472,14 +464,17 @@ impl Broker for MqttBroker {
         conn.shared
             .subscribe(id, &filter, topic, opts.queue.is_some(), handler)
             .await?;
-        Ok(Box::new(MqttSubscriber {
-            id,
-            topic: topic.to_owned(),
-            filter,
+        Ok(Handle::boxed(
+            "mqtt",
+            topic,
             opts,
-            conn: Arc::downgrade(&conn),
-            unsubscribed: AtomicBool::new(false),
-        }))
+            MqttStop {
+                id,
+                filter,
+                conn: Arc::downgrade(&conn),
+                unsubscribed: AtomicBool::new(false),
+            },
+        ))
     }
 }
 
@@ -879,16 +874,8 @@ impl Shared {
 
     /// Hands an incoming message to the local subscriptions whose filter matches.
     fn dispatch(&self, topic: &str, payload: &Bytes) {
-        let msg = match Message::from_envelope(payload) {
-            Ok(msg) => msg,
-            Err(err) => {
-                self.settings
-                    .stats
-                    .malformed
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(topic, error = %err.detail, "dropping a message that is not a go-micro envelope");
-                return;
-            }
+        let Some(msg) = kit::decode("mqtt", topic, payload, &self.settings.stats.malformed) else {
+            return;
         };
         let topic: Arc<str> = Arc::from(topic);
         let mut state = lock(&self.state);
@@ -1076,6 +1063,7 @@ impl Shared {
 async fn run(shared: Arc<Shared>, mut eventloop: EventLoop, mut shutdown: watch::Receiver<bool>) {
     let settings = Arc::clone(&shared.settings);
     let mut failures: u32 = 0;
+    let mut backoff = Backoff::new(MIN_BACKOFF, settings.opts.max_backoff);
     let mut endpoint = 0usize;
     let mut was_connected = false;
     loop {
@@ -1087,6 +1075,7 @@ async fn run(shared: Arc<Shared>, mut eventloop: EventLoop, mut shutdown: watch:
         match polled {
             Ok(rumqttc::Event::Incoming(Incoming::ConnAck(_))) => {
                 failures = 0;
+                backoff.reset();
                 shared.on_connected(was_connected);
                 was_connected = true;
             }
@@ -1106,7 +1095,7 @@ async fn run(shared: Arc<Shared>, mut eventloop: EventLoop, mut shutdown: watch:
                     eventloop.mqtt_options =
                         settings.mqtt_options(&shared.client_id, &settings.endpoints[endpoint]);
                 }
-                let delay = backoff(failures, settings.opts.max_backoff);
+                let delay = backoff.next_delay();
                 tokio::select! {
                     biased;
                     _ = shutdown.changed() => break,
@@ -1140,14 +1129,6 @@ fn describe(err: &ConnectionError) -> String {
     }
 }
 
-/// 100 ms doubling up to `max`, each with ±25 % jitter.
-fn backoff(failures: u32, max: Duration) -> Duration {
-    let base = MIN_BACKOFF
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-        .min(max.max(MIN_BACKOFF));
-    base.mul_f64(rand::rng().random_range(0.75..1.25))
-}
-
 /// Runs a subscription's handler on its messages, one at a time.
 async fn worker(
     filter: Arc<str>,
@@ -1159,20 +1140,8 @@ async fn worker(
         if stopped.load(Ordering::Relaxed) {
             break;
         }
-        let span = tracing::debug_span!(
-            "broker.message",
-            broker = "mqtt",
-            topic = event.topic(),
-            id = event.message().id().unwrap_or_default()
-        );
-        match AssertUnwindSafe(handler(event))
-            .catch_unwind()
-            .instrument(span)
-            .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::warn!(filter = %filter, error = %err, "subscriber failed"),
-            Err(_) => tracing::error!(filter = %filter, "subscriber panicked"),
+        if let Outcome::Failed(error) = kit::run_handler("mqtt", &handler, event).await {
+            tracing::warn!(filter = %filter, %error, "mqtt: subscriber failed");
         }
     }
 }
@@ -1196,36 +1165,17 @@ fn topic_matches(filter: &str, topic: &str) -> bool {
     }
 }
 
-/// A subscription made by [`MqttBroker::subscribe`].
-struct MqttSubscriber {
+/// How an MQTT subscription stops: it leaves its connection's filter.
+struct MqttStop {
     id: u64,
-    topic: String,
     filter: String,
-    opts: SubscribeOptions,
     conn: Weak<Conn>,
     unsubscribed: AtomicBool,
 }
 
-impl fmt::Debug for MqttSubscriber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MqttSubscriber")
-            .field("topic", &self.topic)
-            .field("filter", &self.filter)
-            .finish()
-    }
-}
-
 #[async_trait]
-impl Subscriber for MqttSubscriber {
-    fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    fn options(&self) -> &SubscribeOptions {
-        &self.opts
-    }
-
-    async fn unsubscribe(&self) -> Result<()> {
+impl Stop for MqttStop {
+    async fn stop(&self, _topic: &str) -> Result<()> {
         if self.unsubscribed.swap(true, Ordering::Relaxed) {
             return Ok(());
         }
@@ -1283,13 +1233,5 @@ mod tests {
             "go.micro.srv.message"
         ));
         assert!(!topic_matches("#", "$SYS/x"));
-    }
-
-    #[test]
-    fn backoff_grows_and_caps() {
-        let max = Duration::from_secs(5);
-        assert!(backoff(1, max) <= Duration::from_millis(125));
-        assert!(backoff(4, max) >= Duration::from_millis(600));
-        assert!(backoff(40, max) <= Duration::from_millis(6250));
     }
 }

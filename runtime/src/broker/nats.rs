@@ -42,24 +42,21 @@
 //! large messages need `max_payload` raised on the server (for example `max_payload: 4MB`).
 
 use std::fmt;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::connection::State as NatsState;
 use async_trait::async_trait;
-use futures::{FutureExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use tokio::sync::{oneshot, watch};
 use tracing::Instrument as _;
 
+use super::kit::{self, ERROR_ID, Handle, Outcome, Stop, lock};
 use super::{Broker, Event, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp};
 use crate::config::Options;
 use crate::nats_conn::{ConnOptions, Connection, DEFAULT_ADDRESS};
 use crate::{Error, Result};
-
-/// The id of errors raised by the broker, as go-micro's.
-const ERROR_ID: &str = "go.micro.broker";
 
 /// Options of [`NatsBroker`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,10 +115,6 @@ struct Inner {
     malformed: Arc<AtomicU64>,
     /// Stop signals of the live subscriptions, for `disconnect`.
     subs: Mutex<Vec<watch::Sender<bool>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl fmt::Debug for NatsBroker {
@@ -297,12 +290,15 @@ impl Broker for NatsBroker {
             done_tx,
             Arc::clone(&self.inner.malformed),
         ));
-        Ok(Box::new(NatsSubscriber {
-            topic: topic.to_owned(),
+        Ok(Handle::boxed(
+            "nats",
+            topic,
             opts,
-            stop,
-            done: Mutex::new(Some(done_rx)),
-        }))
+            NatsStop {
+                stop,
+                done: Mutex::new(Some(done_rx)),
+            },
+        ))
     }
 }
 
@@ -322,65 +318,30 @@ async fn worker(
         };
         let Some(nats_msg) = next else { break };
         let topic = nats_msg.subject.as_str();
-        let msg = match Message::from_envelope(&nats_msg.payload) {
-            Ok(msg) => msg,
-            Err(err) => {
-                malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(topic, error = %err.detail, "dropping a message that is not a go-micro envelope");
-                continue;
-            }
+        let Some(msg) = kit::decode("nats", topic, &nats_msg.payload, &malformed) else {
+            continue;
         };
-        let span = tracing::debug_span!(
-            "broker.message",
-            broker = "nats",
-            topic,
-            id = msg.id().unwrap_or_default()
-        );
-        let event = Event::new(topic, msg);
-        match AssertUnwindSafe(handler(event))
-            .catch_unwind()
-            .instrument(span)
-            .await
+        if let Outcome::Failed(error) =
+            kit::run_handler("nats", &handler, Event::new(topic, msg)).await
         {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::warn!(topic, error = %err, "subscriber failed"),
-            Err(_) => tracing::error!(topic, "subscriber panicked"),
+            tracing::warn!(topic, %error, "nats: subscriber failed (nats has no redelivery)");
         }
     }
     let _ = sub.unsubscribe().await;
     let _ = done.send(());
 }
 
-/// A subscription made by [`NatsBroker::subscribe`].
-struct NatsSubscriber {
-    topic: String,
-    opts: SubscribeOptions,
+/// How a NATS subscription stops: its worker's stop signal, and the worker's end.
+struct NatsStop {
     stop: watch::Sender<bool>,
     done: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
-impl fmt::Debug for NatsSubscriber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NatsSubscriber")
-            .field("topic", &self.topic)
-            .field("queue", &self.opts.queue)
-            .finish()
-    }
-}
-
 #[async_trait]
-impl Subscriber for NatsSubscriber {
-    fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    fn options(&self) -> &SubscribeOptions {
-        &self.opts
-    }
-
-    /// Stops delivery: returns once the handler has finished its current message (if any)
-    /// and the client has sent the UNSUB.
-    async fn unsubscribe(&self) -> Result<()> {
+impl Stop for NatsStop {
+    /// Returns once the handler has finished its current message (if any) and the client has
+    /// sent the UNSUB.
+    async fn stop(&self, _topic: &str) -> Result<()> {
         let _ = self.stop.send(true);
         let done = lock(&self.done).take();
         if let Some(done) = done {

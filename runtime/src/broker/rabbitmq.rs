@@ -74,14 +74,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::panic::AssertUnwindSafe;
 use std::str::FromStr as _;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::{FutureExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
@@ -91,14 +89,13 @@ use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 use tokio::sync::{Notify, watch};
 
+use super::kit::{self, Backoff, ERROR_ID, Handle, Outcome, Stop, StopFlag, lock, mask_url};
 use super::{
-    Broker, Event, HEADER_CONTENT_TYPE, Handler, Message, PublishOptions, SubscribeOptions,
+    AckFn, Broker, HEADER_CONTENT_TYPE, Handler, Message, PublishOptions, SubscribeOptions,
     Subscriber, stamp,
 };
 use crate::registry::Metadata;
 use crate::{Error, Result};
-
-const ERROR_ID: &str = "go.micro.broker";
 
 /// The address used when `--broker_address` is empty (go-micro's, with the vhost spelled out).
 pub const DEFAULT_ADDRESS: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -252,22 +249,6 @@ impl fmt::Debug for RabbitmqBroker {
     }
 }
 
-/// `amqp://user:secret@host` -> `amqp://user:***@host`.
-fn mask(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
-
 fn short(what: &str, value: &str) -> Result<ShortString> {
     ShortString::try_new(value).map_err(|_| {
         Error::bad_request(
@@ -278,10 +259,6 @@ fn short(what: &str, value: &str) -> Result<ShortString> {
             ),
         )
     })
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl RabbitmqBroker {
@@ -299,11 +276,11 @@ impl RabbitmqBroker {
                     ERROR_ID,
                     format!(
                         "rabbitmq: `{}` is not an AMQP URL ({e}), expected `amqp://user:pass@host:port/vhost`",
-                        mask(given)
+                        mask_url(given)
                     ),
                 )
             })?;
-            targets.push((uri, mask(&url)));
+            targets.push((uri, mask_url(&url)));
         }
         if targets.is_empty() {
             return Err(Error::bad_request(
@@ -579,13 +556,13 @@ async fn close_conn(conn: &Connection) {
 
 async fn supervise(shared: Arc<Shared>, session: u64) {
     let mut rx = shared.link.subscribe();
-    let mut backoff = shared.opts.min_backoff;
+    let mut backoff = Backoff::new(shared.opts.min_backoff, shared.opts.max_backoff);
     let mut generation = 0;
     loop {
-        match shared.open().await {
+        let delay = match shared.open().await {
             Ok((conn, publish, address)) => {
                 generation += 1;
-                backoff = shared.opts.min_backoff;
+                backoff.reset();
                 let events = conn.events_listener();
                 let live = Arc::new(Live {
                     generation,
@@ -618,14 +595,17 @@ async fn supervise(shared: Arc<Shared>, session: u64) {
                         }
                     }
                 }
+                backoff.next_delay()
             }
             Err(reason) => {
-                tracing::warn!(%reason, retry_in = ?backoff, "rabbitmq: cannot connect");
+                let delay = backoff.next_delay();
+                tracing::warn!(%reason, retry_in = ?delay, "rabbitmq: cannot connect");
                 if !shared.set(session, State::Down(reason.into())) {
                     return;
                 }
+                delay
             }
-        }
+        };
         rx.mark_unchanged();
         let ended = async {
             loop {
@@ -639,10 +619,9 @@ async fn supervise(shared: Arc<Shared>, session: u64) {
             }
         };
         tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(delay) => {}
             () = ended => return,
         }
-        backoff = (backoff * 2).min(shared.opts.max_backoff);
     }
 }
 
@@ -877,8 +856,7 @@ impl Broker for RabbitmqBroker {
         let (session, live) = shared.live().await?;
         let (channel, consumer) = shared.consume(&live, &key, queue.as_ref()).await?;
         let ctl = Arc::new(Control {
-            stopped: AtomicBool::new(false),
-            stop: watch::channel(false).0,
+            flag: StopFlag::default(),
             channel: Mutex::new(Some(channel)),
         });
         let sub = Subscription {
@@ -892,25 +870,20 @@ impl Broker for RabbitmqBroker {
             auto_ack: opts.auto_ack,
         };
         tokio::spawn(sub.run(consumer, live.generation));
-        Ok(Box::new(RabbitmqSubscriber {
-            topic: topic.to_owned(),
-            opts,
-            ctl,
-        }))
+        Ok(Handle::boxed("rabbitmq", topic, opts, ctl))
     }
 }
 
 /// What a subscription's task and its handle share.
 struct Control {
-    stopped: AtomicBool,
-    stop: watch::Sender<bool>,
+    flag: StopFlag,
     /// The channel consuming now, closed by unsubscribe.
     channel: Mutex<Option<Channel>>,
 }
 
 impl Control {
     fn stopped(&self) -> bool {
-        self.stopped.load(Ordering::Acquire)
+        self.flag.is_stopped()
     }
 }
 
@@ -928,7 +901,7 @@ struct Subscription {
 
 impl Subscription {
     async fn run(self, consumer: Consumer, generation: u64) {
-        let mut stop = self.ctl.stop.subscribe();
+        let mut stop = self.ctl.flag.watch();
         let mut link = self.shared.link.subscribe();
         let mut consumer = Some((consumer, generation));
         loop {
@@ -939,7 +912,8 @@ impl Subscription {
                 }
                 tracing::debug!(topic = %self.topic, generation, "rabbitmq: consumer ended, subscribing again");
             }
-            let mut backoff = self.shared.opts.min_backoff;
+            let mut backoff =
+                Backoff::new(self.shared.opts.min_backoff, self.shared.opts.max_backoff);
             loop {
                 let Some(live) = self.wait_up(&mut link, &mut stop).await else {
                     return;
@@ -960,12 +934,12 @@ impl Subscription {
                         break;
                     }
                     Err(e) => {
-                        tracing::warn!(topic = %self.topic, error = %e.detail, retry_in = ?backoff, "rabbitmq: cannot subscribe again");
+                        let delay = backoff.next_delay();
+                        tracing::warn!(topic = %self.topic, error = %e.detail, retry_in = ?delay, "rabbitmq: cannot subscribe again");
                         tokio::select! {
-                            () = tokio::time::sleep(backoff) => {}
+                            () = tokio::time::sleep(delay) => {}
                             _ = stop.wait_for(|s| *s) => return,
                         }
-                        backoff = (backoff * 2).min(self.shared.opts.max_backoff);
                     }
                 }
             }
@@ -1031,39 +1005,32 @@ impl Subscription {
             Arc::from(delivery.routing_key.as_str())
         };
         let id = message.id().unwrap_or_default().to_owned();
-        let event = if self.auto_ack {
-            Event::new(Arc::clone(&topic), message)
-        } else {
+        let ack = (!self.auto_ack).then(|| {
             let acker = delivery.acker.clone();
-            Event::with_ack(
-                Arc::clone(&topic),
-                message,
-                Box::new(move || {
-                    Box::pin(async move {
-                        acker
-                            .ack(BasicAckOptions::default())
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| {
-                                Error::service_unavailable(
-                                    ERROR_ID,
-                                    format!("rabbitmq: cannot acknowledge the message: {e}"),
-                                )
-                            })
-                    })
-                }),
-            )
-        };
-        let outcome = match AssertUnwindSafe((self.handler)(event)).catch_unwind().await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(err.to_string()),
-            Err(_) => Err("the handler panicked".to_owned()),
-        };
+            let ack: AckFn = Box::new(move || {
+                Box::pin(async move {
+                    acker
+                        .ack(BasicAckOptions::default())
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| {
+                            Error::service_unavailable(
+                                ERROR_ID,
+                                format!("rabbitmq: cannot acknowledge the message: {e}"),
+                            )
+                        })
+                })
+            });
+            ack
+        });
+        let outcome =
+            kit::deliver("rabbitmq", &self.handler, Arc::clone(&topic), message, ack).await;
         let acked = match outcome {
-            Ok(()) if self.auto_ack => delivery.acker.ack(BasicAckOptions::default()).await,
-            Ok(()) => Ok(true),
-            Err(error) => {
-                let requeue = self.shared.opts.redeliver_failed && !delivery.redelivered;
+            Outcome::Ok if self.auto_ack => delivery.acker.ack(BasicAckOptions::default()).await,
+            Outcome::Ok => Ok(true),
+            Outcome::Failed(error) => {
+                let requeue =
+                    kit::retry_failed(self.shared.opts.redeliver_failed, delivery.redelivered);
                 tracing::warn!(
                     topic = %topic,
                     id,
@@ -1088,40 +1055,14 @@ impl Subscription {
     }
 }
 
-/// A RabbitMQ subscription.
-pub struct RabbitmqSubscriber {
-    topic: String,
-    opts: SubscribeOptions,
-    ctl: Arc<Control>,
-}
-
-impl fmt::Debug for RabbitmqSubscriber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RabbitmqSubscriber")
-            .field("topic", &self.topic)
-            .field("queue", &self.opts.queue)
-            .field("unsubscribed", &self.ctl.stopped())
-            .finish()
-    }
-}
-
 #[async_trait]
-impl Subscriber for RabbitmqSubscriber {
-    fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    fn options(&self) -> &SubscribeOptions {
-        &self.opts
-    }
-
+impl Stop for Control {
     /// Stops delivery at once (a message already received but not yet handled is left to the
     /// server, which requeues it) and closes the subscription's channel, which deletes a
     /// broadcast queue. Idempotent.
-    async fn unsubscribe(&self) -> Result<()> {
-        self.ctl.stopped.store(true, Ordering::Release);
-        self.ctl.stop.send_replace(true);
-        let channel = lock(&self.ctl.channel).take();
+    async fn stop(&self, topic: &str) -> Result<()> {
+        self.flag.stop();
+        let channel = lock(&self.channel).take();
         if let Some(channel) = channel
             && channel.status().connected()
         {
@@ -1137,10 +1078,7 @@ impl Subscriber for RabbitmqSubscriber {
                 // channel or the connection.
                 return Err(Error::service_unavailable(
                     ERROR_ID,
-                    format!(
-                        "rabbitmq: cannot close the channel of `{}` cleanly: {reason}",
-                        self.topic
-                    ),
+                    format!("rabbitmq: cannot close the channel of `{topic}` cleanly: {reason}"),
                 ));
             }
         }
@@ -1151,17 +1089,6 @@ impl Subscriber for RabbitmqSubscriber {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn masks_passwords() {
-        assert_eq!(
-            mask("amqp://guest:guest@127.0.0.1:5672/%2f"),
-            "amqp://guest:***@127.0.0.1:5672/%2f"
-        );
-        assert_eq!(mask("amqp://127.0.0.1:5672"), "amqp://127.0.0.1:5672");
-        assert_eq!(mask("amqp://user@h/v"), "amqp://user@h/v");
-        assert_eq!(mask("amqp://u:p@ss@h/v@x"), "amqp://u:***@h/v@x");
-    }
 
     #[test]
     fn addresses_from_config() {

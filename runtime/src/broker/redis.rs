@@ -60,13 +60,11 @@
 //! [`SubscribeOptions::auto_ack`]: super::SubscribeOptions::auto_ack
 
 use std::fmt;
-use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures::{FutureExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection, PubSubSink};
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
@@ -74,10 +72,11 @@ use redis::streams::{
 use redis::{AsyncConnectionConfig, Client, RedisError, Value};
 use tokio::sync::watch;
 
-use super::{Broker, Event, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp};
+use super::kit::{self, Backoff, ERROR_ID, Handle, Outcome, Stop, StopFlag, lock, mask_url};
+use super::{
+    AckFn, Broker, Event, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp,
+};
 use crate::{Error, Result};
-
-const ERROR_ID: &str = "go.micro.broker";
 
 /// The address used when `--broker_address` is empty.
 pub const DEFAULT_ADDRESS: &str = "redis://127.0.0.1:6379";
@@ -191,30 +190,6 @@ impl fmt::Debug for RedisBroker {
     }
 }
 
-/// `redis://user:secret@host` -> `redis://user:***@host`.
-fn mask(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn backoff_step(current: Duration, max: Duration) -> Duration {
-    (current * 2).min(max)
-}
-
 impl RedisBroker {
     /// A broker with the given options. Fails on an address that is not a Redis URL.
     pub fn new(opts: RedisOptions) -> Result<Self> {
@@ -223,7 +198,7 @@ impl RedisBroker {
                 ERROR_ID,
                 format!(
                     "redis: one address expected, got `{}` (Redis Cluster and Sentinel are not supported)",
-                    mask(&opts.address)
+                    mask_url(&opts.address)
                 ),
             ));
         }
@@ -232,7 +207,7 @@ impl RedisBroker {
         } else {
             format!("redis://{}", opts.address)
         };
-        let printable = mask(&url);
+        let printable = mask_url(&url);
         // TCP_NODELAY, as Go's net package sets on every connection (so go-micro's redis
         // broker): without it, a publish written while an earlier one is unanswered waits.
         let client = redis::IntoConnectionInfo::into_connection_info(url.as_str())
@@ -437,8 +412,7 @@ impl Broker for RedisBroker {
     ) -> Result<Box<dyn Subscriber>> {
         let shared = Arc::clone(&self.inner.shared);
         let ctl = Arc::new(Control {
-            stopped: AtomicBool::new(false),
-            stop: watch::channel(false).0,
+            flag: StopFlag::default(),
             sink: Mutex::new(None),
         });
         let session = shared.session.subscribe();
@@ -475,25 +449,20 @@ impl Broker for RedisBroker {
                 tokio::spawn(base.run_queue(queue_sub, conn));
             }
         }
-        Ok(Box::new(RedisSubscriber {
-            topic: topic.to_owned(),
-            opts,
-            ctl,
-        }))
+        Ok(Handle::boxed("redis", topic, opts, ctl))
     }
 }
 
 /// What a subscription's task and its handle share.
 struct Control {
-    stopped: AtomicBool,
-    stop: watch::Sender<bool>,
+    flag: StopFlag,
     /// The pub/sub connection's command side, to unsubscribe at once.
     sink: Mutex<Option<PubSubSink>>,
 }
 
 impl Control {
     fn stopped(&self) -> bool {
-        self.stopped.load(Ordering::Acquire)
+        self.flag.is_stopped()
     }
 }
 
@@ -514,16 +483,10 @@ struct QueueConsumer {
     block: Duration,
 }
 
-/// How a handler run ended.
-enum Outcome {
-    Ok,
-    Failed(String),
-}
-
 impl Base {
     /// Resolves when the subscription should end: unsubscribed, disconnected or dropped.
     async fn ended(ctl: &Control, session: &mut watch::Receiver<u64>) {
-        let mut stop = ctl.stop.subscribe();
+        let mut stop = ctl.flag.watch();
         tokio::select! {
             _ = stop.wait_for(|s| *s) => {}
             _ = session.changed() => {}
@@ -543,14 +506,6 @@ impl Base {
         }
     }
 
-    async fn run_handler(&self, event: Event) -> Outcome {
-        match AssertUnwindSafe((self.handler)(event)).catch_unwind().await {
-            Ok(Ok(())) => Outcome::Ok,
-            Ok(Err(err)) => Outcome::Failed(err.to_string()),
-            Err(_) => Outcome::Failed("the handler panicked".to_owned()),
-        }
-    }
-
     async fn run_broadcast(mut self, stream: redis::aio::PubSubStream) {
         let mut stream = Some(stream);
         loop {
@@ -561,9 +516,11 @@ impl Base {
             if self.over() {
                 return;
             }
-            let mut backoff = self.shared.opts.min_backoff;
+            let mut backoff =
+                Backoff::new(self.shared.opts.min_backoff, self.shared.opts.max_backoff);
             loop {
-                if !self.pause(backoff).await {
+                let delay = backoff.next_delay();
+                if !self.pause(delay).await {
                     return;
                 }
                 match self.shared.pubsub(&self.topic).await {
@@ -574,8 +531,7 @@ impl Base {
                         break;
                     }
                     Err(e) => {
-                        tracing::warn!(topic = %self.topic, error = %e.detail, retry_in = ?backoff, "redis: cannot subscribe again");
-                        backoff = backoff_step(backoff, self.shared.opts.max_backoff);
+                        tracing::warn!(topic = %self.topic, error = %e.detail, "redis: cannot subscribe again");
                     }
                 }
             }
@@ -619,9 +575,12 @@ impl Base {
                 }
             };
             let id = message.id().unwrap_or_default().to_owned();
-            if let Outcome::Failed(error) = self
-                .run_handler(Event::new(Arc::clone(&self.topic), message))
-                .await
+            if let Outcome::Failed(error) = kit::run_handler(
+                "redis",
+                &self.handler,
+                Event::new(Arc::clone(&self.topic), message),
+            )
+            .await
             {
                 tracing::warn!(topic = %self.topic, id, %error, "redis: subscriber failed (pub/sub has no redelivery)");
             }
@@ -630,7 +589,7 @@ impl Base {
 
     async fn run_queue(mut self, q: QueueConsumer, conn: MultiplexedConnection) {
         let mut conn = Some(conn);
-        let mut backoff = self.shared.opts.min_backoff;
+        let mut backoff = Backoff::new(self.shared.opts.min_backoff, self.shared.opts.max_backoff);
         // Claim right away: entries of a consumer that died may be waiting.
         let mut next_claim = Instant::now();
         let mut cursor = "0-0".to_owned();
@@ -641,18 +600,17 @@ impl Base {
                 break;
             }
             let Some(c) = conn.as_mut() else {
-                if !self.pause(backoff).await {
+                if !self.pause(backoff.next_delay()).await {
                     break;
                 }
                 match self.shared.consumer(&q.key, &q.group, q.block).await {
                     Ok(c) => {
                         tracing::info!(topic = %self.topic, group = %q.group, address = %self.shared.printable, "redis: consuming again");
                         conn = Some(c);
-                        backoff = self.shared.opts.min_backoff;
+                        backoff.reset();
                     }
                     Err(e) => {
-                        tracing::warn!(topic = %self.topic, group = %q.group, error = %e.detail, retry_in = ?backoff, "redis: cannot consume again");
-                        backoff = backoff_step(backoff, self.shared.opts.max_backoff);
+                        tracing::warn!(topic = %self.topic, group = %q.group, error = %e.detail, "redis: cannot consume again");
                     }
                 }
                 continue;
@@ -761,27 +719,30 @@ impl Base {
             }
         };
         let id = message.id().unwrap_or_default().to_owned();
-        let event = if self.auto_ack {
-            Event::new(Arc::clone(&self.topic), message)
-        } else {
+        let ack = (!self.auto_ack).then(|| {
             let shared = Arc::clone(&self.shared);
             let (key, group, entry_id) = (q.key.clone(), q.group.clone(), entry.id.clone());
-            Event::with_ack(
-                Arc::clone(&self.topic),
-                message,
-                Box::new(move || {
-                    Box::pin(async move { shared.ack(&key, &group, &entry_id).await })
-                }),
-            )
-        };
-        match self.run_handler(event).await {
+            let ack: AckFn = Box::new(move || {
+                Box::pin(async move { shared.ack(&key, &group, &entry_id).await })
+            });
+            ack
+        });
+        let outcome = kit::deliver(
+            "redis",
+            &self.handler,
+            Arc::clone(&self.topic),
+            message,
+            ack,
+        )
+        .await;
+        match outcome {
             Outcome::Ok => {
                 if self.auto_ack {
                     self.settle(q, &entry.id).await;
                 }
             }
             Outcome::Failed(error) => {
-                let retry = self.shared.opts.redeliver_failed && !redelivered;
+                let retry = kit::retry_failed(self.shared.opts.redeliver_failed, redelivered);
                 tracing::warn!(
                     topic = %self.topic,
                     group = %q.group,
@@ -834,42 +795,16 @@ impl Base {
     }
 }
 
-/// A Redis subscription.
-pub struct RedisSubscriber {
-    topic: String,
-    opts: SubscribeOptions,
-    ctl: Arc<Control>,
-}
-
-impl fmt::Debug for RedisSubscriber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisSubscriber")
-            .field("topic", &self.topic)
-            .field("queue", &self.opts.queue)
-            .field("unsubscribed", &self.ctl.stopped())
-            .finish()
-    }
-}
-
 #[async_trait]
-impl Subscriber for RedisSubscriber {
-    fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    fn options(&self) -> &SubscribeOptions {
-        &self.opts
-    }
-
+impl Stop for Control {
     /// Stops delivery at once: no handler starts after this returns. A queue consumer leaves
     /// its group when it has nothing pending. Idempotent.
-    async fn unsubscribe(&self) -> Result<()> {
-        self.ctl.stopped.store(true, Ordering::Release);
-        self.ctl.stop.send_replace(true);
-        let sink = lock(&self.ctl.sink).take();
+    async fn stop(&self, topic: &str) -> Result<()> {
+        self.flag.stop();
+        let sink = lock(&self.sink).take();
         if let Some(mut sink) = sink {
             // Best effort: the task drops the connection anyway.
-            let _ = sink.unsubscribe(&self.topic).await;
+            let _ = sink.unsubscribe(topic).await;
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! a fixture.
 
 use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -25,6 +26,107 @@ pub trait BrokerFixture: Send + Sync + 'static {
     /// How long a new subscription may take to become effective on the server.
     fn settle(&self) -> Duration {
         Duration::from_millis(300)
+    }
+}
+
+/// A server that a test can kill and start again on the same address.
+pub trait Restart: Send + 'static {
+    /// Kills the server and starts it again, returning once it serves.
+    fn restart(&mut self);
+}
+
+/// Makes an unconnected client of the plugin for a server.
+type Make<S> = Box<dyn Fn(&S) -> rmicro::Result<SharedBroker> + Send + Sync>;
+
+enum Held<S: 'static> {
+    Own(Mutex<S>),
+    Shared(&'static S),
+}
+
+/// The fixture of a broker plugin that talks to a server: every `broker()` is a new client
+/// made by `make` from the server (an unconnected plugin) and connected. One generic type, so
+/// that a plugin's test file is its server and its options, nothing else.
+pub struct OnServer<S: 'static> {
+    label: &'static str,
+    server: Held<S>,
+    make: Make<S>,
+    settle: Duration,
+}
+
+impl<S: Restart + Sync> OnServer<S> {
+    /// A fixture with a server of its own (the restart check restarts it).
+    pub fn new(
+        label: &'static str,
+        server: S,
+        make: impl Fn(&S) -> rmicro::Result<SharedBroker> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            label,
+            server: Held::Own(Mutex::new(server)),
+            make: Box::new(make),
+            settle: Duration::from_millis(300),
+        }
+    }
+
+    /// A fixture on a server shared by the test binary (never restarted).
+    pub fn shared(
+        label: &'static str,
+        server: &'static S,
+        make: impl Fn(&S) -> rmicro::Result<SharedBroker> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            label,
+            server: Held::Shared(server),
+            make: Box::new(make),
+            settle: Duration::from_millis(300),
+        }
+    }
+
+    /// How long a new subscription may take to become effective (300 ms unless set).
+    #[must_use]
+    pub fn settle(mut self, settle: Duration) -> Self {
+        self.settle = settle;
+        self
+    }
+}
+
+#[async_trait]
+impl<S: Restart + Sync> BrokerFixture for OnServer<S> {
+    async fn broker(&self) -> SharedBroker {
+        let made = match &self.server {
+            Held::Own(server) => {
+                (self.make)(&server.lock().unwrap_or_else(PoisonError::into_inner))
+            }
+            Held::Shared(server) => (self.make)(server),
+        };
+        let broker = made.unwrap_or_else(|e| panic!("{}: invalid options: {e}", self.label));
+        broker
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("{}: cannot connect: {e}", self.label));
+        broker
+    }
+
+    async fn restart(&self) {
+        let Held::Own(server) = &self.server else {
+            panic!("{}: the shared server is not restarted", self.label);
+        };
+        let started = Instant::now();
+        tokio::task::block_in_place(|| {
+            server
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .restart();
+        });
+        eprintln!(
+            "{}: killed and serving again in {:.2} s",
+            self.label,
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    fn settle(&self) -> Duration {
+        self.settle
     }
 }
 
@@ -377,3 +479,20 @@ macro_rules! broker_restart_check {
         }
     };
 }
+
+macro_rules! restart_by_inherent {
+    ($($server:ty),* $(,)?) => {
+        $(impl Restart for $server {
+            fn restart(&mut self) {
+                <$server>::restart(self);
+            }
+        })*
+    };
+}
+
+restart_by_inherent!(
+    crate::servers::mosquitto::Mosquitto,
+    crate::servers::nats::Nats,
+    crate::servers::rabbitmq::Rabbitmq,
+    crate::servers::redis::Redis,
+);

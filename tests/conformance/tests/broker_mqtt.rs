@@ -2,49 +2,19 @@
 //! loopback port). Every `broker()` is its own `MqttBroker`, with its own connections.
 #![cfg(feature = "mqtt")]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use rmicro::broker::mqtt::{MqttBroker, MqttBrokerOptions};
-use rmicro::broker::{Broker as _, SharedBroker};
-use rmicro_conformance::broker::BrokerFixture;
+use rmicro_conformance::broker::OnServer;
 use rmicro_conformance::servers::mosquitto::Mosquitto;
 
-struct Mqtt {
-    server: Mutex<Mosquitto>,
-    url: String,
-}
-
-impl Mqtt {
-    fn start() -> Mqtt {
-        let server = Mosquitto::start();
-        let url = server.url();
-        Mqtt {
-            server: Mutex::new(server),
-            url,
-        }
-    }
-}
-
-#[async_trait]
-impl BrokerFixture for Mqtt {
-    async fn broker(&self) -> SharedBroker {
+fn fixture() -> OnServer<Mosquitto> {
+    OnServer::new("mosquitto", Mosquitto::start(), |server| {
         let mut opts = MqttBrokerOptions::default();
-        opts.addresses = vec![self.url.clone()];
-        let b = MqttBroker::new(opts).expect("valid options");
-        b.connect().await.expect("mqtt connects to mosquitto");
-        Arc::new(b)
-    }
-
-    async fn restart(&self) {
-        tokio::task::block_in_place(|| {
-            self.server
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .restart();
-        });
-    }
+        opts.addresses = vec![server.url()];
+        Ok(Arc::new(MqttBroker::new(opts)?))
+    })
 }
 
-rmicro_conformance::broker_suite!(Mqtt::start());
-rmicro_conformance::broker_restart_check!(Mqtt::start());
+rmicro_conformance::broker_suite!(fixture());
+rmicro_conformance::broker_restart_check!(fixture());
