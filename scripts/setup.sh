@@ -42,6 +42,8 @@ done
 
 # Consul is not in Debian: build it once from the Go module proxy (see the script).
 bash "$(dirname "$0")/consul.sh"
+# nsqd is not in Debian: build it once from the Go module proxy (see the script).
+bash "$(dirname "$0")/nsq.sh"
 # ZooKeeper's jars, from Maven Central (see the script).
 bash "$(dirname "$0")/zookeeper.sh" >/dev/null
 # The go-micro programs of the interop tests (tests/interop), from the Go module proxy too.

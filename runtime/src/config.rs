@@ -40,6 +40,7 @@ pub const BROKERS: &[(&str, Option<&str>)] = &[
     ("nats", Some("nats")),
     ("rabbitmq", Some("rabbitmq")),
     ("redis", Some("redis")),
+    ("nsq", Some("nsq")),
 ];
 
 /// The values one layer gives; `None` = not given by this layer.
@@ -339,6 +340,8 @@ const BUILT_FEATURES: &[&str] = &[
     "mqtt",
     #[cfg(feature = "nats")]
     "nats",
+    #[cfg(feature = "nsq")]
+    "nsq",
     #[cfg(feature = "rabbitmq")]
     "rabbitmq",
     #[cfg(feature = "redis")]

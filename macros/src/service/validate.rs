@@ -33,6 +33,7 @@ pub(crate) const BROKERS: &[(&str, Option<&str>)] = &[
     ("nats", Some("nats")),
     ("rabbitmq", Some("rabbitmq")),
     ("redis", Some("redis")),
+    ("nsq", Some("nsq")),
 ];
 
 /// go-micro's `register_ttl` default, which the runtime uses when the attribute gives none.
@@ -65,6 +66,7 @@ fn plugin_built(feature: &str) -> bool {
         ("etcd", cfg!(feature = "etcd")),
         ("mqtt", cfg!(feature = "mqtt")),
         ("nats", cfg!(feature = "nats")),
+        ("nsq", cfg!(feature = "nsq")),
         ("rabbitmq", cfg!(feature = "rabbitmq")),
         ("redis", cfg!(feature = "redis")),
         ("zookeeper", cfg!(feature = "zookeeper")),
@@ -487,12 +489,12 @@ mod tests {
     #[test]
     fn plugins_are_known_and_built() {
         assert_eq!(
-            check(quote!(name = "s", registry = "consol", broker = "kafka")).expect_err("errors"),
+            check(quote!(name = "s", registry = "consol", broker = "kestrel")).expect_err("errors"),
             [
                 "unknown registry `consol`, expected one of `mdns`, `memory`, `consul`, `etcd`, \
                  `nats`, `zookeeper`, `dns` (did you mean `consul`?)",
-                "unknown broker `kafka`, expected one of `http`, `memory`, `mqtt`, `nats`, \
-                 `rabbitmq`, `redis`",
+                "unknown broker `kestrel`, expected one of `http`, `memory`, `mqtt`, `nats`, \
+                 `rabbitmq`, `redis`, `nsq`",
             ]
         );
         assert_eq!(
@@ -510,7 +512,7 @@ mod tests {
             check(quote!(name = "s", broker = "")).expect_err("errors"),
             [
                 "`broker` cannot be empty, expected one of `http`, `memory`, `mqtt`, `nats`, \
-              `rabbitmq`, `redis`"
+              `rabbitmq`, `redis`, `nsq`"
             ]
         );
     }

@@ -99,8 +99,8 @@ impl Default for StopFlag {
 }
 
 impl StopFlag {
-    /// Stops; `true` the first time.
-    pub(crate) fn stop(&self) -> bool {
+    /// Raises the flag; `true` the first time.
+    pub(crate) fn raise(&self) -> bool {
         let first = !self.stopped.swap(true, Ordering::AcqRel);
         self.tx.send_replace(true);
         first
@@ -122,6 +122,15 @@ pub(crate) trait Stop: Send + Sync + 'static {
     /// Stops delivery to the subscription on `topic`. Called on every `unsubscribe`, so it
     /// must be idempotent.
     async fn stop(&self, topic: &str) -> Result<()>;
+}
+
+/// For plugins whose tasks watch the flag and clean up themselves.
+#[async_trait]
+impl Stop for StopFlag {
+    async fn stop(&self, _topic: &str) -> Result<()> {
+        self.raise();
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -308,8 +317,8 @@ mod tests {
                 let _ = rx.wait_for(|s| *s).await;
             }
         });
-        assert!(flag.stop());
-        assert!(!flag.stop(), "only the first stop counts");
+        assert!(flag.raise());
+        assert!(!flag.raise(), "only the first raise counts");
         assert!(flag.is_stopped());
         tokio::time::timeout(Duration::from_secs(1), waiter)
             .await

@@ -1061,7 +1061,7 @@ impl Stop for Control {
     /// server, which requeues it) and closes the subscription's channel, which deletes a
     /// broadcast queue. Idempotent.
     async fn stop(&self, topic: &str) -> Result<()> {
-        self.flag.stop();
+        self.flag.raise();
         let channel = lock(&self.channel).take();
         if let Some(channel) = channel
             && channel.status().connected()

@@ -800,7 +800,7 @@ impl Stop for Control {
     /// Stops delivery at once: no handler starts after this returns. A queue consumer leaves
     /// its group when it has nothing pending. Idempotent.
     async fn stop(&self, topic: &str) -> Result<()> {
-        self.flag.stop();
+        self.flag.raise();
         let sink = lock(&self.sink).take();
         if let Some(mut sink) = sink {
             // Best effort: the task drops the connection anyway.

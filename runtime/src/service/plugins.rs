@@ -106,6 +106,10 @@ pub fn broker_from(options: &Options, registry: &SharedRegistry) -> Result<Share
         "redis" => Ok(Arc::new(crate::broker::redis::RedisBroker::from_config(
             options,
         )?)),
+        #[cfg(feature = "nsq")]
+        "nsq" => Ok(Arc::new(crate::broker::nsq::NsqBroker::from_config(
+            options,
+        )?)),
         other => Err(Error::bad_request(
             "go.micro.broker",
             format!("broker `{other}` is not available in this build of rmicro"),

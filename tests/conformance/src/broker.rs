@@ -493,6 +493,7 @@ macro_rules! restart_by_inherent {
 restart_by_inherent!(
     crate::servers::mosquitto::Mosquitto,
     crate::servers::nats::Nats,
+    crate::servers::nsq::Nsqd,
     crate::servers::rabbitmq::Rabbitmq,
     crate::servers::redis::Redis,
 );

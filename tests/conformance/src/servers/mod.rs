@@ -6,6 +6,7 @@ pub mod dnsmasq;
 pub mod etcd;
 pub mod mosquitto;
 pub mod nats;
+pub mod nsq;
 pub mod rabbitmq;
 pub mod redis;
 pub mod tls;

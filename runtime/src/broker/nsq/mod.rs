@@ -1,0 +1,751 @@
+//! NSQ broker (feature `nsq`), speaking nsqd's TCP protocol itself (see [`wire`]; the one
+//! Rust client crate, tokio-nsq, brings a second, 2021-era TLS stack and ring 0.16).
+//!
+//! Wire (go-plugins' `broker/nsq`, v4 v1.1.0, so that Go and Rust peers exchange messages):
+//!
+//! - a message is published with `PUB <topic>`; the NSQ body is go-micro's JSON envelope,
+//!   `{"Header":{..},"Body":"<base64>"}`;
+//! - a subscription with a queue name consumes the NSQ channel of that name: the channel's
+//!   consumers compete for its messages, and a channel keeps its messages while nobody
+//!   consumes (up to nsqd's memory queue, then on disk);
+//! - a subscription without a queue consumes a channel of its own, `<uuid>#ephemeral`, as
+//!   go-micro's does: every subscription gets every message, and nsqd deletes the channel
+//!   when its consumer leaves;
+//! - topic and channel names are nsqd's: 1 to 64 of `.a-zA-Z0-9_-`. Anything else is a
+//!   `400` at `publish`/`subscribe`, naming the rule.
+//!
+//! # Delivery
+//!
+//! At least once, per channel. [`SubscribeOptions::auto_ack`] on (the default): the message
+//! is finished (`FIN`) after the handler returns `Ok`; off: the handler acks through
+//! [`Event::ack`], and a message neither acked nor failed comes back after nsqd's
+//! `--msg-timeout` (60 s). While a handler runs, the message is `TOUCH`ed so that a slow
+//! handler does not get it redelivered elsewhere. A handler that fails (an `Err` or a panic)
+//! on a message's first delivery gets it again after [`NsqOptions::requeue_delay`] (`REQ`);
+//! on a later delivery the message is finished and dropped, with a warning: a failing
+//! message is tried at most twice ([`NsqOptions::redeliver_failed`] off: once). A body that
+//! is not go-micro's envelope is finished, logged with its topic and counted
+//! ([`NsqBroker::malformed_messages`]). Each connection holds at most
+//! [`NsqOptions::max_in_flight`] unfinished messages; its handler runs one at a time, in
+//! order.
+//!
+//! What survives an nsqd restart is nsqd's: a stop with SIGTERM writes every channel's queue,
+//! in-flight messages included, to disk; a crash loses what was in memory; ephemeral
+//! channels are never written to disk.
+//!
+//! # Recovery
+//!
+//! Each subscription holds one connection per nsqd and reconnects with backoff (100 ms
+//! doubling to 2 s, jittered, logged), subscribing again. nsqd's heartbeats are answered;
+//! a connection that hears nothing for two heartbeat intervals is dropped and made again.
+//! Publishing uses one connection, made again on the next publish after a failure; a publish
+//! during an outage fails with the reason.
+//!
+//! # Addresses
+//!
+//! `--broker_address` takes nsqd TCP addresses, `host:port`, comma-separated (a
+//! `tcp://` prefix is accepted); empty = `127.0.0.1:4150`, go-micro's default. Publishing
+//! uses the first that answers; subscriptions consume from all of them. nsqlookupd is not
+//! used (go-micro has it only as a code option). NSQ's TLS and AUTH are not supported: an
+//! nsqd that requires them is refused with that reason.
+//!
+//! [`SubscribeOptions::auto_ack`]: super::SubscribeOptions::auto_ack
+
+mod wire;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use tokio::io::BufReader;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Mutex as AsyncMutex, mpsc};
+
+use self::wire::{Frame, Negotiated, NsqMessage};
+use super::kit::{self, Backoff, ERROR_ID, Handle, Outcome, StopFlag, lock};
+use super::{AckFn, Broker, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp};
+use crate::config::Options;
+use crate::{Error, Result};
+
+/// The address used when `--broker_address` is empty (go-micro's).
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:4150";
+
+/// nsqd's `--max-msg-size` unless set.
+const NSQD_DEFAULT_MAX_MSG_SIZE: usize = 1024 * 1024;
+
+/// Options of [`NsqBroker`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NsqOptions {
+    /// nsqd TCP addresses. Default `127.0.0.1:4150`.
+    pub addresses: Vec<String>,
+    /// Unfinished messages a subscription's connection holds (`RDY`). Default 32 (go-micro's
+    /// is 1, which costs a round trip per message).
+    pub max_in_flight: u16,
+    /// Retry a failed message once (`REQ`). Default `true`.
+    pub redeliver_failed: bool,
+    /// The largest envelope nsqd takes (its `--max-msg-size`, which it does not announce):
+    /// a larger message is refused before it is sent, with a 400. `None` (the default):
+    /// nsqd refuses it, closing the connection, and the error says so.
+    pub max_message_size: Option<usize>,
+    /// How long nsqd holds a failed message back before its second delivery. Default 1 s.
+    pub requeue_delay: Duration,
+    /// The heartbeat interval asked of nsqd. Default 10 s.
+    pub heartbeat: Duration,
+    /// How long connecting, and each publish, may take. Default 10 s.
+    pub timeout: Duration,
+    /// First delay between reconnection attempts; doubles up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// Longest delay between reconnection attempts. Default 2 s.
+    pub max_backoff: Duration,
+}
+
+impl Default for NsqOptions {
+    fn default() -> Self {
+        Self {
+            addresses: vec![DEFAULT_ADDRESS.to_owned()],
+            max_in_flight: 32,
+            redeliver_failed: true,
+            max_message_size: None,
+            requeue_delay: Duration::from_secs(1),
+            heartbeat: Duration::from_secs(10),
+            timeout: Duration::from_secs(10),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+impl NsqOptions {
+    /// Options for a `--broker_address` value (empty = the default).
+    pub fn with_addresses(list: &str) -> Self {
+        let addresses: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                a.strip_prefix("tcp://")
+                    .or_else(|| a.strip_prefix("nsq://"))
+                    .unwrap_or(a)
+                    .to_owned()
+            })
+            .collect();
+        Self {
+            addresses: if addresses.is_empty() {
+                vec![DEFAULT_ADDRESS.to_owned()]
+            } else {
+                addresses
+            },
+            ..Self::default()
+        }
+    }
+}
+
+/// go-micro's NSQ broker. See the [module docs](self) for the wire and the guarantees.
+#[derive(Clone)]
+pub struct NsqBroker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    opts: NsqOptions,
+    client_id: String,
+    publisher: AsyncMutex<Option<Producer>>,
+    subs: Mutex<Vec<Arc<StopFlag>>>,
+    malformed: AtomicU64,
+}
+
+impl fmt::Debug for NsqBroker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NsqBroker")
+            .field("addresses", &self.inner.opts.addresses)
+            .field("subscriptions", &lock(&self.inner.subs).len())
+            .finish()
+    }
+}
+
+impl NsqBroker {
+    /// A broker for the nsqds in `opts`. Validates the addresses; connects nothing yet.
+    pub fn new(opts: NsqOptions) -> Result<Self> {
+        for address in &opts.addresses {
+            let port = address.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
+            if !matches!(port, Some(Ok(_))) {
+                return Err(Error::bad_request(
+                    ERROR_ID,
+                    format!("nsq: broker address `{address}` is not host:port"),
+                ));
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client_id: format!("rmicro-{}", &crate::id::uuid().simple().to_string()[..8]),
+                opts,
+                publisher: AsyncMutex::new(None),
+                subs: Mutex::new(Vec::new()),
+                malformed: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The broker `--broker_address` names.
+    pub fn from_config(options: &Options) -> Result<Self> {
+        Self::new(NsqOptions::with_addresses(&options.broker_address))
+    }
+
+    /// Messages dropped because their body was not go-micro's envelope.
+    pub fn malformed_messages(&self) -> u64 {
+        self.inner.malformed.load(Ordering::Relaxed)
+    }
+}
+
+fn unavailable(address: &str, what: impl fmt::Display) -> Error {
+    Error::service_unavailable(ERROR_ID, format!("nsq: nsqd at `{address}`: {what}"))
+}
+
+fn check_name(what: &str, name: &str) -> Result<()> {
+    if wire::valid_name(name) {
+        Ok(())
+    } else {
+        Err(Error::bad_request(
+            ERROR_ID,
+            format!("nsq: {what} `{name}` is not a valid NSQ name (1 to 64 of `.a-zA-Z0-9_-`)"),
+        ))
+    }
+}
+
+/// A connection after the handshake: the magic, `IDENTIFY` and its answer.
+struct Conn {
+    address: String,
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    negotiated: Negotiated,
+}
+
+impl Conn {
+    async fn open(address: &str, client_id: &str, opts: &NsqOptions) -> Result<Conn> {
+        let handshake = async {
+            let stream = TcpStream::connect(address)
+                .await
+                .map_err(|e| unavailable(address, format!("cannot connect: {e}")))?;
+            let _ = stream.set_nodelay(true);
+            let (read, mut writer) = stream.into_split();
+            let mut reader = BufReader::new(read);
+            let mut out = BytesMut::from(&wire::MAGIC[..]);
+            wire::command(
+                &mut out,
+                &[b"IDENTIFY"],
+                Some(&wire::identify_body(client_id, opts.heartbeat)),
+            );
+            wire::send(&mut writer, &out)
+                .await
+                .map_err(|e| unavailable(address, e))?;
+            let negotiated = match wire::read_frame(&mut reader).await {
+                Ok(Frame::Response(body)) => {
+                    serde_json::from_slice::<Negotiated>(&body).map_err(|e| {
+                        unavailable(address, format!("unexpected IDENTIFY answer: {e}"))
+                    })?
+                }
+                Ok(Frame::Error(e)) => {
+                    return Err(unavailable(address, String::from_utf8_lossy(&e)));
+                }
+                Ok(Frame::Message(_)) => {
+                    return Err(unavailable(address, "a message before IDENTIFY's answer"));
+                }
+                Err(e) => return Err(unavailable(address, e)),
+            };
+            if negotiated.auth_required {
+                return Err(unavailable(
+                    address,
+                    "it requires AUTH, which rmicro's nsq broker does not support",
+                ));
+            }
+            Ok(Conn {
+                address: address.to_owned(),
+                reader,
+                writer,
+                negotiated,
+            })
+        };
+        tokio::time::timeout(opts.timeout, handshake)
+            .await
+            .map_err(|_| unavailable(address, format!("no handshake within {:?}", opts.timeout)))?
+    }
+
+    /// Sends a command and waits for its `OK`, answering heartbeats meanwhile.
+    async fn request(&mut self, bytes: &[u8]) -> Result<()> {
+        wire::send(&mut self.writer, bytes)
+            .await
+            .map_err(|e| unavailable(&self.address, e))?;
+        loop {
+            match wire::read_frame(&mut self.reader).await {
+                Ok(Frame::Response(r)) if r.as_ref() == wire::HEARTBEAT => {
+                    wire::send(&mut self.writer, b"NOP\n")
+                        .await
+                        .map_err(|e| unavailable(&self.address, e))?;
+                }
+                Ok(Frame::Response(_)) => return Ok(()),
+                Ok(Frame::Error(e)) => {
+                    return Err(Error::bad_request(
+                        ERROR_ID,
+                        format!(
+                            "nsq: nsqd at `{}` refused: {}",
+                            self.address,
+                            String::from_utf8_lossy(&e)
+                        ),
+                    ));
+                }
+                Ok(Frame::Message(_)) => {
+                    return Err(unavailable(
+                        &self.address,
+                        "a message on a publishing connection",
+                    ));
+                }
+                Err(e) => return Err(unavailable(&self.address, e)),
+            }
+        }
+    }
+}
+
+/// The publishing connection.
+struct Producer {
+    conn: Conn,
+    buf: BytesMut,
+}
+
+impl Inner {
+    /// A connection to the first nsqd that answers.
+    async fn open_any(&self) -> Result<Conn> {
+        let mut last = None;
+        for address in &self.opts.addresses {
+            match Conn::open(address, &self.client_id, &self.opts).await {
+                Ok(conn) => return Ok(conn),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| unavailable("", "no address")))
+    }
+
+    async fn publish(&self, topic: &str, envelope: &[u8]) -> Result<()> {
+        let mut guard = self.publisher.lock().await;
+        if guard.is_none() {
+            let conn = self.open_any().await?;
+            tracing::debug!(address = %conn.address, "nsq: publishing connection open");
+            *guard = Some(Producer {
+                conn,
+                buf: BytesMut::new(),
+            });
+        }
+        let Some(p) = guard.as_mut() else {
+            return Err(unavailable("", "no connection"));
+        };
+        if let Some(max) = self.opts.max_message_size
+            && envelope.len() > max
+        {
+            return Err(Error::bad_request(
+                ERROR_ID,
+                format!(
+                    "nsq: the message to `{topic}` is {} bytes as go-micro's envelope; nsqd at `{}` takes at most {max} (its --max-msg-size)",
+                    envelope.len(),
+                    p.conn.address
+                ),
+            ));
+        }
+        p.buf.clear();
+        wire::command(&mut p.buf, &[b"PUB", topic.as_bytes()], Some(envelope));
+        let buf = std::mem::take(&mut p.buf);
+        let sent = tokio::time::timeout(self.opts.timeout, p.conn.request(&buf)).await;
+        p.buf = buf;
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(mut e)) => {
+                // nsqd closes the connection after most errors: start afresh next time.
+                *guard = None;
+                if envelope.len() > NSQD_DEFAULT_MAX_MSG_SIZE {
+                    e.detail.push_str(&format!(
+                        " (the message is {} bytes as go-micro's envelope; nsqd refuses a message over its --max-msg-size, 1048576 unless set, by closing the connection)",
+                        envelope.len()
+                    ));
+                }
+                Err(e)
+            }
+            Err(_) => {
+                let address = p.conn.address.clone();
+                *guard = None;
+                Err(unavailable(
+                    &address,
+                    format!("no answer to PUB within {:?}", self.opts.timeout),
+                ))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Broker for NsqBroker {
+    fn name(&self) -> &str {
+        "nsq"
+    }
+
+    fn address(&self) -> String {
+        self.inner.opts.addresses.join(",")
+    }
+
+    /// Opens the publishing connection: fails, with the reason, when no nsqd answers.
+    async fn connect(&self) -> Result<()> {
+        let mut guard = self.inner.publisher.lock().await;
+        if guard.is_none() {
+            *guard = Some(Producer {
+                conn: self.inner.open_any().await?,
+                buf: BytesMut::new(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn disconnect(&self) -> Result<()> {
+        let subs = std::mem::take(&mut *lock(&self.inner.subs));
+        for flag in subs {
+            flag.raise();
+        }
+        self.inner.publisher.lock().await.take();
+        Ok(())
+    }
+
+    async fn publish(&self, topic: &str, mut msg: Message, _opts: PublishOptions) -> Result<()> {
+        check_name("topic", topic)?;
+        stamp(topic, &mut msg);
+        self.inner.publish(topic, &msg.to_envelope()).await
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &str,
+        handler: Handler,
+        opts: SubscribeOptions,
+    ) -> Result<Box<dyn Subscriber>> {
+        check_name("topic", topic)?;
+        let channel = match opts.queue.as_deref().filter(|q| !q.is_empty()) {
+            Some(queue) => {
+                check_name("queue", queue)?;
+                queue.to_owned()
+            }
+            None => format!("{}#ephemeral", crate::id::uuid()),
+        };
+        let flag = Arc::new(StopFlag::default());
+        let sub = Arc::new(Consumer {
+            inner: Arc::clone(&self.inner),
+            topic: Arc::from(topic),
+            channel,
+            handler,
+            auto_ack: opts.auto_ack,
+            flag: Arc::clone(&flag),
+        });
+        // The first connection to each nsqd is made here, so that the subscription is in
+        // effect when `subscribe` returns; one that fails is retried in the background.
+        let mut opened = Vec::new();
+        let mut last = None;
+        for address in &self.inner.opts.addresses {
+            match sub.open(address).await {
+                Ok(conn) => opened.push((address.clone(), Some(conn))),
+                Err(e) => {
+                    tracing::warn!(address, topic, error = %e.detail, "nsq: cannot subscribe yet, retrying");
+                    last = Some(e);
+                    opened.push((address.clone(), None));
+                }
+            }
+        }
+        if opened.iter().all(|(_, c)| c.is_none()) {
+            return Err(last.unwrap_or_else(|| unavailable("", "no address")));
+        }
+        for (address, conn) in opened {
+            tokio::spawn(Arc::clone(&sub).run(address, conn));
+        }
+        {
+            let mut subs = lock(&self.inner.subs);
+            subs.retain(|f| !f.is_stopped());
+            subs.push(Arc::clone(&flag));
+        }
+        Ok(Handle::boxed("nsq", topic, opts, flag))
+    }
+}
+
+/// One subscription: its channel and handler, consumed from every nsqd.
+struct Consumer {
+    inner: Arc<Inner>,
+    topic: Arc<str>,
+    channel: String,
+    handler: Handler,
+    auto_ack: bool,
+    flag: Arc<StopFlag>,
+}
+
+/// How a consuming connection ended.
+enum Ended {
+    Stopped,
+    Lost(String),
+}
+
+impl Consumer {
+    /// Connects, subscribes and says how many messages it takes.
+    async fn open(&self, address: &str) -> Result<Conn> {
+        let opts = &self.inner.opts;
+        let mut conn = Conn::open(address, &self.inner.client_id, opts).await?;
+        let mut out = BytesMut::new();
+        wire::command(
+            &mut out,
+            &[b"SUB", self.topic.as_bytes(), self.channel.as_bytes()],
+            None,
+        );
+        tokio::time::timeout(opts.timeout, conn.request(&out))
+            .await
+            .map_err(|_| unavailable(address, "no answer to SUB"))??;
+        let rdy = u64::from(opts.max_in_flight.max(1))
+            .min(conn.negotiated.max_rdy_count.unwrap_or(2500).max(1));
+        out.clear();
+        wire::command(&mut out, &[b"RDY", rdy.to_string().as_bytes()], None);
+        wire::send(&mut conn.writer, &out)
+            .await
+            .map_err(|e| unavailable(address, e))?;
+        Ok(conn)
+    }
+
+    /// Consumes from one nsqd until unsubscribed, reconnecting when the connection is lost.
+    async fn run(self: Arc<Self>, address: String, mut conn: Option<Conn>) {
+        let opts = &self.inner.opts;
+        let mut backoff = Backoff::new(opts.min_backoff, opts.max_backoff);
+        let mut stop = self.flag.watch();
+        loop {
+            if self.flag.is_stopped() {
+                return;
+            }
+            let Some(c) = conn.take() else {
+                let delay = backoff.next_delay();
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                match self.open(&address).await {
+                    Ok(c) => {
+                        tracing::info!(address, topic = %self.topic, channel = %self.channel, "nsq: subscribed again");
+                        backoff.reset();
+                        conn = Some(c);
+                    }
+                    Err(e) => {
+                        tracing::debug!(address, topic = %self.topic, error = %e.detail, "nsq: cannot subscribe again");
+                    }
+                }
+                continue;
+            };
+            match self.consume(c).await {
+                Ended::Stopped => return,
+                Ended::Lost(why) => {
+                    tracing::warn!(address, topic = %self.topic, channel = %self.channel, error = %why, "nsq: connection lost, reconnecting");
+                }
+            }
+        }
+    }
+
+    /// Handles messages of one connection until it ends.
+    async fn consume(&self, conn: Conn) -> Ended {
+        let Conn {
+            address,
+            mut reader,
+            writer,
+            negotiated,
+        } = conn;
+        let writer = Arc::new(AsyncMutex::new(writer));
+        let capacity = usize::from(self.inner.opts.max_in_flight.max(1));
+        let (tx, mut rx) = mpsc::channel::<NsqMessage>(capacity);
+        // Two missed heartbeats = a dead connection.
+        let silence = self.inner.opts.heartbeat * 2 + Duration::from_secs(1);
+        let reading = {
+            let writer = Arc::clone(&writer);
+            let address = address.clone();
+            tokio::spawn(async move {
+                loop {
+                    let frame =
+                        match tokio::time::timeout(silence, wire::read_frame(&mut reader)).await {
+                            Ok(Ok(frame)) => frame,
+                            Ok(Err(e)) => return e.to_string(),
+                            Err(_) => return format!("nothing from nsqd for {silence:?}"),
+                        };
+                    match frame {
+                        Frame::Message(m) => {
+                            if tx.send(m).await.is_err() {
+                                return "closed".to_owned();
+                            }
+                        }
+                        Frame::Response(r) if r.as_ref() == wire::HEARTBEAT => {
+                            if let Err(e) = wire::send(&mut *writer.lock().await, b"NOP\n").await {
+                                return e.to_string();
+                            }
+                        }
+                        Frame::Response(r) if r.as_ref() == b"CLOSE_WAIT" => {
+                            return "closed".to_owned();
+                        }
+                        Frame::Response(_) => {}
+                        Frame::Error(e) => {
+                            let text = String::from_utf8_lossy(&e).into_owned();
+                            // A FIN/REQ/TOUCH for a message nsqd already timed out: harmless.
+                            if text.starts_with("E_FIN_FAILED")
+                                || text.starts_with("E_REQ_FAILED")
+                                || text.starts_with("E_TOUCH_FAILED")
+                            {
+                                tracing::debug!(address = %address, error = %text, "nsq: late settle");
+                            } else {
+                                return text;
+                            }
+                        }
+                    }
+                }
+            })
+        };
+        let touch_every =
+            Duration::from_millis(negotiated.msg_timeout.unwrap_or(60_000).max(2) / 2);
+        let mut stop = self.flag.watch();
+        let ended = loop {
+            let next = tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => break Ended::Stopped,
+                next = rx.recv() => next,
+            };
+            let Some(m) = next else {
+                break Ended::Lost(String::new());
+            };
+            if self.flag.is_stopped() {
+                // Left unfinished: nsqd requeues it when the connection closes.
+                break Ended::Stopped;
+            }
+            if let Err(e) = self.handle(&writer, m, touch_every).await {
+                break Ended::Lost(e.to_string());
+            }
+        };
+        if matches!(ended, Ended::Stopped) {
+            let mut w = writer.lock().await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), wire::send(&mut *w, b"CLS\n")).await;
+        }
+        reading.abort();
+        match (ended, reading.await) {
+            (Ended::Lost(why), Ok(reason)) if why.is_empty() => Ended::Lost(reason),
+            (Ended::Lost(why), _) if why.is_empty() => Ended::Lost("connection closed".to_owned()),
+            (ended, _) => ended,
+        }
+    }
+
+    /// Runs the handler on one message and settles it: `FIN`, `REQ` or nothing (acked by hand).
+    async fn handle(
+        &self,
+        writer: &Arc<AsyncMutex<OwnedWriteHalf>>,
+        m: NsqMessage,
+        touch_every: Duration,
+    ) -> std::io::Result<()> {
+        let Some(message) = kit::decode("nsq", &self.topic, &m.body, &self.inner.malformed) else {
+            return settle(writer, &[b"FIN", &m.id]).await;
+        };
+        let id = message.id().unwrap_or_default().to_owned();
+        let acked = Arc::new(AtomicBool::new(false));
+        let ack = (!self.auto_ack).then(|| {
+            let (writer, nsq_id, acked) = (Arc::clone(writer), m.id, Arc::clone(&acked));
+            let ack: AckFn = Box::new(move || {
+                Box::pin(async move {
+                    if acked.swap(true, Ordering::AcqRel) {
+                        return Ok(());
+                    }
+                    settle(&writer, &[b"FIN", &nsq_id]).await.map_err(|e| {
+                        Error::service_unavailable(
+                            ERROR_ID,
+                            format!("nsq: cannot acknowledge the message: {e}"),
+                        )
+                    })
+                })
+            });
+            ack
+        });
+        let run = kit::deliver("nsq", &self.handler, Arc::clone(&self.topic), message, ack);
+        let mut run = std::pin::pin!(run);
+        let mut touch =
+            tokio::time::interval_at(tokio::time::Instant::now() + touch_every, touch_every);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut run => break outcome,
+                _ = touch.tick() => settle(writer, &[b"TOUCH", &m.id]).await?,
+            }
+        };
+        if acked.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match outcome {
+            Outcome::Ok if self.auto_ack => settle(writer, &[b"FIN", &m.id]).await,
+            // Manual acks: a message the handler did not ack comes back after msg_timeout.
+            Outcome::Ok => Ok(()),
+            Outcome::Failed(error) => {
+                let retry = kit::retry_failed(self.inner.opts.redeliver_failed, m.attempts > 1);
+                tracing::warn!(
+                    topic = %self.topic,
+                    channel = %self.channel,
+                    id,
+                    %error,
+                    attempts = m.attempts,
+                    retry,
+                    "nsq: subscriber failed"
+                );
+                if retry {
+                    let delay = self.inner.opts.requeue_delay.as_millis().to_string();
+                    settle(writer, &[b"REQ", &m.id, delay.as_bytes()]).await
+                } else {
+                    settle(writer, &[b"FIN", &m.id]).await
+                }
+            }
+        }
+    }
+}
+
+/// Sends a command that nsqd answers only when it fails (`FIN`, `REQ`, `TOUCH`).
+async fn settle(writer: &AsyncMutex<OwnedWriteHalf>, line: &[&[u8]]) -> std::io::Result<()> {
+    let mut out = BytesMut::new();
+    wire::command(&mut out, line, None);
+    wire::send(&mut *writer.lock().await, &out).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_from_config() {
+        let b = NsqBroker::from_config(&Options::default()).expect("default");
+        assert_eq!(b.address(), "127.0.0.1:4150");
+        let o = NsqOptions::with_addresses(" a:1, tcp://b:2 ,nsq://c:3");
+        assert_eq!(o.addresses, ["a:1", "b:2", "c:3"]);
+        let err = NsqBroker::new(NsqOptions::with_addresses("nohost")).expect_err("no port");
+        assert!(err.detail.contains("`nohost` is not host:port"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn bad_names_are_refused_before_any_io() {
+        let b = NsqBroker::new(NsqOptions::with_addresses("127.0.0.1:1")).expect("options");
+        let err = b
+            .publish("a/b", Message::default(), PublishOptions::default())
+            .await
+            .expect_err("bad topic");
+        assert_eq!(err.code, 400);
+        assert!(
+            err.detail.contains("topic `a/b` is not a valid NSQ name"),
+            "{err}"
+        );
+        let err = b
+            .subscribe(
+                "t",
+                super::super::handler(|_| async { Ok(()) }),
+                SubscribeOptions::queue("a b"),
+            )
+            .await
+            .expect_err("bad queue");
+        assert!(err.detail.contains("queue `a b`"), "{err}");
+    }
+}

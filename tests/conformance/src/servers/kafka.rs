@@ -1,0 +1,183 @@
+//! Apache Kafka 4.4 (Maven Central's jars, fetched and cached by `scripts/kafka.sh`) in KRaft
+//! mode, without ZooKeeper: one process is both broker and controller, on two free loopback
+//! ports, its data in a temporary directory. Its storage is formatted once
+//! (`kafka.tools.StorageTool format`, about half a second), then it runs as
+//! `java -cp '<jars>/*' kafka.Kafka server.properties`.
+//!
+//! Settings for tests: every internal topic has one replica (there is one broker) and
+//! `__consumer_offsets` one partition, topics are created on first use with one partition (so
+//! in a consumer group only one member is given messages: each message is still consumed
+//! once), a group's first rebalance does not wait, and the broker heartbeats every 500 ms with
+//! a 2 s session (Kafka's 2 s and 9 s would make a restart take 9 s more: a broker killed and
+//! started again is refused until its old registration expires).
+//!
+//! The JVM: a 256 MiB heap, the serial collector, the C1 compiler only, and the
+//! class-data-sharing archive `scripts/kafka.sh` makes when there is one. Kafka then serves
+//! within about 1.5–2.5 s of the start (4–5 s without the archive on a busy machine), and
+//! 3 s after a restart; it takes about 190 MB of memory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::{Server, free_port, require};
+
+/// How long Kafka may take to serve (2–5 s here; a JVM on a busy machine more).
+const BOOT: Duration = Duration::from_secs(90);
+
+/// The cluster id the storage is formatted with (any 16 bytes in URL-safe base64).
+const CLUSTER_ID: &str = "rmicro-kafka-test0000A";
+
+/// The JVM flags, the same as `scripts/kafka.sh` makes its archive with (an archive is only
+/// used by a JVM with the same class path and garbage collector).
+const JVM_FLAGS: &str = "-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1";
+
+/// What the broker logs once it serves: the broker's listener opens, and this is logged, only
+/// after the controller has unfenced the broker, when it takes produce requests.
+const STARTED: &str = "Kafka Server started";
+
+/// The jars' directory, fetched once per test process.
+fn jars() -> &'static Path {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/kafka.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .output()
+            .map_err(|e| format!("cannot run `bash {script}`: {e}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(format!(
+                "`bash {script}` failed ({}):\n{stdout}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        stdout
+            .lines()
+            .last()
+            .map(PathBuf::from)
+            .ok_or_else(|| format!("`bash {script}` printed no directory"))
+    });
+    match dir {
+        Ok(dir) => dir,
+        Err(message) => panic!("{message}"),
+    }
+}
+
+/// A single-node Kafka cluster.
+pub struct Kafka {
+    server: Server,
+}
+
+impl Kafka {
+    /// Formats a Kafka's storage in a fresh temporary directory, starts it on free ports of
+    /// 127.0.0.1 and waits until it serves.
+    pub fn start() -> Kafka {
+        let java = require("java");
+        let jars = jars();
+        let port = free_port();
+        let controller = free_port();
+        let config = [
+            "process.roles=broker,controller".to_owned(),
+            "node.id=1".to_owned(),
+            format!("controller.quorum.voters=1@127.0.0.1:{controller}"),
+            format!("listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}"),
+            "controller.listener.names=CONTROLLER".to_owned(),
+            "log.dirs={dir}/data".to_owned(),
+            "num.partitions=1".to_owned(),
+            "auto.create.topics.enable=true".to_owned(),
+            "offsets.topic.replication.factor=1".to_owned(),
+            "offsets.topic.num.partitions=1".to_owned(),
+            "transaction.state.log.replication.factor=1".to_owned(),
+            "transaction.state.log.min.isr=1".to_owned(),
+            "group.initial.rebalance.delay.ms=0".to_owned(),
+            "group.min.session.timeout.ms=500".to_owned(),
+            "broker.heartbeat.interval.ms=500".to_owned(),
+            "broker.session.timeout.ms=2000".to_owned(),
+            // The log cleaner (for compacted topics such as __consumer_offsets) would take
+            // 128 MiB of the heap for itself.
+            "log.cleaner.dedupe.buffer.size=4194304".to_owned(),
+        ]
+        .join("\\n");
+        let mut flags = JVM_FLAGS.to_owned();
+        let archive = jars.join("kafka.jsa");
+        if archive.is_file() {
+            flags += &format!(" -XX:SharedArchiveFile='{}'", archive.display());
+        }
+        flags += " -Dorg.slf4j.simpleLogger.showDateTime=true \
+                   -Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS";
+        let java = java.display();
+        let classpath = format!("{}/*", jars.display());
+        // Formats the storage unless it is there already (a restart keeps the data).
+        let script = format!(
+            "printf '{config}\\n' > '{{dir}}/server.properties' && \
+             {{ [ -e '{{dir}}/data/meta.properties' ] || '{java}' {flags} -cp '{classpath}' \
+             kafka.tools.StorageTool format --config '{{dir}}/server.properties' \
+             --cluster-id {CLUSTER_ID}; }} && \
+             exec '{java}' {flags} -cp '{classpath}' kafka.Kafka '{{dir}}/server.properties'"
+        );
+        let mut server = Server::start(
+            "kafka",
+            Path::new("/bin/sh"),
+            &["-c".to_owned(), script],
+            &[],
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            BOOT,
+        );
+        server.extra_ports.push(controller);
+        let kafka = Kafka { server };
+        kafka.wait_serving();
+        kafka
+    }
+
+    /// Waits until the broker's log says it started (the listener accepting connections,
+    /// which [`Server`] waits for, comes a moment before).
+    fn wait_serving(&self) {
+        let deadline = Instant::now() + BOOT;
+        loop {
+            let log = self.log();
+            if log.contains(STARTED) {
+                return;
+            }
+            assert!(
+                !log.contains("Exiting Kafka"),
+                "kafka failed to start:\n{log}"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "kafka not serving within {BOOT:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The address clients bootstrap from, `127.0.0.1:<port>`.
+    pub fn address(&self) -> String {
+        self.server.addr.to_string()
+    }
+
+    /// The address clients bootstrap from.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+
+    /// Kills Kafka (as a crash would) and starts it again on the same ports with the same
+    /// data: topics, messages and committed offsets are kept.
+    pub fn restart(&mut self) {
+        self.server.restart(false, BOOT);
+        self.wait_serving();
+    }
+
+    /// Kills Kafka (as a crash would).
+    pub fn stop(&mut self) {
+        self.server.stop();
+    }
+
+    /// The server's output so far.
+    pub fn log(&self) -> String {
+        self.server.log()
+    }
+}
