@@ -491,6 +491,7 @@ macro_rules! restart_by_inherent {
 }
 
 restart_by_inherent!(
+    crate::servers::activemq::ActiveMq,
     crate::servers::mosquitto::Mosquitto,
     crate::servers::nats::Nats,
     crate::servers::nsq::Nsqd,

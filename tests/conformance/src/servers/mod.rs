@@ -1,6 +1,7 @@
 //! Real servers for the tests, each started on a free loopback port in a temporary directory
 //! and stopped (killed and reaped) when its handle drops.
 
+pub mod activemq;
 pub mod consul;
 pub mod dnsmasq;
 pub mod etcd;
