@@ -46,6 +46,8 @@ bash "$(dirname "$0")/consul.sh"
 bash "$(dirname "$0")/nsq.sh"
 # ZooKeeper's jars, from Maven Central (see the script).
 bash "$(dirname "$0")/zookeeper.sh" >/dev/null
+# Kafka 4.4's jars (KRaft mode, no ZooKeeper), from Maven Central (see the script).
+bash "$(dirname "$0")/kafka.sh" >/dev/null
 # ActiveMQ Artemis's jars, the MQTT tests' second server (see the script).
 bash "$(dirname "$0")/activemq.sh" >/dev/null
 # The go-micro programs of the interop tests (tests/interop), from the Go module proxy too.

@@ -41,6 +41,7 @@ pub const BROKERS: &[(&str, Option<&str>)] = &[
     ("rabbitmq", Some("rabbitmq")),
     ("redis", Some("redis")),
     ("nsq", Some("nsq")),
+    ("kafka", Some("kafka")),
 ];
 
 /// The values one layer gives; `None` = not given by this layer.
@@ -336,6 +337,8 @@ const BUILT_FEATURES: &[&str] = &[
     "dns",
     #[cfg(feature = "etcd")]
     "etcd",
+    #[cfg(feature = "kafka")]
+    "kafka",
     #[cfg(feature = "mqtt")]
     "mqtt",
     #[cfg(feature = "nats")]

@@ -34,6 +34,7 @@ pub(crate) const BROKERS: &[(&str, Option<&str>)] = &[
     ("rabbitmq", Some("rabbitmq")),
     ("redis", Some("redis")),
     ("nsq", Some("nsq")),
+    ("kafka", Some("kafka")),
 ];
 
 /// go-micro's `register_ttl` default, which the runtime uses when the attribute gives none.
@@ -64,6 +65,7 @@ fn plugin_built(feature: &str) -> bool {
         ("consul", cfg!(feature = "consul")),
         ("dns", cfg!(feature = "dns")),
         ("etcd", cfg!(feature = "etcd")),
+        ("kafka", cfg!(feature = "kafka")),
         ("mqtt", cfg!(feature = "mqtt")),
         ("nats", cfg!(feature = "nats")),
         ("nsq", cfg!(feature = "nsq")),
@@ -494,7 +496,7 @@ mod tests {
                 "unknown registry `consol`, expected one of `mdns`, `memory`, `consul`, `etcd`, \
                  `nats`, `zookeeper`, `dns` (did you mean `consul`?)",
                 "unknown broker `kestrel`, expected one of `http`, `memory`, `mqtt`, `nats`, \
-                 `rabbitmq`, `redis`, `nsq`",
+                 `rabbitmq`, `redis`, `nsq`, `kafka`",
             ]
         );
         assert_eq!(
@@ -512,7 +514,7 @@ mod tests {
             check(quote!(name = "s", broker = "")).expect_err("errors"),
             [
                 "`broker` cannot be empty, expected one of `http`, `memory`, `mqtt`, `nats`, \
-              `rabbitmq`, `redis`, `nsq`"
+              `rabbitmq`, `redis`, `nsq`, `kafka`"
             ]
         );
     }

@@ -492,6 +492,7 @@ macro_rules! restart_by_inherent {
 
 restart_by_inherent!(
     crate::servers::activemq::ActiveMq,
+    crate::servers::kafka::Kafka,
     crate::servers::mosquitto::Mosquitto,
     crate::servers::nats::Nats,
     crate::servers::nsq::Nsqd,

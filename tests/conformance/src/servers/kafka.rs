@@ -67,6 +67,9 @@ fn jars() -> &'static Path {
     }
 }
 
+/// The largest record the test server takes (its `message.max.bytes`).
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
 /// A single-node Kafka cluster.
 pub struct Kafka {
     server: Server,
@@ -100,6 +103,9 @@ impl Kafka {
             // The log cleaner (for compacted topics such as __consumer_offsets) would take
             // 128 MiB of the heap for itself.
             "log.cleaner.dedupe.buffer.size=4194304".to_owned(),
+            // Records up to 4 MiB (the default is 1 MiB): a 1 MiB body is about 1.4 MB as
+            // go-micro's envelope.
+            format!("message.max.bytes={MAX_MESSAGE_BYTES}"),
         ]
         .join("\\n");
         let mut flags = JVM_FLAGS.to_owned();
