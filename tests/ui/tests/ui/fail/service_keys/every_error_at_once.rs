@@ -3,7 +3,7 @@ use rmicro::prelude::*;
 #[service(
     name = "student service",
     regsitry = "consul",
-    broker = "kafka",
+    broker = "kestrel",
     address = "localhost",
     ttl = 10,
     interval = 10,
