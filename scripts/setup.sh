@@ -44,6 +44,8 @@ done
 bash "$(dirname "$0")/consul.sh"
 # nsqd is not in Debian: build it once from the Go module proxy (see the script).
 bash "$(dirname "$0")/nsq.sh"
+# Google's Pub/Sub fake (pstest), for machines without the Cloud SDK's emulator (see the script).
+bash "$(dirname "$0")/pstest.sh" >/dev/null
 # ZooKeeper's jars, from Maven Central (see the script).
 bash "$(dirname "$0")/zookeeper.sh" >/dev/null
 # Kafka 4.4's jars (KRaft mode, no ZooKeeper), from Maven Central (see the script).

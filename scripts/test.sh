@@ -17,6 +17,9 @@ if [[ "${1:-}" == "--" ]]; then shift; extra=("$@"); fi
 echo "== workspace tests (all features)"
 cargo test --workspace --all-features --exclude rmicro-ui-tests "${extra[@]}"
 
+echo "== googlepubsub on Google's pstest too (the machine's emulator served the run above, when it has one)"
+RMICRO_PUBSUB=pstest cargo test -p rmicro-conformance --all-features --test broker_googlepubsub --test googlepubsub
+
 echo "== macro UI and expansion tests (default features: feature-gated plugins must be refused)"
 cargo test -p rmicro-ui-tests
 

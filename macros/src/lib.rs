@@ -42,7 +42,7 @@ use proc_macro::TokenStream;
 /// | `version` | any string | `latest` |
 /// | `registry` | `mdns`, `memory`, `consul`¹, `etcd`¹, `nats`¹, `zookeeper`¹, `dns`¹ | `mdns` |
 /// | `registry_address` | plugin-specific, e.g. `"127.0.0.1:8500"` | the plugin's |
-/// | `broker` | `http`, `memory`, `mqtt`¹, `nats`¹, `rabbitmq`¹, `redis`¹, `nsq`¹, `kafka`¹ | `http` |
+/// | `broker` | `http`, `memory`, `mqtt`¹, `nats`¹, `rabbitmq`¹, `redis`¹, `nsq`¹, `kafka`¹, `googlepubsub`¹ | `http` |
 /// | `broker_address` | plugin-specific, e.g. `"nats://127.0.0.1:4222"` | the plugin's |
 /// | `address` | the `ip:port` the server binds, e.g. `":8080"`, `"[::1]:8080"` | `127.0.0.1:0` |
 /// | `advertise` | the `host:port` other services call | the bound address |

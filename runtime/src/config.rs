@@ -42,6 +42,7 @@ pub const BROKERS: &[(&str, Option<&str>)] = &[
     ("redis", Some("redis")),
     ("nsq", Some("nsq")),
     ("kafka", Some("kafka")),
+    ("googlepubsub", Some("googlepubsub")),
 ];
 
 /// The values one layer gives; `None` = not given by this layer.
@@ -337,6 +338,8 @@ const BUILT_FEATURES: &[&str] = &[
     "dns",
     #[cfg(feature = "etcd")]
     "etcd",
+    #[cfg(feature = "googlepubsub")]
+    "googlepubsub",
     #[cfg(feature = "kafka")]
     "kafka",
     #[cfg(feature = "mqtt")]

@@ -35,6 +35,7 @@ pub(crate) const BROKERS: &[(&str, Option<&str>)] = &[
     ("redis", Some("redis")),
     ("nsq", Some("nsq")),
     ("kafka", Some("kafka")),
+    ("googlepubsub", Some("googlepubsub")),
 ];
 
 /// go-micro's `register_ttl` default, which the runtime uses when the attribute gives none.
@@ -65,6 +66,7 @@ fn plugin_built(feature: &str) -> bool {
         ("consul", cfg!(feature = "consul")),
         ("dns", cfg!(feature = "dns")),
         ("etcd", cfg!(feature = "etcd")),
+        ("googlepubsub", cfg!(feature = "googlepubsub")),
         ("kafka", cfg!(feature = "kafka")),
         ("mqtt", cfg!(feature = "mqtt")),
         ("nats", cfg!(feature = "nats")),
@@ -496,7 +498,7 @@ mod tests {
                 "unknown registry `consol`, expected one of `mdns`, `memory`, `consul`, `etcd`, \
                  `nats`, `zookeeper`, `dns` (did you mean `consul`?)",
                 "unknown broker `kestrel`, expected one of `http`, `memory`, `mqtt`, `nats`, \
-                 `rabbitmq`, `redis`, `nsq`, `kafka`",
+                 `rabbitmq`, `redis`, `nsq`, `kafka`, `googlepubsub`",
             ]
         );
         assert_eq!(
@@ -514,7 +516,7 @@ mod tests {
             check(quote!(name = "s", broker = "")).expect_err("errors"),
             [
                 "`broker` cannot be empty, expected one of `http`, `memory`, `mqtt`, `nats`, \
-              `rabbitmq`, `redis`, `nsq`, `kafka`"
+              `rabbitmq`, `redis`, `nsq`, `kafka`, `googlepubsub`"
             ]
         );
     }

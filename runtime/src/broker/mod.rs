@@ -13,12 +13,15 @@ use serde::{Deserialize, Serialize};
 use crate::Result;
 use crate::registry::Metadata;
 
+#[cfg(feature = "googlepubsub")]
+pub mod googlepubsub;
 pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 // Each piece serves some plugins: unused ones are checked in the all-features build.
 #[cfg_attr(
     not(all(
+        feature = "googlepubsub",
         feature = "kafka",
         feature = "mqtt",
         feature = "nats",

@@ -106,6 +106,10 @@ pub fn broker_from(options: &Options, registry: &SharedRegistry) -> Result<Share
         "redis" => Ok(Arc::new(crate::broker::redis::RedisBroker::from_config(
             options,
         )?)),
+        #[cfg(feature = "googlepubsub")]
+        "googlepubsub" => Ok(Arc::new(
+            crate::broker::googlepubsub::GooglePubSubBroker::from_config(options)?,
+        )),
         #[cfg(feature = "kafka")]
         "kafka" => Ok(Arc::new(crate::broker::kafka::KafkaBroker::from_config(
             options,

@@ -496,6 +496,7 @@ restart_by_inherent!(
     crate::servers::mosquitto::Mosquitto,
     crate::servers::nats::Nats,
     crate::servers::nsq::Nsqd,
+    crate::servers::pubsub::PubSub,
     crate::servers::rabbitmq::Rabbitmq,
     crate::servers::redis::Redis,
 );

@@ -95,12 +95,9 @@ pub(super) mod pb {
         pub retain_acked_messages: bool,
         #[prost(message, optional, tag = "8")]
         pub message_retention_duration: Option<Duration>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct GetSubscriptionRequest {
-        #[prost(string, tag = "1")]
-        pub subscription: String,
+        /// Deliver messages with the same ordering key in order.
+        #[prost(bool, tag = "10")]
+        pub enable_message_ordering: bool,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -174,7 +171,6 @@ mod path {
     pub(super) const GET_TOPIC: &str = "/google.pubsub.v1.Publisher/GetTopic";
     pub(super) const PUBLISH: &str = "/google.pubsub.v1.Publisher/Publish";
     pub(super) const CREATE_SUBSCRIPTION: &str = "/google.pubsub.v1.Subscriber/CreateSubscription";
-    pub(super) const GET_SUBSCRIPTION: &str = "/google.pubsub.v1.Subscriber/GetSubscription";
     pub(super) const DELETE_SUBSCRIPTION: &str = "/google.pubsub.v1.Subscriber/DeleteSubscription";
     pub(super) const ACKNOWLEDGE: &str = "/google.pubsub.v1.Subscriber/Acknowledge";
     pub(super) const MODIFY_ACK_DEADLINE: &str = "/google.pubsub.v1.Subscriber/ModifyAckDeadline";
@@ -367,14 +363,6 @@ impl PubSubApi {
         self.unary(path::CREATE_SUBSCRIPTION, sub).await
     }
 
-    /// A subscription by its full path; `NOT_FOUND` if there is none.
-    pub(super) async fn get_subscription(&self, sub: &str) -> Result<pb::Subscription, Status> {
-        let req = pb::GetSubscriptionRequest {
-            subscription: sub.to_owned(),
-        };
-        self.unary(path::GET_SUBSCRIPTION, req).await
-    }
-
     /// Deletes a subscription by its full path; `NOT_FOUND` if there is none.
     pub(super) async fn delete_subscription(&self, sub: &str) -> Result<(), Status> {
         let req = pb::DeleteSubscriptionRequest {
@@ -500,8 +488,9 @@ mod tests {
             ack_deadline_seconds: 10,
             retain_acked_messages: true,
             message_retention_duration: None,
+            enable_message_ordering: true,
         };
-        let sub_bytes = [0x0a, 1, b's', 0x12, 1, b't', 0x28, 10, 0x38, 1];
+        let sub_bytes = [0x0a, 1, b's', 0x12, 1, b't', 0x28, 10, 0x38, 1, 0x50, 1];
         assert_eq!(sub.encode_to_vec(), sub_bytes);
         let modify = pb::ModifyAckDeadlineRequest {
             subscription: "s".to_owned(),

@@ -122,7 +122,9 @@ fn speaks_http2(addr: SocketAddr) -> bool {
     // Frame header: length 0 (3 bytes), type 4 (SETTINGS), flags 0, stream 0.
     hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
     let mut header = [0u8; 9];
-    stream.set_read_timeout(Some(Duration::from_secs(2))).is_ok()
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .is_ok()
         && stream.write_all(&hello).is_ok()
         && stream.read_exact(&mut header).is_ok()
         && header[3] == 4

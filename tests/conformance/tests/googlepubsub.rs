@@ -1,0 +1,302 @@
+//! The googlepubsub broker against a real Pub/Sub server (the emulator, or Google's pstest),
+//! where the suite does not reach: go-plugins' message layout (raw data, headers as
+//! attributes) read and written by a raw gRPC client, the default unordered mode, a queue's
+//! subscription that keeps messages while its subscribers are away, the retry policy for a
+//! failing handler, and a message over the server's size limit.
+#![cfg(feature = "googlepubsub")]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rmicro::broker::googlepubsub::{GooglePubSubBroker, GooglePubSubOptions};
+use rmicro::broker::{self, Broker as _, Event, Message, PublishOptions, SubscribeOptions};
+use rmicro_conformance::servers::pubsub::PubSub;
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(20);
+const PROJECT: &str = "micro";
+
+/// Pub/Sub's messages the raw client needs (field numbers of google/pubsub/v1/pubsub.proto).
+mod raw {
+    use std::collections::HashMap;
+
+    use tonic::client::Grpc;
+    use tonic::transport::Channel;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PubsubMessage {
+        #[prost(bytes = "vec", tag = "1")]
+        pub data: Vec<u8>,
+        #[prost(map = "string, string", tag = "2")]
+        pub attributes: HashMap<String, String>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Topic {
+        #[prost(string, tag = "1")]
+        pub name: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Subscription {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub topic: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PublishRequest {
+        #[prost(string, tag = "1")]
+        pub topic: String,
+        #[prost(message, repeated, tag = "2")]
+        pub messages: Vec<PubsubMessage>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PublishResponse {}
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PullRequest {
+        #[prost(string, tag = "1")]
+        pub subscription: String,
+        #[prost(int32, tag = "3")]
+        pub max_messages: i32,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ReceivedMessage {
+        #[prost(string, tag = "1")]
+        pub ack_id: String,
+        #[prost(message, optional, tag = "2")]
+        pub message: Option<PubsubMessage>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PullResponse {
+        #[prost(message, repeated, tag = "1")]
+        pub received_messages: Vec<ReceivedMessage>,
+    }
+
+    pub async fn call<Q, R>(host: &str, path: &'static str, req: Q) -> Result<R, tonic::Status>
+    where
+        Q: prost::Message + Send + Sync + 'static,
+        R: prost::Message + Default + Send + Sync + 'static,
+    {
+        let channel = Channel::from_shared(format!("http://{host}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connects");
+        let mut grpc = Grpc::new(channel);
+        grpc.ready().await.expect("ready");
+        grpc.unary(
+            tonic::Request::new(req),
+            http::uri::PathAndQuery::from_static(path),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .map(tonic::Response::into_inner)
+    }
+}
+
+fn path(kind: &str, id: &str) -> String {
+    format!("projects/{PROJECT}/{kind}/{id}")
+}
+
+async fn broker(server: &PubSub) -> GooglePubSubBroker {
+    let b =
+        GooglePubSubBroker::new(GooglePubSubOptions::emulator(&server.host())).expect("options");
+    b.connect().await.expect("pubsub answers");
+    b
+}
+
+fn topic(prefix: &str) -> String {
+    format!(
+        "{prefix}.{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+async fn sink(
+    b: &GooglePubSubBroker,
+    t: &str,
+    opts: SubscribeOptions,
+) -> (Box<dyn broker::Subscriber>, mpsc::UnboundedReceiver<Event>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sub = b
+        .subscribe(
+            t,
+            broker::handler(move |ev| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(ev);
+                    Ok(())
+                }
+            }),
+            opts,
+        )
+        .await
+        .expect("subscribe");
+    (sub, rx)
+}
+
+async fn recv(rx: &mut mpsc::UnboundedReceiver<Event>, what: &str) -> Event {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: nothing within {WAIT:?}"))
+        .expect("open")
+}
+
+fn body(ev: &Event) -> String {
+    String::from_utf8_lossy(&ev.message().body).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_are_raw_data_with_headers_as_attributes_both_ways() {
+    let server = PubSub::start();
+    let b = broker(&server).await;
+    let t = topic("wire");
+    let host = server.host();
+    let _: raw::Topic = raw::call(
+        &host,
+        "/google.pubsub.v1.Publisher/CreateTopic",
+        raw::Topic {
+            name: path("topics", &t),
+        },
+    )
+    .await
+    .expect("raw topic");
+    let _: raw::Subscription = raw::call(
+        &host,
+        "/google.pubsub.v1.Subscriber/CreateSubscription",
+        raw::Subscription {
+            name: path("subscriptions", "raw-reader"),
+            topic: path("topics", &t),
+        },
+    )
+    .await
+    .expect("raw subscription");
+    b.publish(
+        &t,
+        Message::new(r#"{"name":"davie"}"#).with_header("Content-Type", "application/json"),
+        PublishOptions::default(),
+    )
+    .await
+    .expect("publish");
+    let pulled: raw::PullResponse = raw::call(
+        &host,
+        "/google.pubsub.v1.Subscriber/Pull",
+        raw::PullRequest {
+            subscription: path("subscriptions", "raw-reader"),
+            max_messages: 10,
+        },
+    )
+    .await
+    .expect("pull");
+    let m = pulled.received_messages[0]
+        .message
+        .clone()
+        .expect("a message");
+    assert_eq!(m.data, br#"{"name":"davie"}"#, "the body, raw: no envelope");
+    assert_eq!(m.attributes["Content-Type"], "application/json");
+    assert_eq!(m.attributes["Micro-Topic"], t);
+    assert_eq!(m.attributes["Micro-ID"].len(), 36);
+    // What a go-micro publisher sends is read.
+    let (_sub, mut rx) = sink(&b, &t, SubscribeOptions::default()).await;
+    let _: raw::PublishResponse = raw::call(
+        &host,
+        "/google.pubsub.v1.Publisher/Publish",
+        raw::PublishRequest {
+            topic: path("topics", &t),
+            messages: vec![raw::PubsubMessage {
+                data: b"hi".to_vec(),
+                attributes: HashMap::from([("Micro-ID".to_owned(), "go-1".to_owned())]),
+            }],
+        },
+    )
+    .await
+    .expect("raw publish");
+    let ev = recv(&mut rx, "the raw message").await;
+    assert_eq!(ev.message().id(), Some("go-1"));
+    assert_eq!(body(&ev), "hi");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unordered_by_default_and_a_queue_keeps_messages_while_away() {
+    let server = PubSub::start();
+    let b = broker(&server).await;
+    let t = topic("away");
+    let (sub, _) = sink(&b, &t, SubscribeOptions::queue("workers")).await;
+    sub.unsubscribe().await.expect("unsubscribe");
+    for i in 0..20 {
+        b.publish(&t, Message::new(format!("{i}")), PublishOptions::default())
+            .await
+            .expect("publish while away");
+    }
+    let (_sub, mut rx) = sink(&b, &t, SubscribeOptions::queue("workers")).await;
+    let mut got: Vec<usize> = Vec::new();
+    for _ in 0..20 {
+        got.push(body(&recv(&mut rx, "kept").await).parse().expect("n"));
+    }
+    got.sort_unstable();
+    assert_eq!(got, (0..20).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_message_is_tried_twice_then_dropped_and_the_next_flows() {
+    let server = PubSub::start();
+    let b = broker(&server).await;
+    let t = topic("fail");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let counted = Arc::clone(&calls);
+    let _sub = b
+        .subscribe(
+            &t,
+            broker::handler(move |ev: Event| {
+                let (calls, tx) = (Arc::clone(&counted), tx.clone());
+                async move {
+                    if ev.message().body.as_ref() == b"poison" {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        return Err(rmicro::Error::internal_server_error("test", "cannot"));
+                    }
+                    let _ = tx.send(ev);
+                    Ok(())
+                }
+            }),
+            SubscribeOptions::queue("q-fail"),
+        )
+        .await
+        .expect("subscribe");
+    for m in ["poison", "fine"] {
+        b.publish(&t, Message::new(m), PublishOptions::default())
+            .await
+            .expect("publish");
+    }
+    assert_eq!(body(&recv(&mut rx, "the next message").await), "fine");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while calls.load(Ordering::SeqCst) < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past its ack deadline (10 s) too: it was acked, not left to come back.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "tried exactly twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_size_limit_is_a_clear_error() {
+    let server = PubSub::start();
+    let b = broker(&server).await;
+    let t = topic("big");
+    let (_sub, mut rx) = sink(&b, &t, SubscribeOptions::default()).await;
+    let err = b
+        .publish(
+            &t,
+            Message::new(vec![7u8; 12 << 20]),
+            PublishOptions::default(),
+        )
+        .await
+        .expect_err("12 MiB is over Pub/Sub's 10 MB");
+    assert_eq!(err.code, 400, "{err}");
+    assert!(err.detail.contains("Pub/Sub takes at most 10000000"), "{err}");
+    b.publish(&t, Message::new("small"), PublishOptions::default())
+        .await
+        .expect("the broker still publishes");
+    assert_eq!(body(&recv(&mut rx, "after the refusal").await), "small");
+}
