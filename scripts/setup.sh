@@ -14,10 +14,13 @@ fi
 # The real servers the plugin tests run (each test starts its own on a free loopback port;
 # the packages' own system services are not used).
 # openssl: the TLS tests make their throwaway CAs and server certificates with it.
-# Nothing here is needed to build: no feature of rmicro needs a system package (no protoc).
+# Nothing here is needed to build but a C compiler and make for the kafka feature (librdkafka's
+# bundled sources); no feature of rmicro needs a system library or protoc.
 # dnsmasq-base: the DNS server of the dns registry's tests (the binary only, no service).
 packages=(mosquitto nats-server rabbitmq-server redis-server etcd-server openssl dnsmasq-base)
-# Java servers (ZooKeeper) come as jars from Maven Central, fetched with Maven and run with java.
+have cc || packages+=(gcc)
+have make || packages+=(make)
+# Java servers (ZooKeeper, Kafka, ActiveMQ Artemis) come as jars from Maven Central, fetched with Maven and run with java.
 have mvn || packages+=(maven)
 have java || packages+=(default-jre-headless)
 missing=()
