@@ -294,7 +294,10 @@ async fn a_message_over_the_size_limit_is_a_clear_error() {
         .await
         .expect_err("12 MiB is over Pub/Sub's 10 MB");
     assert_eq!(err.code, 400, "{err}");
-    assert!(err.detail.contains("Pub/Sub takes at most 10000000"), "{err}");
+    assert!(
+        err.detail.contains("Pub/Sub takes at most 10000000"),
+        "{err}"
+    );
     b.publish(&t, Message::new("small"), PublishOptions::default())
         .await
         .expect("the broker still publishes");
