@@ -83,8 +83,8 @@ async fn a_queue_keeps_messages_while_away_and_across_a_graceful_restart() {
     let started = Instant::now();
     tokio::task::block_in_place(|| nsqd.restart());
     println!("nsqd: SIGTERM and serving again in {:?}", started.elapsed());
-    // The publisher's connection died with nsqd: the first publish after it may fail, and
-    // must say why; the next one reconnects.
+    // The publisher's connection died with nsqd: the publish goes over a new one (or, while
+    // nsqd is not back yet, fails and says why).
     let after = Instant::now();
     let mut failures = 0;
     while let Err(e) = b
@@ -281,4 +281,30 @@ async fn a_message_larger_than_nsqd_takes_is_a_clear_error() {
         .await
         .expect("the broker still publishes");
     assert_eq!(body(&recv(&mut rx, "after the refusal").await), "small");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_outlive_nsqds_heartbeats() {
+    let nsqd = Nsqd::start();
+    // Heartbeats every second: nsqd closes a connection after two unanswered ones.
+    let b = broker(&nsqd, |o| o.heartbeat = Duration::from_secs(1)).await;
+    let t = topic("idle");
+    let (_sub, mut rx) = sink(&b, &t, SubscribeOptions::default()).await;
+    b.publish(&t, Message::new("before"), PublishOptions::default())
+        .await
+        .expect("publish");
+    assert_eq!(body(&recv(&mut rx, "before").await), "before");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // The publisher asked for no heartbeats; the subscriber answered them.
+    b.publish(&t, Message::new("after"), PublishOptions::default())
+        .await
+        .expect("an idle publisher still publishes");
+    assert_eq!(body(&recv(&mut rx, "after").await), "after");
+    let stats = nsqd
+        .get(&format!("/stats?format=json&topic={t}"))
+        .expect("stats");
+    assert!(
+        stats.contains("\"client_count\":1"),
+        "the subscriber's connection stayed: {stats}"
+    );
 }

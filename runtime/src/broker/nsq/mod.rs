@@ -226,7 +226,13 @@ struct Conn {
 }
 
 impl Conn {
-    async fn open(address: &str, client_id: &str, opts: &NsqOptions) -> Result<Conn> {
+    /// `heartbeat`: `None` for a publishing connection (see [`wire::identify_body`]).
+    async fn open(
+        address: &str,
+        client_id: &str,
+        opts: &NsqOptions,
+        heartbeat: Option<Duration>,
+    ) -> Result<Conn> {
         let handshake = async {
             let stream = TcpStream::connect(address)
                 .await
@@ -238,7 +244,7 @@ impl Conn {
             wire::command(
                 &mut out,
                 &[b"IDENTIFY"],
-                Some(&wire::identify_body(client_id, opts.heartbeat)),
+                Some(&wire::identify_body(client_id, heartbeat)),
             );
             wire::send(&mut writer, &out)
                 .await
@@ -321,7 +327,7 @@ impl Inner {
     async fn open_any(&self) -> Result<Conn> {
         let mut last = None;
         for address in &self.opts.addresses {
-            match Conn::open(address, &self.client_id, &self.opts).await {
+            match Conn::open(address, &self.client_id, &self.opts, None).await {
                 Ok(conn) => return Ok(conn),
                 Err(e) => last = Some(e),
             }
@@ -330,56 +336,62 @@ impl Inner {
     }
 
     async fn publish(&self, topic: &str, envelope: &[u8]) -> Result<()> {
-        let mut guard = self.publisher.lock().await;
-        if guard.is_none() {
-            let conn = self.open_any().await?;
-            tracing::debug!(address = %conn.address, "nsq: publishing connection open");
-            *guard = Some(Producer {
-                conn,
-                buf: BytesMut::new(),
-            });
-        }
-        let Some(p) = guard.as_mut() else {
-            return Err(unavailable("", "no connection"));
-        };
         if let Some(max) = self.opts.max_message_size
             && envelope.len() > max
         {
             return Err(Error::bad_request(
                 ERROR_ID,
                 format!(
-                    "nsq: the message to `{topic}` is {} bytes as go-micro's envelope; nsqd at `{}` takes at most {max} (its --max-msg-size)",
-                    envelope.len(),
-                    p.conn.address
+                    "nsq: the message to `{topic}` is {} bytes as go-micro's envelope; nsqd takes at most {max} (its --max-msg-size)",
+                    envelope.len()
                 ),
             ));
         }
-        p.buf.clear();
-        wire::command(&mut p.buf, &[b"PUB", topic.as_bytes()], Some(envelope));
-        let buf = std::mem::take(&mut p.buf);
-        let sent = tokio::time::timeout(self.opts.timeout, p.conn.request(&buf)).await;
-        p.buf = buf;
-        match sent {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(mut e)) => {
-                // nsqd closes the connection after most errors: start afresh next time.
-                *guard = None;
-                if envelope.len() > NSQD_DEFAULT_MAX_MSG_SIZE {
-                    e.detail.push_str(&format!(
-                        " (the message is {} bytes as go-micro's envelope; nsqd refuses a message over its --max-msg-size, 1048576 unless set, by closing the connection)",
-                        envelope.len()
-                    ));
-                }
-                Err(e)
+        let mut guard = self.publisher.lock().await;
+        // A connection kept from an earlier publish may have died meanwhile (nsqd restarted):
+        // then the message goes once more over a new one. At least once: if nsqd had taken it
+        // before the connection failed, it is published twice.
+        let mut reused = guard.is_some();
+        loop {
+            if guard.is_none() {
+                let conn = self.open_any().await?;
+                tracing::debug!(address = %conn.address, "nsq: publishing connection open");
+                *guard = Some(Producer {
+                    conn,
+                    buf: BytesMut::new(),
+                });
             }
-            Err(_) => {
-                let address = p.conn.address.clone();
-                *guard = None;
-                Err(unavailable(
+            let Some(p) = guard.as_mut() else {
+                return Err(unavailable("", "no connection"));
+            };
+            p.buf.clear();
+            wire::command(&mut p.buf, &[b"PUB", topic.as_bytes()], Some(envelope));
+            let buf = std::mem::take(&mut p.buf);
+            let sent = tokio::time::timeout(self.opts.timeout, p.conn.request(&buf)).await;
+            p.buf = buf;
+            let address = p.conn.address.clone();
+            let mut e = match sent {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => e,
+                Err(_) => unavailable(
                     &address,
                     format!("no answer to PUB within {:?}", self.opts.timeout),
-                ))
+                ),
+            };
+            // nsqd closes the connection after most errors: start afresh.
+            *guard = None;
+            if reused && e.code == 503 {
+                reused = false;
+                tracing::debug!(address, error = %e.detail, "nsq: publishing connection lost, publishing again on a new one");
+                continue;
             }
+            if envelope.len() > NSQD_DEFAULT_MAX_MSG_SIZE {
+                e.detail.push_str(&format!(
+                    " (the message is {} bytes as go-micro's envelope; nsqd refuses a message over its --max-msg-size, 1048576 unless set, by closing the connection)",
+                    envelope.len()
+                ));
+            }
+            return Err(e);
         }
     }
 }
@@ -493,7 +505,8 @@ impl Consumer {
     /// Connects, subscribes and says how many messages it takes.
     async fn open(&self, address: &str) -> Result<Conn> {
         let opts = &self.inner.opts;
-        let mut conn = Conn::open(address, &self.inner.client_id, opts).await?;
+        let mut conn =
+            Conn::open(address, &self.inner.client_id, opts, Some(opts.heartbeat)).await?;
         let mut out = BytesMut::new();
         wire::command(
             &mut out,

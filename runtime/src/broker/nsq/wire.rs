@@ -49,14 +49,17 @@ pub(super) struct Negotiated {
     pub(super) auth_required: bool,
 }
 
-/// The `IDENTIFY` body.
-pub(super) fn identify_body(client_id: &str, heartbeat: Duration) -> Vec<u8> {
+/// The `IDENTIFY` body; `heartbeat` `None` turns nsqd's heartbeats off (a publishing
+/// connection, which reads only when it publishes, would otherwise be closed after two
+/// unanswered heartbeats of idleness).
+pub(super) fn identify_body(client_id: &str, heartbeat: Option<Duration>) -> Vec<u8> {
+    let heartbeat: i64 = heartbeat.map_or(-1, |h| i64::try_from(h.as_millis()).unwrap_or(i64::MAX));
     serde_json::json!({
         "client_id": client_id,
         "hostname": client_id,
         "user_agent": concat!("rmicro/", env!("CARGO_PKG_VERSION")),
         "feature_negotiation": true,
-        "heartbeat_interval": u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX),
+        "heartbeat_interval": heartbeat,
     })
     .to_string()
     .into_bytes()
