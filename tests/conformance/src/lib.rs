@@ -8,5 +8,7 @@
 //! ```
 
 pub mod broker;
+#[cfg(feature = "googlepubsub")]
+pub mod pubsub_raw;
 pub mod registry;
 pub mod servers;

@@ -12,93 +12,11 @@ use std::time::Duration;
 
 use rmicro::broker::googlepubsub::{GooglePubSubBroker, GooglePubSubOptions};
 use rmicro::broker::{self, Broker as _, Event, Message, PublishOptions, SubscribeOptions};
+use rmicro_conformance::pubsub_raw::{PubsubMessage, RawPubSub};
 use rmicro_conformance::servers::pubsub::PubSub;
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(20);
-const PROJECT: &str = "micro";
-
-/// Pub/Sub's messages the raw client needs (field numbers of google/pubsub/v1/pubsub.proto).
-mod raw {
-    use std::collections::HashMap;
-
-    use tonic::client::Grpc;
-    use tonic::transport::Channel;
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct PubsubMessage {
-        #[prost(bytes = "vec", tag = "1")]
-        pub data: Vec<u8>,
-        #[prost(map = "string, string", tag = "2")]
-        pub attributes: HashMap<String, String>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Topic {
-        #[prost(string, tag = "1")]
-        pub name: String,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Subscription {
-        #[prost(string, tag = "1")]
-        pub name: String,
-        #[prost(string, tag = "2")]
-        pub topic: String,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct PublishRequest {
-        #[prost(string, tag = "1")]
-        pub topic: String,
-        #[prost(message, repeated, tag = "2")]
-        pub messages: Vec<PubsubMessage>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct PublishResponse {}
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct PullRequest {
-        #[prost(string, tag = "1")]
-        pub subscription: String,
-        #[prost(int32, tag = "3")]
-        pub max_messages: i32,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ReceivedMessage {
-        #[prost(string, tag = "1")]
-        pub ack_id: String,
-        #[prost(message, optional, tag = "2")]
-        pub message: Option<PubsubMessage>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct PullResponse {
-        #[prost(message, repeated, tag = "1")]
-        pub received_messages: Vec<ReceivedMessage>,
-    }
-
-    pub async fn call<Q, R>(host: &str, path: &'static str, req: Q) -> Result<R, tonic::Status>
-    where
-        Q: prost::Message + Send + Sync + 'static,
-        R: prost::Message + Default + Send + Sync + 'static,
-    {
-        let channel = Channel::from_shared(format!("http://{host}"))
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connects");
-        let mut grpc = Grpc::new(channel);
-        grpc.ready().await.expect("ready");
-        grpc.unary(
-            tonic::Request::new(req),
-            http::uri::PathAndQuery::from_static(path),
-            tonic_prost::ProstCodec::default(),
-        )
-        .await
-        .map(tonic::Response::into_inner)
-    }
-}
-
-fn path(kind: &str, id: &str) -> String {
-    format!("projects/{PROJECT}/{kind}/{id}")
-}
-
 async fn broker(server: &PubSub) -> GooglePubSubBroker {
     let b =
         GooglePubSubBroker::new(GooglePubSubOptions::emulator(&server.host())).expect("options");
@@ -152,26 +70,13 @@ async fn messages_are_raw_data_with_headers_as_attributes_both_ways() {
     let server = PubSub::start();
     let b = broker(&server).await;
     let t = topic("wire");
-    let host = server.host();
-    let _: raw::Topic = raw::call(
-        &host,
-        "/google.pubsub.v1.Publisher/CreateTopic",
-        raw::Topic {
-            name: path("topics", &t),
-        },
-    )
-    .await
-    .expect("raw topic");
-    let _: raw::Subscription = raw::call(
-        &host,
-        "/google.pubsub.v1.Subscriber/CreateSubscription",
-        raw::Subscription {
-            name: path("subscriptions", "raw-reader"),
-            topic: path("topics", &t),
-        },
-    )
-    .await
-    .expect("raw subscription");
+    let raw = RawPubSub::connect(&server.host())
+        .await
+        .expect("raw client");
+    raw.create_topic(&t).await.expect("raw topic");
+    raw.create_subscription("raw-reader", &t)
+        .await
+        .expect("raw subscription");
     b.publish(
         &t,
         Message::new(r#"{"name":"davie"}"#).with_header("Content-Type", "application/json"),
@@ -179,35 +84,19 @@ async fn messages_are_raw_data_with_headers_as_attributes_both_ways() {
     )
     .await
     .expect("publish");
-    let pulled: raw::PullResponse = raw::call(
-        &host,
-        "/google.pubsub.v1.Subscriber/Pull",
-        raw::PullRequest {
-            subscription: path("subscriptions", "raw-reader"),
-            max_messages: 10,
-        },
-    )
-    .await
-    .expect("pull");
-    let m = pulled.received_messages[0]
-        .message
-        .clone()
-        .expect("a message");
+    let pulled = raw.pull("raw-reader", 10).await.expect("pull");
+    let m = pulled.first().expect("a message");
     assert_eq!(m.data, br#"{"name":"davie"}"#, "the body, raw: no envelope");
     assert_eq!(m.attributes["Content-Type"], "application/json");
     assert_eq!(m.attributes["Micro-Topic"], t);
     assert_eq!(m.attributes["Micro-ID"].len(), 36);
     // What a go-micro publisher sends is read.
     let (_sub, mut rx) = sink(&b, &t, SubscribeOptions::default()).await;
-    let _: raw::PublishResponse = raw::call(
-        &host,
-        "/google.pubsub.v1.Publisher/Publish",
-        raw::PublishRequest {
-            topic: path("topics", &t),
-            messages: vec![raw::PubsubMessage {
-                data: b"hi".to_vec(),
-                attributes: HashMap::from([("Micro-ID".to_owned(), "go-1".to_owned())]),
-            }],
+    raw.publish(
+        &t,
+        PubsubMessage {
+            data: b"hi".to_vec(),
+            attributes: HashMap::from([("Micro-ID".to_owned(), "go-1".to_owned())]),
         },
     )
     .await
