@@ -60,6 +60,10 @@ pub(super) fn identify_body(client_id: &str, heartbeat: Option<Duration>) -> Vec
         "user_agent": concat!("rmicro/", env!("CARGO_PKG_VERSION")),
         "feature_negotiation": true,
         "heartbeat_interval": heartbeat,
+        // nsqd buffers what it sends a consumer for up to 250 ms unless told otherwise: a
+        // message would wait that long whenever traffic is light. No buffering (nsqd then
+        // writes each frame as it goes; under load its RDY window keeps frames coming).
+        "output_buffer_size": -1,
     })
     .to_string()
     .into_bytes()
