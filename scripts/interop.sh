@@ -2,7 +2,9 @@
 # Builds the go-micro interop programs into $HOME/.cache/rmicro/interop-bin/, from the Go
 # module proxy:
 #   - tests/interop/go/* (client, service, publisher, subscriber, inspect): go-micro v4
-#     (go-micro.dev/v4 v4.11.0) with its Consul and MQTT plugins, into interop-bin/;
+#     (go-micro.dev/v4 v4.11.0) with its plugins registry/consul v1.2.1, broker/mqtt v1.2.0,
+#     broker/nsq v1.1.0 (go-nsq 1.0.8) and broker/kafka v1.2.0 (sarama 1.30.1), into
+#     interop-bin/;
 #   - tests/interop/v5/* (registry): go-micro v5 (go-micro.dev/v5 v5.30.0), a module of its
 #     own, into interop-bin/v5/.
 # The interop tests (examples/tests/interop.rs, runtime/tests/nats_registry.rs) call this

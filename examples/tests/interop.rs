@@ -26,24 +26,10 @@ use std::time::Instant;
 
 use rmicro_conformance::servers::consul;
 use rmicro_conformance::servers::mosquitto::Mosquitto;
-use serde_json::Value;
 use support::{
     CLIENT, DAVIE, PUBLISHER, Proc, SERVICE, SUBSCRIBER, TOPIC, UP, go, go_bin_dir, labelled_json,
-    run, seed_lock, stderr, stdout,
+    received, run, seed_lock, stderr, stdout,
 };
-
-/// The go-micro subscriber's `received header=<json> body=<body>` line, split.
-fn received(line: &str) -> (Value, String) {
-    let rest = line
-        .split_once("received header=")
-        .map(|(_, r)| r)
-        .unwrap_or_else(|| panic!("not a received line: {line}"));
-    let (header, body) = rest
-        .split_once(" body=")
-        .unwrap_or_else(|| panic!("no body in: {line}"));
-    let header = serde_json::from_str(header).unwrap_or_else(|e| panic!("header {header}: {e}"));
-    (header, body.to_owned())
-}
 
 fn report(scenario: &str, started: Instant) {
     println!("interop: {scenario} took {:?}", started.elapsed());

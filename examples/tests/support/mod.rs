@@ -294,3 +294,17 @@ pub fn labelled_json(text: &str, label: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no `{label}` line in:\n{text}"));
     serde_json::from_str(line).unwrap_or_else(|e| panic!("`{line}` is not JSON: {e}"))
 }
+
+/// The header JSON and the body of a go-micro subscriber's `received header=<json> body=<body>`
+/// line.
+pub fn received(line: &str) -> (serde_json::Value, String) {
+    let rest = line
+        .split_once("received header=")
+        .map(|(_, r)| r)
+        .unwrap_or_else(|| panic!("not a received line: {line}"));
+    let (header, body) = rest
+        .split_once(" body=")
+        .unwrap_or_else(|| panic!("no body in: {line}"));
+    let header = serde_json::from_str(header).unwrap_or_else(|e| panic!("header {header}: {e}"));
+    (header, body.to_owned())
+}

@@ -5,6 +5,14 @@
 //
 //	publisher --broker=mqtt --broker_address=tcp://127.0.0.1:1883
 //	publisher --broker=http --registry_address=127.0.0.1:8500
+//	publisher --broker=nsq --broker_address=127.0.0.1:4150     (nsqd's TCP address)
+//	publisher --broker=kafka --broker_address=127.0.0.1:9092   (a bootstrap broker)
+//
+// The nsq and kafka plugins put go-micro's JSON envelope on the wire, {"Header":{..},
+// "Body":"<base64>"}: nsq as the body of a PUB to nsqd (go-nsq, no nsqlookupd), kafka as a
+// record's value (sarama's SyncProducer: no key, so a random partition, and no record
+// headers). Both return once the broker has taken the message; mqtt and http are given
+// half a second to send it.
 package main
 
 import (
@@ -14,31 +22,22 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/go-micro/plugins/v4/broker/mqtt"
 	"go-micro.dev/v4/broker"
 	"go-micro.dev/v4/client"
 
+	"rmicro.test/interop/go/brokers"
 	"rmicro.test/interop/go/peer"
 )
 
 func main() {
 	var f peer.Flags
 	f.Register(flag.CommandLine)
-	kind := flag.String("broker", "mqtt", "mqtt or http")
+	kind := flag.String("broker", "mqtt", "mqtt, http, nsq or kafka")
 	topic := flag.String("topic", peer.Topic, "topic")
 	event := flag.Bool("event", false, "publish through client.Publish (go-micro's event headers)")
 	flag.Parse()
 
-	var b broker.Broker
-	switch *kind {
-	case "mqtt":
-		peer.Loopback("broker", f.BrokerAddress)
-		b = mqtt.NewBroker(broker.Addrs(f.BrokerAddress))
-	case "http":
-		b = broker.NewBroker(broker.Registry(f.Consul()), broker.Addrs("127.0.0.1:0"))
-	default:
-		peer.Fail("unknown broker %q", *kind)
-	}
+	b := brokers.New(*kind, &f)
 	if err := b.Connect(); err != nil {
 		peer.Fail("broker connection failed: %v", err)
 	}
@@ -60,8 +59,10 @@ func main() {
 			peer.Fail("publish: %v", err)
 		}
 	}
-	// The mqtt plugin returns before the QoS 1 publish completes; let it leave.
-	time.Sleep(500 * time.Millisecond)
+	if *kind == "mqtt" || *kind == "http" {
+		// The mqtt plugin returns before the QoS 1 publish completes; let it leave.
+		time.Sleep(500 * time.Millisecond)
+	}
 	_ = b.Disconnect()
 	fmt.Println("published")
 }
