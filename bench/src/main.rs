@@ -34,7 +34,8 @@ OPTIONS:
     --only LIST      run only these scenarios (comma-separated):
                      rpc, pubsub, discovery, footprint, go-micro; one broker's
                      pub/sub row alone: pubsub:memory, pubsub:http, pubsub:mqtt,
-                     pubsub:nats, pubsub:redis, pubsub:rabbitmq
+                     pubsub:nats, pubsub:redis, pubsub:rabbitmq, pubsub:nsq,
+                     pubsub:kafka, pubsub:googlepubsub
     --help           print this help
 
 Servers (mosquitto, nats-server, rabbitmq-server, redis-server, consul) are started on free

@@ -454,6 +454,195 @@ mod raw {
         })
     }
 
+    /// nsqd's TCP protocol by hand (there is no well-kept Rust client): `PUB` and wait for
+    /// `OK` (as rmicro's broker does), a consumer with `IDENTIFY` (no output buffering),
+    /// `SUB`, `RDY 32` and `FIN` per message.
+    pub async fn nsq(address: &str, topic: &str) -> Result<Side, String> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+        use tokio::net::TcpStream;
+        async fn frame(
+            r: &mut (impl tokio::io::AsyncRead + Unpin),
+        ) -> std::io::Result<(u32, Vec<u8>)> {
+            let size = r.read_u32().await? as usize;
+            let kind = r.read_u32().await?;
+            let mut data = vec![0u8; size.saturating_sub(4)];
+            r.read_exact(&mut data).await?;
+            Ok((kind, data))
+        }
+        let e = |e: std::io::Error| e.to_string();
+        // The consumer.
+        let sub = TcpStream::connect(address).await.map_err(e)?;
+        sub.set_nodelay(true).map_err(e)?;
+        let (r, mut w) = sub.into_split();
+        let mut r = BufReader::new(r);
+        // No output buffering, as rmicro's consumer asks (nsqd would hold each message up to
+        // 250 ms under light traffic).
+        let identify = br#"{"output_buffer_size":-1}"#;
+        let mut hello = b"  V2IDENTIFY\n".to_vec();
+        hello.extend_from_slice(&(identify.len() as u32).to_be_bytes());
+        hello.extend_from_slice(identify);
+        hello.extend_from_slice(format!("SUB {topic} raw#ephemeral\n").as_bytes());
+        w.write_all(&hello).await.map_err(e)?;
+        for what in ["IDENTIFY", "SUB"] {
+            let (kind, data) = frame(&mut r).await.map_err(e)?;
+            if kind != 0 || data != b"OK" {
+                return Err(format!("{what}: {}", String::from_utf8_lossy(&data)));
+            }
+        }
+        w.write_all(b"RDY 32\n").await.map_err(e)?;
+        let (tx, rx) = unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Ok((kind, data)) = frame(&mut r).await {
+                match kind {
+                    2 if data.len() >= 26 => {
+                        handle(&data[26..], &tx);
+                        let mut fin = b"FIN ".to_vec();
+                        fin.extend_from_slice(&data[10..26]);
+                        fin.push(b'\n');
+                        if w.write_all(&fin).await.is_err() {
+                            return;
+                        }
+                    }
+                    0 if data == b"_heartbeat_" && w.write_all(b"NOP\n").await.is_err() => {
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        });
+        // The publisher.
+        let publisher = TcpStream::connect(address).await.map_err(e)?;
+        publisher.set_nodelay(true).map_err(e)?;
+        let publisher = Arc::new(tokio::sync::Mutex::new(publisher));
+        publisher.lock().await.write_all(b"  V2").await.map_err(e)?;
+        let topic = topic.to_owned();
+        let publish: PublishFn = Arc::new(move |body: Bytes| {
+            let publisher = Arc::clone(&publisher);
+            let topic = topic.clone();
+            Box::pin(async move {
+                let mut p = publisher.lock().await;
+                let mut out = format!("PUB {topic}\n").into_bytes();
+                out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                out.extend_from_slice(&body);
+                p.write_all(&out).await.map_err(e)?;
+                loop {
+                    let (kind, data) = frame(&mut *p).await.map_err(e)?;
+                    match kind {
+                        0 if data == b"OK" => return Ok(()),
+                        0 => p.write_all(b"NOP\n").await.map_err(e)?,
+                        _ => return Err(String::from_utf8_lossy(&data).into_owned()),
+                    }
+                }
+            })
+        });
+        Ok(Side {
+            publish,
+            rx,
+            keep: Vec::new(),
+            tasks: vec![task],
+        })
+    }
+
+    /// rdkafka, as rmicro's broker uses it: a `FutureProducer` waiting for `acks=all`, and a
+    /// `StreamConsumer` in a group of its own.
+    pub async fn kafka(bootstrap: &str, topic: &str) -> Result<Side, String> {
+        use rdkafka::ClientConfig;
+        use rdkafka::consumer::{Consumer as _, StreamConsumer};
+        use rdkafka::message::Message as _;
+        use rdkafka::producer::{FutureProducer, FutureRecord};
+        let e = |e: rdkafka::error::KafkaError| e.to_string();
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("acks", "all")
+            .set("linger.ms", "0")
+            .create()
+            .map_err(e)?;
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", "bench-raw")
+            .set("auto.offset.reset", "latest")
+            .set("allow.auto.create.topics", "true")
+            .set("fetch.wait.max.ms", "100")
+            .create()
+            .map_err(e)?;
+        consumer.subscribe(&[topic]).map_err(e)?;
+        let (tx, rx) = unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                if let Ok(m) = consumer.recv().await {
+                    handle(m.payload().unwrap_or_default(), &tx);
+                }
+            }
+        });
+        let topic = topic.to_owned();
+        let publish: PublishFn = Arc::new(move |body: Bytes| {
+            let producer = producer.clone();
+            let topic = topic.clone();
+            Box::pin(async move {
+                producer
+                    .send(
+                        FutureRecord::<(), [u8]>::to(&topic).payload(&body[..]),
+                        Duration::from_secs(10),
+                    )
+                    .await
+                    .map(drop)
+                    .map_err(|(e, _)| e.to_string())
+            })
+        });
+        Ok(Side {
+            publish,
+            rx,
+            keep: Vec::new(),
+            tasks: vec![task],
+        })
+    }
+
+    /// Pub/Sub's gRPC API by hand (`rmicro_conformance::pubsub_raw`): `Publish`, and a task
+    /// pulling (unary `Pull`, 100 at a time) and acknowledging.
+    pub async fn googlepubsub(host: &str, topic: &str) -> Result<Side, String> {
+        use rmicro_conformance::pubsub_raw::{PubsubMessage, RawPubSub};
+        let raw = RawPubSub::connect(host).await?;
+        raw.create_topic(topic).await.map_err(|s| s.to_string())?;
+        let sub = format!("{topic}-raw");
+        raw.create_subscription(&sub, topic)
+            .await
+            .map_err(|s| s.to_string())?;
+        let (tx, rx) = unbounded_channel();
+        let puller = raw.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match puller.pull(&sub, 100).await {
+                    Ok(messages) => {
+                        for m in messages {
+                            handle(&m.data, &tx);
+                        }
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        let topic = topic.to_owned();
+        let publish: PublishFn = Arc::new(move |body: Bytes| {
+            let raw = raw.clone();
+            let topic = topic.clone();
+            Box::pin(async move {
+                let message = PubsubMessage {
+                    data: body.to_vec(),
+                    ..PubsubMessage::default()
+                };
+                raw.publish(&topic, message)
+                    .await
+                    .map_err(|s| s.to_string())
+            })
+        });
+        Ok(Side {
+            publish,
+            rx,
+            keep: Vec::new(),
+            tasks: vec![task],
+        })
+    }
+
     pub async fn http() -> Result<Side, String> {
         use std::convert::Infallible;
 
@@ -600,14 +789,27 @@ async fn compare(
 
 /// Runs the pub/sub scenario on every broker.
 /// The brokers of the pub/sub scenario, in the order they run.
-pub const BROKERS: [&str; 6] = ["memory", "http", "mqtt", "nats", "redis", "rabbitmq"];
+pub const BROKERS: [&str; 9] = [
+    "memory",
+    "http",
+    "mqtt",
+    "nats",
+    "redis",
+    "rabbitmq",
+    "nsq",
+    "kafka",
+    "googlepubsub",
+];
 
 /// Runs the pub/sub rows of the brokers `wanted` accepts.
 pub async fn run(cfg: &Config, wanted: &dyn Fn(&str) -> bool) -> Vec<Row> {
+    use rmicro::broker::googlepubsub::{GooglePubSubBroker, GooglePubSubOptions};
     use rmicro::broker::http::{HttpBroker, HttpBrokerOptions};
+    use rmicro::broker::kafka::{KafkaBroker, KafkaOptions};
     use rmicro::broker::memory::MemoryBroker;
     use rmicro::broker::mqtt::{MqttBroker, MqttBrokerOptions};
     use rmicro::broker::nats::{NatsBroker, NatsBrokerOptions};
+    use rmicro::broker::nsq::{NsqBroker, NsqOptions};
     use rmicro::broker::rabbitmq::{RabbitmqBroker, RabbitmqOptions};
     use rmicro::broker::redis::{RedisBroker, RedisOptions};
     use rmicro::registry::memory::MemoryRegistry;
@@ -694,6 +896,55 @@ pub async fn run(cfg: &Config, wanted: &dyn Fn(&str) -> bool) -> Vec<Row> {
                 rows.push(compare(cfg, "rabbitmq", "lapin", a, b).await);
             }
             Err(e) => rows.push(Row::skipped("pubsub", "rabbitmq", e)),
+        }
+    }
+
+    if wanted("nsq") {
+        progress("pubsub nsq: starting nsqd");
+        match fixture(servers::nsq::Nsqd::start).await {
+            Ok(server) => {
+                let address = server.tcp_address();
+                let a = match NsqBroker::new(NsqOptions::with_addresses(&address)) {
+                    Ok(b) => rmicro_side(Arc::new(b), ta).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                let b = raw::nsq(&address, tb).await;
+                rows.push(compare(cfg, "nsq", "nsqd protocol", a, b).await);
+            }
+            Err(e) => rows.push(Row::skipped("pubsub", "nsq", e)),
+        }
+    }
+
+    if wanted("kafka") {
+        progress("pubsub kafka: starting Kafka (a JVM, several seconds)");
+        match fixture(servers::kafka::Kafka::start).await {
+            Ok(server) => {
+                let address = server.address();
+                let a = match KafkaBroker::new(KafkaOptions::with_addresses(&address)) {
+                    Ok(b) => rmicro_side(Arc::new(b), ta).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                let b = raw::kafka(&address, tb).await;
+                rows.push(compare(cfg, "kafka", "rdkafka", a, b).await);
+            }
+            Err(e) => rows.push(Row::skipped("pubsub", "kafka", e)),
+        }
+    }
+
+    if wanted("googlepubsub") {
+        progress("pubsub googlepubsub: starting a Pub/Sub emulator");
+        match fixture(servers::pubsub::PubSub::start).await {
+            Ok(server) => {
+                let host = server.host();
+                progress(format!("  on {} ({host})", server.kind()));
+                let a = match GooglePubSubBroker::new(GooglePubSubOptions::emulator(&host)) {
+                    Ok(b) => rmicro_side(Arc::new(b), ta).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                let b = raw::googlepubsub(&host, tb).await;
+                rows.push(compare(cfg, "googlepubsub", "Pub/Sub gRPC", a, b).await);
+            }
+            Err(e) => rows.push(Row::skipped("pubsub", "googlepubsub", e)),
         }
     }
     rows
