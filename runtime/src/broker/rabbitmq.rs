@@ -71,6 +71,7 @@
 //! certificates).
 //!
 //! [`SubscribeOptions::auto_ack`]: super::SubscribeOptions::auto_ack
+//! [`Event::ack`]: super::Event::ack
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,4 +1,4 @@
-//! NSQ broker (feature `nsq`), speaking nsqd's TCP protocol itself (see [`wire`]; the one
+//! NSQ broker (feature `nsq`), speaking nsqd's TCP protocol itself (see `wire.rs`; the one
 //! Rust client crate, tokio-nsq, brings a second, 2021-era TLS stack and ring 0.16).
 //!
 //! Wire (go-plugins' `broker/nsq`, v4 v1.1.0, so that Go and Rust peers exchange messages):
@@ -50,6 +50,7 @@
 //! nsqd that requires them is refused with that reason.
 //!
 //! [`SubscribeOptions::auto_ack`]: super::SubscribeOptions::auto_ack
+//! [`Event::ack`]: super::Event::ack
 
 mod wire;
 
