@@ -114,17 +114,6 @@ pub(super) mod pb {
         pub ack_ids: Vec<String>,
     }
 
-    /// Note the numbers: the deadline is 3, the ack ids 4.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ModifyAckDeadlineRequest {
-        #[prost(string, tag = "1")]
-        pub subscription: String,
-        #[prost(int32, tag = "3")]
-        pub ack_deadline_seconds: i32,
-        #[prost(string, repeated, tag = "4")]
-        pub ack_ids: Vec<String>,
-    }
-
     /// The first request on a stream names the subscription and the stream's ack deadline
     /// (and flow control); later ones carry only acks and deadline changes.
     #[derive(Clone, PartialEq, prost::Message)]
@@ -173,7 +162,6 @@ mod path {
     pub(super) const CREATE_SUBSCRIPTION: &str = "/google.pubsub.v1.Subscriber/CreateSubscription";
     pub(super) const DELETE_SUBSCRIPTION: &str = "/google.pubsub.v1.Subscriber/DeleteSubscription";
     pub(super) const ACKNOWLEDGE: &str = "/google.pubsub.v1.Subscriber/Acknowledge";
-    pub(super) const MODIFY_ACK_DEADLINE: &str = "/google.pubsub.v1.Subscriber/ModifyAckDeadline";
     pub(super) const STREAMING_PULL: &str = "/google.pubsub.v1.Subscriber/StreamingPull";
 }
 
@@ -382,22 +370,6 @@ impl PubSubApi {
         Ok(())
     }
 
-    /// Sets the ack deadline of messages; 0 hands them back for redelivery (a nack).
-    pub(super) async fn modify_ack_deadline(
-        &self,
-        sub: &str,
-        ack_ids: Vec<String>,
-        ack_deadline_seconds: i32,
-    ) -> Result<(), Status> {
-        let req = pb::ModifyAckDeadlineRequest {
-            subscription: sub.to_owned(),
-            ack_deadline_seconds,
-            ack_ids,
-        };
-        let _: pb::Empty = self.unary(path::MODIFY_ACK_DEADLINE, req).await?;
-        Ok(())
-    }
-
     /// Opens a StreamingPull stream whose requests come from `requests` (typically a
     /// `ReceiverStream` over an mpsc channel whose sender the caller keeps); the first
     /// request names the subscription and `stream_ack_deadline_seconds`.
@@ -481,7 +453,7 @@ mod tests {
                 0x38, 0xe8, 0x07, 0x40, 0x80, 0x80, 0x40
             ]
         );
-        // Subscription: ack deadline 5, retain acked 7; ModifyAckDeadline: deadline 3, ids 4.
+        // Subscription: ack deadline 5, retain acked 7, message ordering 10.
         let sub = pb::Subscription {
             name: "s".to_owned(),
             topic: "t".to_owned(),
@@ -492,13 +464,6 @@ mod tests {
         };
         let sub_bytes = [0x0a, 1, b's', 0x12, 1, b't', 0x28, 10, 0x38, 1, 0x50, 1];
         assert_eq!(sub.encode_to_vec(), sub_bytes);
-        let modify = pb::ModifyAckDeadlineRequest {
-            subscription: "s".to_owned(),
-            ack_deadline_seconds: 5,
-            ack_ids: vec!["a".to_owned()],
-        };
-        let modify_bytes = [0x0a, 1, b's', 0x18, 5, 0x22, 1, b'a'];
-        assert_eq!(modify.encode_to_vec(), modify_bytes);
         // StreamingPullResponse{received_messages:[{ack_id:"a", message:{data:"x",
         // publish_time:{seconds:1}}, delivery_attempt:2}]}.
         let rsp = pb::StreamingPullResponse::decode(

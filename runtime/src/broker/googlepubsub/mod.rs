@@ -1,5 +1,5 @@
 //! Google Cloud Pub/Sub broker (feature `googlepubsub`), over Pub/Sub's v1 gRPC API with a
-//! client of rmicro's own ([`api`]: tonic, hand-written messages, no protoc).
+//! client of rmicro's own (`api.rs`: tonic, hand-written messages, no protoc).
 //!
 //! Wire (go-plugins' `broker/googlepubsub`, so that Go and Rust peers exchange messages):
 //!
@@ -519,7 +519,7 @@ impl Subscription {
 
     /// One StreamingPull stream, until it fails or the subscription stops.
     async fn stream(&self) -> Ended {
-        let (tx, rx) = mpsc::channel::<pb::StreamingPullRequest>(4);
+        let (tx, rx) = mpsc::channel::<pb::StreamingPullRequest>(64);
         let first = pb::StreamingPullRequest {
             subscription: self.path.clone(),
             stream_ack_deadline_seconds: self.inner.ack_deadline_seconds(),
@@ -552,7 +552,7 @@ impl Subscription {
                             // Not acked: Pub/Sub delivers it again after its deadline.
                             break;
                         }
-                        self.handle(received).await;
+                        self.handle(received, &tx).await;
                     }
                 }
                 Ok(None) => {
@@ -571,7 +571,14 @@ impl Subscription {
         ended
     }
 
-    async fn handle(&self, received: pb::ReceivedMessage) {
+    /// Runs the handler on one message; acks, nacks and deadline extensions go on the
+    /// stream (`tx`: no round trip), a manual [`Event::ack`](super::Event::ack) as a call
+    /// whose answer it returns.
+    async fn handle(
+        &self,
+        received: pb::ReceivedMessage,
+        tx: &mpsc::Sender<pb::StreamingPullRequest>,
+    ) {
         let pb::ReceivedMessage {
             ack_id,
             message,
@@ -611,7 +618,11 @@ impl Subscription {
             tokio::select! {
                 outcome = &mut run => break outcome,
                 _ = extend.tick() => {
-                    let _ = self.inner.api.modify_ack_deadline(&self.path, vec![ack_id.clone()], self.inner.ack_deadline_seconds()).await;
+                    let _ = tx.send(pb::StreamingPullRequest {
+                        modify_deadline_ack_ids: vec![ack_id.clone()],
+                        modify_deadline_seconds: vec![self.inner.ack_deadline_seconds()],
+                        ..pb::StreamingPullRequest::default()
+                    }).await;
                 }
             }
         };
@@ -619,7 +630,7 @@ impl Subscription {
             Outcome::Ok => {
                 lock(&self.failed).remove(&id);
                 if self.auto_ack {
-                    self.settle(&ack_id, true).await;
+                    settle(tx, &ack_id, true).await;
                 }
             }
             Outcome::Failed(error) => {
@@ -646,22 +657,8 @@ impl Subscription {
                     lock(&self.failed).remove(&id);
                 }
                 // A retry is a nack (deadline 0: delivered again at once); else dropped.
-                self.settle(&ack_id, !retry).await;
+                settle(tx, &ack_id, !retry).await;
             }
-        }
-    }
-
-    /// Acknowledges (`ack`) or hands back (a nack) one message.
-    async fn settle(&self, ack_id: &str, ack: bool) {
-        let ids = vec![ack_id.to_owned()];
-        let done = if ack {
-            self.inner.api.acknowledge(&self.path, ids).await
-        } else {
-            self.inner.api.modify_ack_deadline(&self.path, ids, 0).await
-        };
-        if let Err(s) = done {
-            // Pub/Sub delivers it again after its deadline.
-            tracing::debug!(subscription = %self.subscription, error = %s.message(), "googlepubsub: cannot settle the message");
         }
     }
 
@@ -673,6 +670,24 @@ impl Subscription {
             tracing::warn!(subscription = %self.subscription, error = %s.message(), "googlepubsub: cannot delete the subscription");
         }
     }
+}
+
+/// Acknowledges (`ack`) or hands back (a nack: deadline 0) one message, on its stream. A
+/// stream that has ended takes nothing: Pub/Sub delivers the message again after its deadline.
+async fn settle(tx: &mpsc::Sender<pb::StreamingPullRequest>, ack_id: &str, ack: bool) {
+    let request = if ack {
+        pb::StreamingPullRequest {
+            ack_ids: vec![ack_id.to_owned()],
+            ..pb::StreamingPullRequest::default()
+        }
+    } else {
+        pb::StreamingPullRequest {
+            modify_deadline_ack_ids: vec![ack_id.to_owned()],
+            modify_deadline_seconds: vec![0],
+            ..pb::StreamingPullRequest::default()
+        }
+    };
+    let _ = tx.send(request).await;
 }
 
 #[cfg(test)]
