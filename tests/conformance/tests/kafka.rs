@@ -244,3 +244,30 @@ async fn a_message_over_the_limits_is_a_clear_error() {
         .expect("the broker still publishes");
     assert_eq!(body(&recv(&mut rx, "after the refusal").await), "small");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_sasl_plain_and_a_wrong_password_is_refused() {
+    let kafka = Kafka::start_sasl("rmicro", "s3cret");
+    let port = kafka.addr().port();
+    let mut opts = KafkaOptions::with_addresses(&format!("kafka://rmicro:s3cret@127.0.0.1:{port}"));
+    opts.retry_delay = Duration::from_millis(50);
+    let b = KafkaBroker::new(opts).expect("options");
+    assert_eq!(b.address(), format!("kafka://rmicro:***@127.0.0.1:{port}"));
+    b.connect().await.expect("logs in");
+    let t = topic("sasl");
+    let (_sub, mut rx) = sink(&b, &t, SubscribeOptions::default()).await;
+    b.publish(&t, Message::new("authenticated"), PublishOptions::default())
+        .await
+        .expect("publish");
+    assert_eq!(body(&recv(&mut rx, "over SASL").await), "authenticated");
+
+    let mut opts = KafkaOptions::with_addresses(&format!("kafka://rmicro:wrong@127.0.0.1:{port}"));
+    opts.publish_timeout = Duration::from_secs(3);
+    let bad = KafkaBroker::new(opts).expect("options");
+    let err = bad.connect().await.expect_err("a wrong password");
+    assert_eq!(err.code, 503, "{err}");
+    assert!(
+        !err.detail.contains("wrong"),
+        "the password is not printed: {err}"
+    );
+}

@@ -79,6 +79,16 @@ impl Kafka {
     /// Formats a Kafka's storage in a fresh temporary directory, starts it on free ports of
     /// 127.0.0.1 and waits until it serves.
     pub fn start() -> Kafka {
+        Self::start_with(None)
+    }
+
+    /// The same, with SASL/PLAIN on the client listener: clients log in as `user` with
+    /// `password` (the broker itself as `admin`).
+    pub fn start_sasl(user: &str, password: &str) -> Kafka {
+        Self::start_with(Some((user, password)))
+    }
+
+    fn start_with(sasl: Option<(&str, &str)>) -> Kafka {
         let java = require("java");
         let jars = jars();
         let port = free_port();
@@ -87,7 +97,14 @@ impl Kafka {
             "process.roles=broker,controller".to_owned(),
             "node.id=1".to_owned(),
             format!("controller.quorum.voters=1@127.0.0.1:{controller}"),
-            format!("listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}"),
+            format!(
+                "listeners={}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+                if sasl.is_some() {
+                    "SASL_PLAINTEXT"
+                } else {
+                    "PLAINTEXT"
+                }
+            ),
             "controller.listener.names=CONTROLLER".to_owned(),
             "log.dirs={dir}/data".to_owned(),
             "num.partitions=1".to_owned(),
@@ -107,6 +124,23 @@ impl Kafka {
             // go-micro's envelope.
             format!("message.max.bytes={MAX_MESSAGE_BYTES}"),
         ]
+        .into_iter()
+        .chain(sasl.into_iter().flat_map(|(user, password)| {
+            [
+                "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT"
+                    .to_owned(),
+                "inter.broker.listener.name=SASL_PLAINTEXT".to_owned(),
+                "sasl.enabled.mechanisms=PLAIN".to_owned(),
+                "sasl.mechanism.inter.broker.protocol=PLAIN".to_owned(),
+                format!(
+                    "listener.name.sasl_plaintext.plain.sasl.jaas.config=\
+                     org.apache.kafka.common.security.plain.PlainLoginModule required \
+                     username=\"admin\" password=\"admin-secret\" \
+                     user_admin=\"admin-secret\" user_{user}=\"{password}\";"
+                ),
+            ]
+        }))
+        .collect::<Vec<_>>()
         .join("\\n");
         let mut flags = JVM_FLAGS.to_owned();
         let archive = jars.join("kafka.jsa");
