@@ -353,6 +353,7 @@ pub async fn delivery_resumes_after_restart(f: &impl BrokerFixture) {
         .expect("publish");
     recv(&mut rx, "before restart").await;
     f.restart().await;
+    let serving = Instant::now();
     // Publish until a message gets through: the clients reconnect and re-subscribe by
     // themselves; publishes while they are away may fail, and must say so.
     let deadline = Instant::now() + Duration::from_secs(45);
@@ -370,6 +371,13 @@ pub async fn delivery_resumes_after_restart(f: &impl BrokerFixture) {
                 if let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await
                     && ev.message().body.as_ref() == b"after"
                 {
+                    // Printed for the record (`--nocapture`): from the server serving again
+                    // to the first delivery.
+                    eprintln!(
+                        "delivery resumed {:.2} s after the server served again ({} failed publishes)",
+                        serving.elapsed().as_secs_f64(),
+                        errors.values().sum::<usize>()
+                    );
                     return;
                 }
             }
