@@ -130,17 +130,20 @@ impl<S: Restart + Sync> BrokerFixture for OnServer<S> {
     }
 }
 
-const WAIT: Duration = Duration::from_secs(15);
+/// How long a check waits for a message.
+pub const WAIT: Duration = Duration::from_secs(20);
 
-fn topic(prefix: &str) -> String {
+/// A topic of its own for one check: `conf.<prefix>.<12 hex digits>`.
+pub fn topic(prefix: &str) -> String {
     format!(
         "conf.{prefix}.{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     )
 }
 
-async fn sink(
-    b: &SharedBroker,
+/// Subscribes a handler that sends every event to the returned channel.
+pub async fn sink<B: broker::Broker + ?Sized>(
+    b: &B,
     topic: &str,
     opts: SubscribeOptions,
 ) -> (Box<dyn broker::Subscriber>, mpsc::UnboundedReceiver<Event>) {
@@ -162,7 +165,8 @@ async fn sink(
     (sub, rx)
 }
 
-async fn recv(rx: &mut mpsc::UnboundedReceiver<Event>, what: &str) -> Event {
+/// The next event, within [`WAIT`] (`what` names it in the panic).
+pub async fn recv(rx: &mut mpsc::UnboundedReceiver<Event>, what: &str) -> Event {
     tokio::time::timeout(WAIT, rx.recv())
         .await
         .unwrap_or_else(|_| panic!("{what}: nothing within {WAIT:?}"))
@@ -175,6 +179,11 @@ async fn quiet(rx: &mut mpsc::UnboundedReceiver<Event>, window: Duration) -> usi
         n += 1;
     }
     n
+}
+
+/// An event's body as text.
+pub fn body(ev: &Event) -> String {
+    String::from_utf8_lossy(&ev.message().body).into_owned()
 }
 
 fn msg(body: impl Into<Bytes>) -> Message {

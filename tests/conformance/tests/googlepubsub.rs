@@ -12,57 +12,16 @@ use std::time::Duration;
 
 use rmicro::broker::googlepubsub::{GooglePubSubBroker, GooglePubSubOptions};
 use rmicro::broker::{self, Broker as _, Event, Message, PublishOptions, SubscribeOptions};
+use rmicro_conformance::broker::{WAIT, body, recv, sink, topic};
 use rmicro_conformance::pubsub_raw::{PubsubMessage, RawPubSub};
 use rmicro_conformance::servers::pubsub::PubSub;
 use tokio::sync::mpsc;
 
-const WAIT: Duration = Duration::from_secs(20);
 async fn broker(server: &PubSub) -> GooglePubSubBroker {
     let b =
         GooglePubSubBroker::new(GooglePubSubOptions::emulator(&server.host())).expect("options");
     b.connect().await.expect("pubsub answers");
     b
-}
-
-fn topic(prefix: &str) -> String {
-    format!(
-        "{prefix}.{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
-
-async fn sink(
-    b: &GooglePubSubBroker,
-    t: &str,
-    opts: SubscribeOptions,
-) -> (Box<dyn broker::Subscriber>, mpsc::UnboundedReceiver<Event>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let sub = b
-        .subscribe(
-            t,
-            broker::handler(move |ev| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send(ev);
-                    Ok(())
-                }
-            }),
-            opts,
-        )
-        .await
-        .expect("subscribe");
-    (sub, rx)
-}
-
-async fn recv(rx: &mut mpsc::UnboundedReceiver<Event>, what: &str) -> Event {
-    tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .unwrap_or_else(|_| panic!("{what}: nothing within {WAIT:?}"))
-        .expect("open")
-}
-
-fn body(ev: &Event) -> String {
-    String::from_utf8_lossy(&ev.message().body).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,10 +14,9 @@ use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rmicro::broker::kafka::{KafkaBroker, KafkaOptions};
 use rmicro::broker::{self, Broker as _, Event, Message, PublishOptions, SubscribeOptions};
+use rmicro_conformance::broker::{WAIT, body, recv, sink, topic};
 use rmicro_conformance::servers::kafka::{Kafka, MAX_MESSAGE_BYTES};
 use tokio::sync::mpsc;
-
-const WAIT: Duration = Duration::from_secs(20);
 
 async fn broker(kafka: &Kafka) -> KafkaBroker {
     let mut opts = KafkaOptions::with_addresses(&kafka.address());
@@ -26,47 +25,6 @@ async fn broker(kafka: &Kafka) -> KafkaBroker {
     let b = KafkaBroker::new(opts).expect("options");
     b.connect().await.expect("kafka answers");
     b
-}
-
-fn topic(prefix: &str) -> String {
-    format!(
-        "{prefix}.{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
-
-async fn sink(
-    b: &KafkaBroker,
-    t: &str,
-    opts: SubscribeOptions,
-) -> (Box<dyn broker::Subscriber>, mpsc::UnboundedReceiver<Event>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let sub = b
-        .subscribe(
-            t,
-            broker::handler(move |ev| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send(ev);
-                    Ok(())
-                }
-            }),
-            opts,
-        )
-        .await
-        .expect("subscribe");
-    (sub, rx)
-}
-
-async fn recv(rx: &mut mpsc::UnboundedReceiver<Event>, what: &str) -> Event {
-    tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .unwrap_or_else(|_| panic!("{what}: nothing within {WAIT:?}"))
-        .expect("open")
-}
-
-fn body(ev: &Event) -> String {
-    String::from_utf8_lossy(&ev.message().body).into_owned()
 }
 
 fn raw_producer(kafka: &Kafka) -> FutureProducer {

@@ -47,11 +47,10 @@
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::{Server, free_port, require};
+use super::{Server, free_port, require, script_once};
 
 /// How long Artemis may take to serve MQTT (1–2 s here; a JVM on a busy machine more).
 const BOOT: Duration = Duration::from_secs(60);
@@ -59,30 +58,7 @@ const BOOT: Duration = Duration::from_secs(60);
 /// The jars' directory, fetched once per test process.
 fn jars() -> &'static Path {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/activemq.sh");
-        let out = Command::new("bash")
-            .arg(script)
-            .output()
-            .map_err(|e| format!("cannot run `bash {script}`: {e}"))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() {
-            return Err(format!(
-                "`bash {script}` failed ({}):\n{stdout}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        stdout
-            .lines()
-            .last()
-            .map(PathBuf::from)
-            .ok_or_else(|| format!("`bash {script}` printed no directory"))
-    });
-    match dir {
-        Ok(dir) => dir,
-        Err(message) => panic!("{message}"),
-    }
+    script_once(&DIR, "activemq.sh")
 }
 
 /// An ActiveMQ Artemis server with one MQTT listener.

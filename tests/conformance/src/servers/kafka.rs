@@ -18,11 +18,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::{Server, free_port, require};
+use super::{Server, free_port, require, script_once};
 
 /// How long Kafka may take to serve (2–5 s here; a JVM on a busy machine more).
 const BOOT: Duration = Duration::from_secs(90);
@@ -41,30 +40,7 @@ const STARTED: &str = "Kafka Server started";
 /// The jars' directory, fetched once per test process.
 fn jars() -> &'static Path {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/kafka.sh");
-        let out = Command::new("bash")
-            .arg(script)
-            .output()
-            .map_err(|e| format!("cannot run `bash {script}`: {e}"))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() {
-            return Err(format!(
-                "`bash {script}` failed ({}):\n{stdout}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        stdout
-            .lines()
-            .last()
-            .map(PathBuf::from)
-            .ok_or_else(|| format!("`bash {script}` printed no directory"))
-    });
-    match dir {
-        Ok(dir) => dir,
-        Err(message) => panic!("{message}"),
-    }
+    script_once(&DIR, "kafka.sh")
 }
 
 /// The largest record the test server takes (its `message.max.bytes`).

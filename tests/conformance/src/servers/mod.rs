@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the server to take), never one
@@ -40,6 +40,44 @@ pub fn free_port() -> u16 {
         {
             return port;
         }
+    }
+}
+
+/// Runs `bash scripts/<script>` (which fetches or builds a server and prints the path of
+/// what it made on its last line) and returns that path; an error says what failed.
+pub fn run_script(script: &str) -> Result<PathBuf, String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts")
+        .join(script);
+    let shown = format!("bash scripts/{script}");
+    let out = Command::new("bash")
+        .arg(&path)
+        .output()
+        .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "`{shown}` failed ({}):\n{stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    stdout
+        .lines()
+        .last()
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .ok_or_else(|| format!("`{shown}` printed no path:\n{stdout}"))
+}
+
+/// [`run_script`] once per process, through `cell`; panics with the reason when it failed.
+pub fn script_once(
+    cell: &'static OnceLock<Result<PathBuf, String>>,
+    script: &str,
+) -> &'static Path {
+    match cell.get_or_init(|| run_script(script)) {
+        Ok(path) => path,
+        Err(message) => panic!("{message}"),
     }
 }
 

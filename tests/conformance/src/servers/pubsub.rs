@@ -42,11 +42,10 @@
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::{Server, free_port, program, require};
+use super::{Server, free_port, program, require, run_script};
 
 /// How long the emulator may take to serve (about 1.5 s here; a JVM on a busy machine more).
 const EMULATOR_BOOT: Duration = Duration::from_secs(60);
@@ -74,27 +73,16 @@ fn emulator_launcher() -> Option<PathBuf> {
 fn pstest_binary() -> &'static Path {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let bin = BIN.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pstest.sh");
-        let built = Command::new("bash")
-            .arg(script)
-            .output()
-            .map_err(|e| format!("cannot run `bash {script}`: {e}"))
-            .and_then(|out| {
-                let stdout = String::from_utf8_lossy(&out.stdout);
-                if !out.status.success() {
-                    return Err(format!(
-                        "`bash {script}` failed ({}):\n{stdout}{}",
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr)
-                    ));
-                }
-                stdout
-                    .lines()
-                    .last()
-                    .map(PathBuf::from)
-                    .filter(|p| p.is_file())
-                    .ok_or_else(|| format!("`bash {script}` printed no binary:\n{stdout}"))
-            });
+        let built = run_script("pstest.sh").and_then(|p| {
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(format!(
+                    "`bash scripts/pstest.sh` printed {}, not a binary",
+                    p.display()
+                ))
+            }
+        });
         // Without Go, a binary built before (possibly from older sources) still serves.
         built.or_else(|message| {
             program("pstest").ok_or(message).inspect(|p| {
