@@ -123,18 +123,8 @@ impl Default for KafkaOptions {
 impl KafkaOptions {
     /// Options for a `--broker_address` value (empty = the default).
     pub fn with_addresses(list: &str) -> Self {
-        let addresses: Vec<String> = list
-            .split(',')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .map(str::to_owned)
-            .collect();
         Self {
-            addresses: if addresses.is_empty() {
-                vec![DEFAULT_ADDRESS.to_owned()]
-            } else {
-                addresses
-            },
+            addresses: kit::address_list(list, DEFAULT_ADDRESS),
             ..Self::default()
         }
     }

@@ -49,6 +49,22 @@ pub(crate) fn mask_url(url: &str) -> String {
     }
 }
 
+/// The addresses of a comma-separated `--broker_address` list, trimmed, empty entries
+/// dropped; `default` when none is left.
+pub(crate) fn address_list(list: &str, default: &str) -> Vec<String> {
+    let addresses: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if addresses.is_empty() {
+        vec![default.to_owned()]
+    } else {
+        addresses
+    }
+}
+
 /// Reconnect delays: `min`, doubling up to `max`, each with ±25 % jitter so that the clients
 /// of a restarted server do not all come back in the same instant.
 #[derive(Debug, Clone)]

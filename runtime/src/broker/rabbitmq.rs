@@ -155,18 +155,8 @@ impl Default for RabbitmqOptions {
 impl RabbitmqOptions {
     /// Options for the given comma-separated address list (empty = [`DEFAULT_ADDRESS`]).
     pub fn with_addresses(list: &str) -> Self {
-        let addresses: Vec<String> = list
-            .split(',')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .map(str::to_owned)
-            .collect();
         Self {
-            addresses: if addresses.is_empty() {
-                vec![DEFAULT_ADDRESS.to_owned()]
-            } else {
-                addresses
-            },
+            addresses: kit::address_list(list, DEFAULT_ADDRESS),
             ..Self::default()
         }
     }

@@ -124,23 +124,16 @@ impl Default for NsqOptions {
 impl NsqOptions {
     /// Options for a `--broker_address` value (empty = the default).
     pub fn with_addresses(list: &str) -> Self {
-        let addresses: Vec<String> = list
-            .split(',')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
+        let addresses = kit::address_list(list, DEFAULT_ADDRESS)
+            .into_iter()
             .map(|a| {
                 a.strip_prefix("tcp://")
                     .or_else(|| a.strip_prefix("nsq://"))
-                    .unwrap_or(a)
-                    .to_owned()
+                    .map_or(a.clone(), str::to_owned)
             })
             .collect();
         Self {
-            addresses: if addresses.is_empty() {
-                vec![DEFAULT_ADDRESS.to_owned()]
-            } else {
-                addresses
-            },
+            addresses,
             ..Self::default()
         }
     }
