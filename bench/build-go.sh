@@ -30,17 +30,7 @@ if [[ -f "$stamp" && "$(cat "$stamp")" == "$hash" && -x "$out" ]]; then
   exit 0
 fi
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "bench: the Go toolchain is needed to build the go-micro side (https://go.dev/dl)" >&2
-  exit 1
-fi
-
-export GOPATH="$cache/go"
-export GOMODCACHE="$cache/go/pkg/mod"
-export GOCACHE="$cache/go/build-cache"
-export GOFLAGS="-mod=readonly -buildvcs=false"
-export CGO_ENABLED=0
-export GOTOOLCHAIN=local
+source "$(dirname "$0")/../scripts/go-env.sh" "the go-micro side of the bench"
 # Every module of bench/go (go-micro.dev/v5, paho, their dependencies) is known to the
 # checksum database, so GONOSUMDB is not needed; go.sum pins them all.
 mkdir -p "$bin" "$GOMODCACHE" "$GOCACHE"

@@ -32,18 +32,10 @@ if [[ -x "$bin" ]] && "$bin" version >/dev/null 2>&1; then
   exit 0
 fi
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "consul: the Go toolchain is needed to build consul (https://go.dev/dl); skipping" >&2
-  exit 1
-fi
-
-export GOPATH="$cache/go"
-export GOMODCACHE="$cache/go/pkg/mod"
-export GOCACHE="$cache/go/build-cache"
+source "$(dirname "$0")/go-env.sh" consul
+# The sub-modules' sums are added to go.sum (see above). Consul 1.16 says `go 1.20`; the newer
+# local toolchain builds it.
 export GOFLAGS="-mod=mod -buildvcs=false"
-export CGO_ENABLED=0
-# Consul 1.16 says `go 1.20`; a newer local toolchain builds it. Never fetch another toolchain.
-export GOTOOLCHAIN=local
 # The sub-modules consul's go.mod required while it replaced them by local paths were never
 # checked against the checksum database by consul's own build. The checksum database (as
 # reached through proxy.golang.org) answers 404 for one of them, envoyextensions v0.4.1,
@@ -51,7 +43,6 @@ export GOTOOLCHAIN=local
 # database for that one sub-module only; everything else, consul's root module and the other
 # sub-modules included, is verified as usual.
 export GONOSUMDB="github.com/hashicorp/consul/envoyextensions"
-mkdir -p "$cache/bin" "$GOMODCACHE" "$GOCACHE"
 
 echo "consul: downloading github.com/hashicorp/consul@$version from the Go module proxy"
 json="$(go mod download -json "github.com/hashicorp/consul@$version")"

@@ -22,20 +22,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="$HOME/.cache/rmicro"
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "interop: the Go toolchain is needed to build the go-micro programs (https://go.dev/dl)" >&2
-  exit 1
-fi
-
-export GOPATH="$cache/go"
-export GOMODCACHE="$cache/go/pkg/mod"
-export GOCACHE="$cache/go/build-cache"
-export GOFLAGS="-mod=readonly -buildvcs=false"
-export CGO_ENABLED=0
-# go.mod says which Go it needs; never fetch another toolchain.
-export GOTOOLCHAIN=local
+source "$root/scripts/go-env.sh" "the go-micro programs of the interop tests"
 export GONOSUMDB="github.com/go-micro/plugins"
-mkdir -p "$GOMODCACHE" "$GOCACHE"
 
 # build <module dir> <programs dir inside it> <output dir> <program>...
 build() {

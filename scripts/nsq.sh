@@ -31,20 +31,9 @@ if [[ -x "$bin" ]] && "$bin" --version >/dev/null 2>&1; then
   exit 0
 fi
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "nsq: the Go toolchain is needed to build nsqd (https://go.dev/dl); skipping" >&2
-  exit 1
-fi
-
-export GOPATH="$cache/go"
-export GOMODCACHE="$cache/go/pkg/mod"
-export GOCACHE="$cache/go/build-cache"
-# nsq's go.sum is complete: the build needs no change to go.mod or go.sum.
-export GOFLAGS="-mod=readonly -buildvcs=false"
-export CGO_ENABLED=0
-# nsq 1.3 says `go 1.17`; a newer local toolchain builds it. Never fetch another toolchain.
-export GOTOOLCHAIN=local
-mkdir -p "$cache/bin" "$GOMODCACHE" "$GOCACHE"
+# nsq's go.sum is complete: the build needs no change to go.mod or go.sum. nsq 1.3 says
+# `go 1.17`; the newer local toolchain builds it.
+source "$(dirname "$0")/go-env.sh" nsqd
 
 echo "nsq: downloading github.com/nsqio/nsq@$version from the Go module proxy"
 json="$(go mod download -json "github.com/nsqio/nsq@$version")"

@@ -26,18 +26,7 @@ if [[ -x "$bin" && -f "$stamp" && "$(cat "$stamp")" == "$hash" ]]; then
   exit 0
 fi
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "pstest: the Go toolchain is needed to build the Pub/Sub fake (https://go.dev/dl)" >&2
-  exit 1
-fi
-
-export GOPATH="$cache/go"
-export GOMODCACHE="$cache/go/pkg/mod"
-export GOCACHE="$cache/go/build-cache"
-export GOFLAGS="-mod=readonly -buildvcs=false"
-export CGO_ENABLED=0
-export GOTOOLCHAIN=local
-mkdir -p "$cache/bin" "$GOMODCACHE" "$GOCACHE"
+source "$(dirname "$0")/go-env.sh" "Google's Pub/Sub fake (pstest)"
 
 echo "pstest: building with $(go version | cut -d' ' -f3) into $bin"
 start=$SECONDS
