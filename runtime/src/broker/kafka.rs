@@ -142,7 +142,7 @@ struct Inner {
     base: ClientConfig,
     printable: String,
     producer: Mutex<Option<FutureProducer>>,
-    subs: Mutex<Vec<Arc<StopFlag>>>,
+    subs: kit::Live,
     malformed: AtomicU64,
 }
 
@@ -150,7 +150,7 @@ impl fmt::Debug for KafkaBroker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KafkaBroker")
             .field("address", &self.inner.printable)
-            .field("subscriptions", &lock(&self.inner.subs).len())
+            .field("subscriptions", &self.inner.subs.count())
             .finish()
     }
 }
@@ -248,7 +248,7 @@ impl KafkaBroker {
                 base,
                 printable,
                 producer: Mutex::new(None),
-                subs: Mutex::new(Vec::new()),
+                subs: kit::Live::default(),
                 malformed: AtomicU64::new(0),
             }),
         })
@@ -339,10 +339,7 @@ impl Broker for KafkaBroker {
     }
 
     async fn disconnect(&self) -> Result<()> {
-        let subs = std::mem::take(&mut *lock(&self.inner.subs));
-        for flag in subs {
-            flag.raise();
-        }
+        self.inner.subs.stop_all();
         let producer = lock(&self.inner.producer).take();
         if let Some(p) = producer {
             let timeout = self.inner.opts.publish_timeout;
@@ -425,11 +422,7 @@ impl Broker for KafkaBroker {
             flag: Arc::clone(&flag),
         };
         tokio::spawn(sub.run(consumer));
-        {
-            let mut subs = lock(&inner.subs);
-            subs.retain(|f| !f.is_stopped());
-            subs.push(Arc::clone(&flag));
-        }
+        inner.subs.add(&flag);
         Ok(Handle::boxed("kafka", topic, opts, flag))
     }
 }

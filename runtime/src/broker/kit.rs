@@ -132,6 +132,31 @@ impl StopFlag {
     }
 }
 
+/// The stop flags of a broker's live subscriptions, so that `disconnect` ends them all.
+#[derive(Debug, Default)]
+pub(crate) struct Live(Mutex<Vec<Arc<StopFlag>>>);
+
+impl Live {
+    /// Adds a subscription's flag (and forgets those already raised).
+    pub(crate) fn add(&self, flag: &Arc<StopFlag>) {
+        let mut flags = lock(&self.0);
+        flags.retain(|f| !f.is_stopped());
+        flags.push(Arc::clone(flag));
+    }
+
+    /// Raises every flag.
+    pub(crate) fn stop_all(&self) {
+        for flag in std::mem::take(&mut *lock(&self.0)) {
+            flag.raise();
+        }
+    }
+
+    /// How many subscriptions are live.
+    pub(crate) fn count(&self) -> usize {
+        lock(&self.0).iter().filter(|f| !f.is_stopped()).count()
+    }
+}
+
 /// How a plugin stops one of its subscriptions (the rest of [`Subscriber`] is [`Handle`]'s).
 #[async_trait]
 pub(crate) trait Stop: Send + Sync + 'static {

@@ -2,7 +2,8 @@
 //! a fixture.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -163,6 +164,60 @@ pub async fn sink<B: broker::Broker + ?Sized>(
         .await
         .expect("subscribe");
     (sub, rx)
+}
+
+/// How a [`poisoned_sink`] handler fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// It returns an error.
+    Err,
+    /// It panics (a subscriber's bug).
+    Panic,
+}
+
+/// Subscribes a handler that fails (`how`) on every message whose body is `poison`,
+/// counting its tries in the returned counter, and sends every other event to the returned
+/// channel.
+pub async fn poisoned_sink<B: broker::Broker + ?Sized>(
+    b: &B,
+    topic: &str,
+    opts: SubscribeOptions,
+    how: Failure,
+) -> (
+    Box<dyn broker::Subscriber>,
+    Arc<AtomicUsize>,
+    mpsc::UnboundedReceiver<Event>,
+) {
+    let tries = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&tries);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sub = b
+        .subscribe(
+            topic,
+            broker::handler(move |ev: Event| {
+                let (tries, tx) = (Arc::clone(&counted), tx.clone());
+                async move {
+                    if ev.message().body.as_ref() == b"poison" {
+                        tries.fetch_add(1, Ordering::SeqCst);
+                        match how {
+                            Failure::Err => {
+                                return Err(rmicro::Error::internal_server_error(
+                                    "conformance",
+                                    "cannot handle poison",
+                                ));
+                            }
+                            Failure::Panic => panic!("a subscriber bug"),
+                        }
+                    }
+                    let _ = tx.send(ev);
+                    Ok(())
+                }
+            }),
+            opts,
+        )
+        .await
+        .expect("subscribe");
+    (sub, tries, rx)
 }
 
 /// The next event, within [`WAIT`] (`what` names it in the panic).

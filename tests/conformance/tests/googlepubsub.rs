@@ -6,16 +6,14 @@
 #![cfg(feature = "googlepubsub")]
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rmicro::broker::googlepubsub::{GooglePubSubBroker, GooglePubSubOptions};
-use rmicro::broker::{self, Broker as _, Event, Message, PublishOptions, SubscribeOptions};
-use rmicro_conformance::broker::{WAIT, body, recv, sink, topic};
+use rmicro::broker::{Broker as _, Message, PublishOptions, SubscribeOptions};
+use rmicro_conformance::broker::{Failure, WAIT, body, poisoned_sink, recv, sink, topic};
 use rmicro_conformance::pubsub_raw::{PubsubMessage, RawPubSub};
 use rmicro_conformance::servers::pubsub::PubSub;
-use tokio::sync::mpsc;
 
 async fn broker(server: &PubSub) -> GooglePubSubBroker {
     let b =
@@ -91,27 +89,8 @@ async fn a_failing_message_is_tried_twice_then_dropped_and_the_next_flows() {
     let server = PubSub::start();
     let b = broker(&server).await;
     let t = topic("fail");
-    let calls = Arc::new(AtomicUsize::new(0));
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let counted = Arc::clone(&calls);
-    let _sub = b
-        .subscribe(
-            &t,
-            broker::handler(move |ev: Event| {
-                let (calls, tx) = (Arc::clone(&counted), tx.clone());
-                async move {
-                    if ev.message().body.as_ref() == b"poison" {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        return Err(rmicro::Error::internal_server_error("test", "cannot"));
-                    }
-                    let _ = tx.send(ev);
-                    Ok(())
-                }
-            }),
-            SubscribeOptions::queue("q-fail"),
-        )
-        .await
-        .expect("subscribe");
+    let (_sub, calls, mut rx) =
+        poisoned_sink(&b, &t, SubscribeOptions::queue("q-fail"), Failure::Err).await;
     for m in ["poison", "fine"] {
         b.publish(&t, Message::new(m), PublishOptions::default())
             .await

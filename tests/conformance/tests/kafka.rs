@@ -4,8 +4,7 @@
 //! is not go-micro's envelope, and a message over the size limits.
 #![cfg(feature = "kafka")]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -13,10 +12,9 @@ use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rmicro::broker::kafka::{KafkaBroker, KafkaOptions};
-use rmicro::broker::{self, Broker as _, Event, Message, PublishOptions, SubscribeOptions};
-use rmicro_conformance::broker::{WAIT, body, recv, sink, topic};
+use rmicro::broker::{Broker as _, Message, PublishOptions, SubscribeOptions};
+use rmicro_conformance::broker::{Failure, WAIT, body, poisoned_sink, recv, sink, topic};
 use rmicro_conformance::servers::kafka::{Kafka, MAX_MESSAGE_BYTES};
-use tokio::sync::mpsc;
 
 async fn broker(kafka: &Kafka) -> KafkaBroker {
     let mut opts = KafkaOptions::with_addresses(&kafka.address());
@@ -130,27 +128,8 @@ async fn a_failing_message_is_tried_twice_then_skipped_and_the_next_flows() {
     let kafka = Kafka::start();
     let b = broker(&kafka).await;
     let t = topic("fail");
-    let calls = Arc::new(AtomicUsize::new(0));
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let counted = Arc::clone(&calls);
-    let _sub = b
-        .subscribe(
-            &t,
-            broker::handler(move |ev: Event| {
-                let (calls, tx) = (Arc::clone(&counted), tx.clone());
-                async move {
-                    if ev.message().body.as_ref() == b"poison" {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        panic!("a subscriber bug");
-                    }
-                    let _ = tx.send(ev);
-                    Ok(())
-                }
-            }),
-            SubscribeOptions::queue("q"),
-        )
-        .await
-        .expect("subscribe");
+    let (_sub, calls, mut rx) =
+        poisoned_sink(&b, &t, SubscribeOptions::queue("q"), Failure::Panic).await;
     for m in ["poison", "fine"] {
         b.publish(&t, Message::new(m), PublishOptions::default())
             .await

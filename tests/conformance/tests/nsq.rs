@@ -6,13 +6,12 @@
 //! Measured numbers are printed (`--nocapture`); assertions only bound waits.
 #![cfg(feature = "nsq")]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rmicro::broker::nsq::{NsqBroker, NsqOptions};
 use rmicro::broker::{self, Broker as _, Event, Message, PublishOptions, SubscribeOptions};
-use rmicro_conformance::broker::{WAIT, body, recv, sink, topic};
+use rmicro_conformance::broker::{Failure, WAIT, body, poisoned_sink, recv, sink, topic};
 use rmicro_conformance::servers::nsq::Nsqd;
 use tokio::sync::mpsc;
 
@@ -72,27 +71,8 @@ async fn a_failing_message_is_tried_twice_then_dropped_and_the_next_flows() {
     let nsqd = Nsqd::start();
     let b = broker(&nsqd, |_| {}).await;
     let t = topic("fail");
-    let calls = Arc::new(AtomicUsize::new(0));
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let counted = Arc::clone(&calls);
-    let _sub = b
-        .subscribe(
-            &t,
-            broker::handler(move |ev: Event| {
-                let (calls, tx) = (Arc::clone(&counted), tx.clone());
-                async move {
-                    if ev.message().body.as_ref() == b"poison" {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        return Err(rmicro::Error::internal_server_error("test", "cannot"));
-                    }
-                    let _ = tx.send(ev);
-                    Ok(())
-                }
-            }),
-            SubscribeOptions::queue("q"),
-        )
-        .await
-        .expect("subscribe");
+    let (_sub, calls, mut rx) =
+        poisoned_sink(&b, &t, SubscribeOptions::queue("q"), Failure::Err).await;
     b.publish(&t, Message::new("poison"), PublishOptions::default())
         .await
         .expect("publish");

@@ -178,7 +178,7 @@ pub struct GooglePubSubBroker {
 struct Inner {
     opts: GooglePubSubOptions,
     api: PubSubApi,
-    subs: Mutex<Vec<Arc<StopFlag>>>,
+    subs: kit::Live,
 }
 
 impl fmt::Debug for GooglePubSubBroker {
@@ -186,7 +186,7 @@ impl fmt::Debug for GooglePubSubBroker {
         f.debug_struct("GooglePubSubBroker")
             .field("endpoint", &self.inner.opts.endpoint)
             .field("project", &self.inner.opts.project)
-            .field("subscriptions", &lock(&self.inner.subs).len())
+            .field("subscriptions", &self.inner.subs.count())
             .finish()
     }
 }
@@ -228,7 +228,7 @@ impl GooglePubSubBroker {
             inner: Arc::new(Inner {
                 opts,
                 api,
-                subs: Mutex::new(Vec::new()),
+                subs: kit::Live::default(),
             }),
         })
     }
@@ -318,10 +318,7 @@ impl Broker for GooglePubSubBroker {
     }
 
     async fn disconnect(&self) -> Result<()> {
-        let subs = std::mem::take(&mut *lock(&self.inner.subs));
-        for flag in subs {
-            flag.raise();
-        }
+        self.inner.subs.stop_all();
         Ok(())
     }
 
@@ -421,11 +418,7 @@ impl Broker for GooglePubSubBroker {
             }
             let _ = done_tx.send(());
         });
-        {
-            let mut subs = lock(&self.inner.subs);
-            subs.retain(|f| !f.is_stopped());
-            subs.push(Arc::clone(&flag));
-        }
+        self.inner.subs.add(&flag);
         Ok(Handle::boxed(
             "googlepubsub",
             topic,

@@ -55,8 +55,8 @@
 mod wire;
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -67,7 +67,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
 use self::wire::{Frame, Negotiated, NsqMessage};
-use super::kit::{self, Backoff, ERROR_ID, Handle, Outcome, StopFlag, lock};
+use super::kit::{self, Backoff, ERROR_ID, Handle, Outcome, StopFlag};
 use super::{AckFn, Broker, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp};
 use crate::config::Options;
 use crate::{Error, Result};
@@ -149,7 +149,7 @@ struct Inner {
     opts: NsqOptions,
     client_id: String,
     publisher: AsyncMutex<Option<Producer>>,
-    subs: Mutex<Vec<Arc<StopFlag>>>,
+    subs: kit::Live,
     malformed: AtomicU64,
 }
 
@@ -157,7 +157,7 @@ impl fmt::Debug for NsqBroker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NsqBroker")
             .field("addresses", &self.inner.opts.addresses)
-            .field("subscriptions", &lock(&self.inner.subs).len())
+            .field("subscriptions", &self.inner.subs.count())
             .finish()
     }
 }
@@ -179,7 +179,7 @@ impl NsqBroker {
                 client_id: format!("rmicro-{}", &crate::id::uuid().simple().to_string()[..8]),
                 opts,
                 publisher: AsyncMutex::new(None),
-                subs: Mutex::new(Vec::new()),
+                subs: kit::Live::default(),
                 malformed: AtomicU64::new(0),
             }),
         })
@@ -413,10 +413,7 @@ impl Broker for NsqBroker {
     }
 
     async fn disconnect(&self) -> Result<()> {
-        let subs = std::mem::take(&mut *lock(&self.inner.subs));
-        for flag in subs {
-            flag.raise();
-        }
+        self.inner.subs.stop_all();
         self.inner.publisher.lock().await.take();
         Ok(())
     }
@@ -470,11 +467,7 @@ impl Broker for NsqBroker {
         for (address, conn) in opened {
             tokio::spawn(Arc::clone(&sub).run(address, conn));
         }
-        {
-            let mut subs = lock(&self.inner.subs);
-            subs.retain(|f| !f.is_stopped());
-            subs.push(Arc::clone(&flag));
-        }
+        self.inner.subs.add(&flag);
         Ok(Handle::boxed("nsq", topic, opts, flag))
     }
 }
