@@ -643,28 +643,38 @@ impl Subscription {
     }
 
     async fn handle(&self, consumer: &Arc<StreamConsumer<GroupStart>>, record: Record) {
+        let Record {
+            topic,
+            partition,
+            offset,
+            message,
+        } = record;
         let store = |consumer: &StreamConsumer<GroupStart>| {
             // librdkafka's rd_kafka_offset_store stores `offset + 1`, the next to read.
-            if let Err(e) = consumer.store_offset(&record.topic, record.partition, record.offset) {
+            if let Err(e) = consumer.store_offset(&topic, partition, offset) {
                 // The partition went to another member meanwhile: it gets the record again.
-                tracing::debug!(topic = %record.topic, partition = record.partition, error = %e, "kafka: cannot store the offset");
+                tracing::debug!(topic = %topic, partition, error = %e, "kafka: cannot store the offset");
             }
         };
-        let Some(message) = record.message.clone() else {
+        let Some(message) = message else {
             store(consumer);
             return;
         };
         let id = message.id().unwrap_or_default().to_owned();
+        // Kept for a second try only when there may be one.
+        let mut spare = Some(message);
         let mut tries = 0;
         loop {
             tries += 1;
+            let may_retry = kit::retry_failed(self.inner.opts.redeliver_failed, tries > 1);
+            let this = if may_retry {
+                spare.clone()
+            } else {
+                spare.take()
+            }
+            .unwrap_or_default();
             let ack = (!self.auto_ack).then(|| {
-                let (consumer, topic, partition, offset) = (
-                    Arc::clone(consumer),
-                    record.topic.clone(),
-                    record.partition,
-                    record.offset,
-                );
+                let (consumer, topic) = (Arc::clone(consumer), topic.clone());
                 let ack: AckFn = Box::new(move || {
                     Box::pin(async move {
                         consumer
@@ -679,14 +689,8 @@ impl Subscription {
                 });
                 ack
             });
-            let outcome = kit::deliver(
-                "kafka",
-                &self.handler,
-                Arc::clone(&self.topic),
-                message.clone(),
-                ack,
-            )
-            .await;
+            let outcome =
+                kit::deliver("kafka", &self.handler, Arc::clone(&self.topic), this, ack).await;
             match outcome {
                 Outcome::Ok => {
                     if self.auto_ack {
@@ -695,18 +699,17 @@ impl Subscription {
                     return;
                 }
                 Outcome::Failed(error) => {
-                    let retry = kit::retry_failed(self.inner.opts.redeliver_failed, tries > 1);
                     tracing::warn!(
                         topic = %self.topic,
                         group = %self.group,
-                        partition = record.partition,
-                        offset = record.offset,
+                        partition,
+                        offset,
                         id,
                         %error,
-                        retry,
+                        retry = may_retry,
                         "kafka: subscriber failed"
                     );
-                    if !retry {
+                    if !may_retry {
                         store(consumer);
                         return;
                     }
