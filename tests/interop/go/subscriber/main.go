@@ -75,6 +75,10 @@ func main() {
 	}
 	fmt.Printf("ready %s\n", b.Address())
 	<-done
+	// The last handler has returned, but its broker has not yet answered the publisher (the
+	// http broker's response, mqtt's PUBACK, nsq's FIN, kafka's offset): let it, before
+	// disconnecting cuts the connection under the publisher.
+	time.Sleep(300 * time.Millisecond)
 	_ = b.Disconnect()
 	os.Exit(0)
 }
