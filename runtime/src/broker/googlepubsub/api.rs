@@ -50,8 +50,8 @@ pub(super) mod pb {
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct PubsubMessage {
-        #[prost(bytes = "vec", tag = "1")]
-        pub data: Vec<u8>,
+        #[prost(bytes = "bytes", tag = "1")]
+        pub data: bytes::Bytes,
         #[prost(map = "string, string", tag = "2")]
         pub attributes: HashMap<String, String>,
         #[prost(string, tag = "3")]
@@ -424,7 +424,7 @@ mod tests {
         let publish = pb::PublishRequest {
             topic: "t".to_owned(),
             messages: vec![pb::PubsubMessage {
-                data: b"hi".to_vec(),
+                data: bytes::Bytes::from_static(b"hi"),
                 attributes: [("k".to_owned(), "v".to_owned())].into_iter().collect(),
                 ..pb::PubsubMessage::default()
             }],
@@ -476,7 +476,7 @@ mod tests {
         assert_eq!(received.ack_id, "a");
         assert_eq!(received.delivery_attempt, 2);
         let message = received.message.as_ref().expect("message");
-        assert_eq!(message.data, b"x");
+        assert_eq!(message.data.as_ref(), b"x");
         assert_eq!(message.publish_time.map(|t| t.seconds), Some(1));
     }
 }

@@ -61,7 +61,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status};
@@ -342,7 +341,7 @@ impl Broker for GooglePubSubBroker {
         let request = pb::PublishRequest {
             topic: self.inner.api.topic_path(topic),
             messages: vec![pb::PubsubMessage {
-                data: msg.body.to_vec(),
+                data: msg.body.clone(),
                 attributes: msg.header.into_iter().collect(),
                 ordering_key: if self.inner.opts.ordered {
                     topic.to_owned()
@@ -580,7 +579,7 @@ impl Subscription {
         let message = message.unwrap_or_default();
         let msg = Message {
             header: message.attributes.into_iter().collect::<Metadata>(),
-            body: Bytes::from(message.data),
+            body: message.data,
         };
         let id = message.message_id;
         let ack = (!self.auto_ack).then(|| {
