@@ -39,6 +39,8 @@ mod nats_conn;
 pub mod registry;
 pub mod rpc;
 pub mod service;
+#[cfg(any(feature = "mqtt", feature = "nsq"))]
+mod tls;
 
 pub use error::{Error, Result, reason_phrase};
 pub use event::Event;

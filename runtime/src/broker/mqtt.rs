@@ -208,33 +208,6 @@ fn parse_endpoint(text: &str) -> Result<Endpoint> {
     })
 }
 
-/// The TLS configuration for `mqtts://`: rustls with ring and the system's roots.
-fn default_tls() -> Result<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    for cert in found.certs {
-        // A certificate the system has but rustls cannot parse is skipped, as browsers do.
-        let _ = roots.add(cert);
-    }
-    if roots.is_empty() {
-        return Err(Error::internal_server_error(
-            ERROR_ID,
-            format!(
-                "mqtt: no usable system root certificates for `mqtts://` ({} errors); give `MqttBrokerOptions::tls`",
-                found.errors.len()
-            ),
-        ));
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| Error::internal_server_error(ERROR_ID, format!("mqtt: tls: {e}")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
 /// What every connection of one broker shares.
 struct Settings {
     opts: MqttBrokerOptions,
@@ -319,7 +292,7 @@ impl MqttBroker {
         };
         let tls = match (&opts.tls, endpoints.iter().any(|e| e.tls)) {
             (Some(tls), _) => Some(Arc::clone(tls)),
-            (None, true) => Some(default_tls()?),
+            (None, true) => Some(crate::tls::system_roots("mqtt", ERROR_ID)?),
             (None, false) => None,
         };
         let address = endpoints

@@ -1,7 +1,8 @@
 //! The nsq broker against a real nsqd, where the suite does not reach: a queue's channel
 //! keeps what is published while its consumers are away (across an nsqd restart too), the
 //! redelivery policy for a failing handler, manual acknowledgement, a body that is not
-//! go-micro's envelope, and a message larger than nsqd takes.
+//! go-micro's envelope, a message larger than nsqd takes, and AUTH refusals (TLS with AUTH
+//! is in `tls.rs`).
 //!
 //! Measured numbers are printed (`--nocapture`); assertions only bound waits.
 #![cfg(feature = "nsq")]
@@ -12,7 +13,8 @@ use std::time::{Duration, Instant};
 use rmicro::broker::nsq::{NsqBroker, NsqOptions};
 use rmicro::broker::{self, Broker as _, Event, Message, PublishOptions, SubscribeOptions};
 use rmicro_conformance::broker::{Failure, WAIT, body, poisoned_sink, recv, sink, topic};
-use rmicro_conformance::servers::nsq::Nsqd;
+use rmicro_conformance::servers::nsq::{AuthServer, Nsqd};
+use rmicro_conformance::servers::tls::Certs;
 use tokio::sync::mpsc;
 
 async fn broker(nsqd: &Nsqd, tune: impl FnOnce(&mut NsqOptions)) -> NsqBroker {
@@ -252,4 +254,93 @@ async fn idle_connections_outlive_nsqds_heartbeats() {
         stats.contains("\"client_count\":1"),
         "the subscriber's connection stayed: {stats}"
     );
+}
+
+/// Against an nsqd that requires AUTH: no secret, or a wrong one, is a 401 at `connect`,
+/// `publish` and `subscribe`, saying what to do (or what nsqd answered), the secret never in
+/// the error; the right one publishes and consumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_is_required_refused_and_granted() {
+    let auth = AuthServer::start("letmein");
+    let nsqd = Nsqd::start_secure(None, Some(&auth));
+    let t = topic("auth");
+    let opened = |address: String| {
+        let t = t.clone();
+        async move {
+            let b = NsqBroker::new(NsqOptions::with_addresses(&address)).expect("options");
+            let connect = b.connect().await.err();
+            let publish = b
+                .publish(&t, Message::new("x"), PublishOptions::default())
+                .await
+                .err();
+            let subscribe = b
+                .subscribe(
+                    &t,
+                    broker::handler(|_| async { Ok(()) }),
+                    SubscribeOptions::default(),
+                )
+                .await
+                .err();
+            [connect, publish, subscribe]
+        }
+    };
+    for e in opened(nsqd.tcp_address()).await {
+        let e = e.expect("refused without a secret");
+        assert_eq!(e.code, 401, "{e}");
+        assert!(
+            e.detail.contains("requires AUTH") && e.detail.contains("the address's password"),
+            "{e}"
+        );
+    }
+    for e in opened(format!("nsq://:wrong@{}", nsqd.tcp_address())).await {
+        let e = e.expect("refused with a wrong secret");
+        assert_eq!(e.code, 401, "{e}");
+        assert!(e.detail.contains("E_AUTH_FAILED"), "nsqd's answer: {e}");
+        assert!(!e.detail.contains("wrong"), "the secret is masked: {e}");
+    }
+    let queries = auth.queries();
+    assert!(
+        queries
+            .iter()
+            .any(|q| q.contains("secret=wrong") && q.contains("tls=false")),
+        "nsqd asked its auth server: {queries:?}"
+    );
+    let granted = NsqOptions::with_addresses(&format!("nsq://:letmein@{}", nsqd.tcp_address()));
+    let b = NsqBroker::new(granted).expect("options");
+    let (_sub, mut rx) = sink(&b, &t, SubscribeOptions::default()).await;
+    b.publish(&t, Message::new("granted"), PublishOptions::default())
+        .await
+        .expect("publish with the secret");
+    assert_eq!(body(&recv(&mut rx, "the granted message").await), "granted");
+}
+
+/// A plain connection to an nsqd that requires TLS, and a `tls://` one to an nsqd without
+/// TLS: each is refused with what to change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_mismatches_say_what_to_change() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let certs = Certs::generate(dir.path(), "rmicro nsq test CA");
+    let tls_only = Nsqd::start_secure(Some(&certs), None);
+    let b = NsqBroker::new(NsqOptions::with_addresses(&tls_only.tcp_address())).expect("options");
+    let e = b
+        .publish(
+            &topic("plain"),
+            Message::new("x"),
+            PublishOptions::default(),
+        )
+        .await
+        .expect_err("nsqd requires TLS");
+    assert!(
+        e.detail.contains("TLS required") && e.detail.contains("use a tls:// address"),
+        "{e}"
+    );
+    let plain = Nsqd::start();
+    let b = NsqBroker::new(NsqOptions::with_addresses(&format!(
+        "tls://{}",
+        plain.tcp_address()
+    )))
+    .expect("options");
+    let e = b.connect().await.expect_err("nsqd offers no TLS");
+    assert_eq!(e.code, 503, "{e}");
+    assert!(e.detail.contains("does not offer TLS"), "{e}");
 }

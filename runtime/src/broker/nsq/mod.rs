@@ -44,10 +44,24 @@
 //! # Addresses
 //!
 //! `--broker_address` takes nsqd TCP addresses, `host:port`, comma-separated (a
-//! `tcp://` prefix is accepted); empty = `127.0.0.1:4150`, go-micro's default. Publishing
-//! uses the first that answers; subscriptions consume from all of them. nsqlookupd is not
-//! used (go-micro has it only as a code option). NSQ's TLS and AUTH are not supported: an
-//! nsqd that requires them is refused with that reason.
+//! `tcp://` or `nsq://` prefix is accepted); empty = `127.0.0.1:4150`, go-micro's default.
+//! Publishing uses the first that answers; subscriptions consume from all of them.
+//! nsqlookupd is not used (go-micro has it only as a code option).
+//!
+//! # TLS and AUTH
+//!
+//! `tls://host:port` asks nsqd for TLS in `IDENTIFY` (`tls_v1`, as go-nsq's `TlsV1`) and
+//! completes the handshake before anything else is sent: rustls with ring, trusting the
+//! system's roots (or the file `SSL_CERT_FILE` names), or [`NsqOptions::tls`]. An nsqd
+//! started without `--tls-cert`/`--tls-key` is refused with that reason, and one with
+//! `--tls-required` refuses a plain `host:port` (the error says to use `tls://`).
+//!
+//! The password of an address is nsqd's AUTH secret (go-nsq's `AuthSecret`):
+//! `tls://:secret@host:port` (a user name, if any, is ignored). It is sent only when nsqd
+//! says it requires AUTH (`--auth-http-address`); nsqd asks its auth server whether the
+//! secret may publish and subscribe. A wrong secret is a `401` naming nsqd's answer; a
+//! missing one a `401` saying how to give it. The secret is masked in
+//! [`Broker::address`], logs and errors.
 //!
 //! [`SubscribeOptions::auto_ack`]: super::SubscribeOptions::auto_ack
 //! [`Event::ack`]: super::Event::ack
@@ -61,13 +75,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
-use tokio::io::BufReader;
+use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
 use self::wire::{Frame, Negotiated, NsqMessage};
-use super::kit::{self, Backoff, ERROR_ID, Handle, Outcome, StopFlag};
+use super::kit::{self, Backoff, ERROR_ID, Handle, Outcome, StopFlag, mask_url};
 use super::{AckFn, Broker, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp};
 use crate::config::Options;
 use crate::{Error, Result};
@@ -79,11 +92,16 @@ pub const DEFAULT_ADDRESS: &str = "127.0.0.1:4150";
 const NSQD_DEFAULT_MAX_MSG_SIZE: usize = 1024 * 1024;
 
 /// Options of [`NsqBroker`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct NsqOptions {
-    /// nsqd TCP addresses. Default `127.0.0.1:4150`.
+    /// nsqd TCP addresses: `host:port`, `tcp://`/`nsq://host:port`, or `tls://host:port`
+    /// (TLS), each with an optional AUTH secret as its password (`tls://:secret@host:port`).
+    /// Default `127.0.0.1:4150`.
     pub addresses: Vec<String>,
+    /// The TLS configuration for `tls://` addresses. `None`: rustls with ring and the
+    /// system's root certificates (`SSL_CERT_FILE` is honoured).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Unfinished messages a subscription's connection holds (`RDY`). Default 32 (go-micro's
     /// is 1, which costs a round trip per message).
     pub max_in_flight: u16,
@@ -109,6 +127,7 @@ impl Default for NsqOptions {
     fn default() -> Self {
         Self {
             addresses: vec![DEFAULT_ADDRESS.to_owned()],
+            tls: None,
             max_in_flight: 32,
             redeliver_failed: true,
             max_message_size: None,
@@ -124,20 +143,88 @@ impl Default for NsqOptions {
 impl NsqOptions {
     /// Options for a `--broker_address` value (empty = the default).
     pub fn with_addresses(list: &str) -> Self {
-        let addresses = kit::address_list(list, DEFAULT_ADDRESS)
-            .into_iter()
-            .map(|a| {
-                a.strip_prefix("tcp://")
-                    .or_else(|| a.strip_prefix("nsq://"))
-                    .map_or(a.clone(), str::to_owned)
-            })
-            .collect();
         Self {
-            addresses,
+            addresses: kit::address_list(list, DEFAULT_ADDRESS),
             ..Self::default()
         }
     }
 }
+
+/// One nsqd, as an address names it.
+#[derive(Debug, Clone)]
+struct Nsqd {
+    /// `host:port`: what is dialled.
+    addr: String,
+    /// `tls://`: TLS after `IDENTIFY`.
+    tls: bool,
+    /// The address's password: nsqd's AUTH secret.
+    secret: Option<String>,
+    /// The address as written, its secret masked: for logs and errors.
+    shown: String,
+}
+
+impl Nsqd {
+    fn parse(address: &str) -> Result<Nsqd> {
+        let shown = mask_url(address);
+        let bad = |why: &str| {
+            Error::bad_request(ERROR_ID, format!("nsq: broker address `{shown}` {why}"))
+        };
+        let (tls, rest) = match address.split_once("://") {
+            None => (false, address),
+            Some(("tcp" | "nsq", rest)) => (false, rest),
+            Some(("tls", rest)) => (true, rest),
+            Some((scheme, _)) => {
+                return Err(bad(&format!(
+                    "has scheme `{scheme}`; use host:port, nsq:// or tls://"
+                )));
+            }
+        };
+        let (secret, addr) = match rest.rsplit_once('@') {
+            Some((userinfo, addr)) => {
+                let secret = userinfo.split_once(':').map_or(userinfo, |(_, s)| s);
+                (Some(secret.to_owned()).filter(|s| !s.is_empty()), addr)
+            }
+            None => (None, rest),
+        };
+        let addr = addr.trim_end_matches('/');
+        if !matches!(
+            addr.rsplit_once(':').map(|(_, p)| p.parse::<u16>()),
+            Some(Ok(_))
+        ) {
+            return Err(bad("is not host:port"));
+        }
+        Ok(Nsqd {
+            addr: addr.to_owned(),
+            tls,
+            secret,
+            shown,
+        })
+    }
+
+    /// The name the server's certificate must carry: the host, without IPv6 brackets.
+    fn server_name(&self) -> Result<rustls::pki_types::ServerName<'static>> {
+        let host = self
+            .addr
+            .rsplit_once(':')
+            .map_or(self.addr.as_str(), |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
+            Error::bad_request(
+                ERROR_ID,
+                format!(
+                    "nsq: `{host}` of `{}` is no TLS server name: {e}",
+                    self.shown
+                ),
+            )
+        })
+    }
+}
+
+/// A connection's byte stream: TCP, or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+type Reader = BufReader<ReadHalf<Box<dyn Io>>>;
+type Writer = WriteHalf<Box<dyn Io>>;
 
 /// go-micro's NSQ broker. See the [module docs](self) for the wire and the guarantees.
 #[derive(Clone)]
@@ -148,6 +235,8 @@ pub struct NsqBroker {
 struct Inner {
     opts: NsqOptions,
     client_id: String,
+    nsqds: Vec<Nsqd>,
+    tls: Option<tokio_rustls::TlsConnector>,
     publisher: AsyncMutex<Option<Producer>>,
     subs: kit::Live,
     malformed: AtomicU64,
@@ -156,7 +245,7 @@ struct Inner {
 impl fmt::Debug for NsqBroker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NsqBroker")
-            .field("addresses", &self.inner.opts.addresses)
+            .field("addresses", &self.address())
             .field("subscriptions", &self.inner.subs.count())
             .finish()
     }
@@ -165,18 +254,21 @@ impl fmt::Debug for NsqBroker {
 impl NsqBroker {
     /// A broker for the nsqds in `opts`. Validates the addresses; connects nothing yet.
     pub fn new(opts: NsqOptions) -> Result<Self> {
-        for address in &opts.addresses {
-            let port = address.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
-            if !matches!(port, Some(Ok(_))) {
-                return Err(Error::bad_request(
-                    ERROR_ID,
-                    format!("nsq: broker address `{address}` is not host:port"),
-                ));
-            }
-        }
+        let nsqds = opts
+            .addresses
+            .iter()
+            .map(|a| Nsqd::parse(a))
+            .collect::<Result<Vec<_>>>()?;
+        let tls = match (&opts.tls, nsqds.iter().any(|n| n.tls)) {
+            (_, false) => None,
+            (Some(config), true) => Some(Arc::clone(config)),
+            (None, true) => Some(crate::tls::system_roots("nsq", ERROR_ID)?),
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 client_id: format!("rmicro-{}", &crate::id::uuid().simple().to_string()[..8]),
+                nsqds,
+                tls: tls.map(tokio_rustls::TlsConnector::from),
                 opts,
                 publisher: AsyncMutex::new(None),
                 subs: kit::Live::default(),
@@ -211,57 +303,105 @@ fn check_name(what: &str, name: &str) -> Result<()> {
     }
 }
 
-/// A connection after the handshake: the magic, `IDENTIFY` and its answer.
+/// A connection after the handshake: the magic, `IDENTIFY` and its answer, TLS and AUTH when
+/// they apply.
 struct Conn {
     address: String,
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
+    reader: Reader,
+    writer: Writer,
     negotiated: Negotiated,
+}
+
+/// The answer to a command sent during the handshake: a response, or nsqd's error.
+async fn handshake_answer<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    address: &str,
+    after: &str,
+) -> Result<std::result::Result<bytes::Bytes, String>> {
+    match wire::read_frame(reader).await {
+        Ok(Frame::Response(body)) => Ok(Ok(body)),
+        Ok(Frame::Error(e)) => Ok(Err(String::from_utf8_lossy(&e).into_owned())),
+        Ok(Frame::Message(_)) => Err(unavailable(address, format!("a message before {after}"))),
+        Err(e) => Err(unavailable(address, format!("after {after}: {e}"))),
+    }
 }
 
 impl Conn {
     /// `heartbeat`: `None` for a publishing connection (see [`wire::identify_body`]).
-    async fn open(
-        address: &str,
-        client_id: &str,
-        opts: &NsqOptions,
-        heartbeat: Option<Duration>,
-    ) -> Result<Conn> {
+    async fn open(nsqd: &Nsqd, inner: &Inner, heartbeat: Option<Duration>) -> Result<Conn> {
+        let address = nsqd.shown.as_str();
         let handshake = async {
-            let stream = TcpStream::connect(address)
+            let mut stream = TcpStream::connect(&nsqd.addr)
                 .await
                 .map_err(|e| unavailable(address, format!("cannot connect: {e}")))?;
             let _ = stream.set_nodelay(true);
-            let (read, mut writer) = stream.into_split();
-            let mut reader = BufReader::new(read);
             let mut out = BytesMut::from(&wire::MAGIC[..]);
-            wire::command(
-                &mut out,
-                &[b"IDENTIFY"],
-                Some(&wire::identify_body(client_id, heartbeat)),
-            );
-            wire::send(&mut writer, &out)
+            let identify = wire::identify_body(&inner.client_id, heartbeat, nsqd.tls);
+            wire::command(&mut out, &[b"IDENTIFY"], Some(&identify));
+            wire::send(&mut stream, &out)
                 .await
                 .map_err(|e| unavailable(address, e))?;
-            let negotiated = match wire::read_frame(&mut reader).await {
-                Ok(Frame::Response(body)) => {
-                    serde_json::from_slice::<Negotiated>(&body).map_err(|e| {
-                        unavailable(address, format!("unexpected IDENTIFY answer: {e}"))
-                    })?
-                }
-                Ok(Frame::Error(e)) => {
-                    return Err(unavailable(address, String::from_utf8_lossy(&e)));
-                }
-                Ok(Frame::Message(_)) => {
-                    return Err(unavailable(address, "a message before IDENTIFY's answer"));
-                }
+            // Read unbuffered: with TLS, what follows the answer is the TLS handshake's.
+            let negotiated = match handshake_answer(&mut stream, address, "IDENTIFY").await? {
+                Ok(body) => serde_json::from_slice::<Negotiated>(&body).map_err(|e| {
+                    unavailable(address, format!("unexpected IDENTIFY answer: {e}"))
+                })?,
                 Err(e) => return Err(unavailable(address, e)),
             };
+            let stream: Box<dyn Io> = match (&inner.tls, nsqd.tls) {
+                (Some(connector), true) => {
+                    if !negotiated.tls_v1 {
+                        return Err(unavailable(
+                            address,
+                            "it does not offer TLS (nsqd needs --tls-cert and --tls-key); use a plain host:port",
+                        ));
+                    }
+                    let tls = connector
+                        .connect(nsqd.server_name()?, stream)
+                        .await
+                        .map_err(|e| unavailable(address, format!("TLS: {e}")))?;
+                    Box::new(tls)
+                }
+                _ => Box::new(stream),
+            };
+            let (read, mut writer) = tokio::io::split(stream);
+            let mut reader = BufReader::new(read);
+            if nsqd.tls {
+                // nsqd confirms the upgrade with an OK over TLS.
+                if let Err(e) = handshake_answer(&mut reader, address, "TLS").await? {
+                    return Err(unavailable(address, e));
+                }
+            }
             if negotiated.auth_required {
-                return Err(unavailable(
+                let Some(secret) = &nsqd.secret else {
+                    return Err(Error::unauthorized(
+                        ERROR_ID,
+                        format!(
+                            "nsq: nsqd at `{address}` requires AUTH: give its secret as the address's password (nsq://:<secret>@host:port or tls://:<secret>@host:port)"
+                        ),
+                    ));
+                };
+                out.clear();
+                wire::command(&mut out, &[b"AUTH"], Some(secret.as_bytes()));
+                wire::send(&mut writer, &out)
+                    .await
+                    .map_err(|e| unavailable(address, e))?;
+                match handshake_answer(&mut reader, address, "AUTH").await? {
+                    Ok(body) => {
+                        tracing::debug!(address, answer = %String::from_utf8_lossy(&body), "nsq: authenticated");
+                    }
+                    Err(e) => {
+                        return Err(Error::unauthorized(
+                            ERROR_ID,
+                            format!("nsq: nsqd at `{address}` refused the AUTH secret: {e}"),
+                        ));
+                    }
+                }
+            } else if nsqd.secret.is_some() {
+                tracing::debug!(
                     address,
-                    "it requires AUTH, which rmicro's nsq broker does not support",
-                ));
+                    "nsq: nsqd does not require AUTH; the secret is not sent"
+                );
             }
             Ok(Conn {
                 address: address.to_owned(),
@@ -270,9 +410,14 @@ impl Conn {
                 negotiated,
             })
         };
-        tokio::time::timeout(opts.timeout, handshake)
+        tokio::time::timeout(inner.opts.timeout, handshake)
             .await
-            .map_err(|_| unavailable(address, format!("no handshake within {:?}", opts.timeout)))?
+            .map_err(|_| {
+                unavailable(
+                    address,
+                    format!("no handshake within {:?}", inner.opts.timeout),
+                )
+            })?
     }
 
     /// Sends a command and waits for its `OK`, answering heartbeats meanwhile.
@@ -289,13 +434,15 @@ impl Conn {
                 }
                 Ok(Frame::Response(_)) => return Ok(()),
                 Ok(Frame::Error(e)) => {
+                    let e = String::from_utf8_lossy(&e);
+                    let hint = if e.contains("TLS required") {
+                        " (it takes TLS connections only: use a tls:// address)"
+                    } else {
+                        ""
+                    };
                     return Err(Error::bad_request(
                         ERROR_ID,
-                        format!(
-                            "nsq: nsqd at `{}` refused: {}",
-                            self.address,
-                            String::from_utf8_lossy(&e)
-                        ),
+                        format!("nsq: nsqd at `{}` refused: {e}{hint}", self.address),
                     ));
                 }
                 Ok(Frame::Message(_)) => {
@@ -320,8 +467,8 @@ impl Inner {
     /// A connection to the first nsqd that answers.
     async fn open_any(&self) -> Result<Conn> {
         let mut last = None;
-        for address in &self.opts.addresses {
-            match Conn::open(address, &self.client_id, &self.opts, None).await {
+        for nsqd in &self.nsqds {
+            match Conn::open(nsqd, self, None).await {
                 Ok(conn) => return Ok(conn),
                 Err(e) => last = Some(e),
             }
@@ -397,7 +544,8 @@ impl Broker for NsqBroker {
     }
 
     fn address(&self) -> String {
-        self.inner.opts.addresses.join(",")
+        let shown: Vec<&str> = self.inner.nsqds.iter().map(|n| n.shown.as_str()).collect();
+        shown.join(",")
     }
 
     /// Opens the publishing connection: fails, with the reason, when no nsqd answers.
@@ -451,21 +599,21 @@ impl Broker for NsqBroker {
         // effect when `subscribe` returns; one that fails is retried in the background.
         let mut opened = Vec::new();
         let mut last = None;
-        for address in &self.inner.opts.addresses {
-            match sub.open(address).await {
-                Ok(conn) => opened.push((address.clone(), Some(conn))),
+        for nsqd in &self.inner.nsqds {
+            match sub.open(nsqd).await {
+                Ok(conn) => opened.push((nsqd.clone(), Some(conn))),
                 Err(e) => {
-                    tracing::warn!(address, topic, error = %e.detail, "nsq: cannot subscribe yet, retrying");
+                    tracing::warn!(address = %nsqd.shown, topic, error = %e.detail, "nsq: cannot subscribe yet, retrying");
                     last = Some(e);
-                    opened.push((address.clone(), None));
+                    opened.push((nsqd.clone(), None));
                 }
             }
         }
         if opened.iter().all(|(_, c)| c.is_none()) {
             return Err(last.unwrap_or_else(|| unavailable("", "no address")));
         }
-        for (address, conn) in opened {
-            tokio::spawn(Arc::clone(&sub).run(address, conn));
+        for (nsqd, conn) in opened {
+            tokio::spawn(Arc::clone(&sub).run(nsqd, conn));
         }
         self.inner.subs.add(&flag);
         Ok(Handle::boxed("nsq", topic, opts, flag))
@@ -490,10 +638,10 @@ enum Ended {
 
 impl Consumer {
     /// Connects, subscribes and says how many messages it takes.
-    async fn open(&self, address: &str) -> Result<Conn> {
+    async fn open(&self, nsqd: &Nsqd) -> Result<Conn> {
         let opts = &self.inner.opts;
-        let mut conn =
-            Conn::open(address, &self.inner.client_id, opts, Some(opts.heartbeat)).await?;
+        let address = nsqd.shown.as_str();
+        let mut conn = Conn::open(nsqd, &self.inner, Some(opts.heartbeat)).await?;
         let mut out = BytesMut::new();
         wire::command(
             &mut out,
@@ -514,8 +662,9 @@ impl Consumer {
     }
 
     /// Consumes from one nsqd until unsubscribed, reconnecting when the connection is lost.
-    async fn run(self: Arc<Self>, address: String, mut conn: Option<Conn>) {
+    async fn run(self: Arc<Self>, nsqd: Nsqd, mut conn: Option<Conn>) {
         let opts = &self.inner.opts;
+        let address = nsqd.shown.as_str();
         let mut backoff = Backoff::new(opts.min_backoff, opts.max_backoff);
         let mut stop = self.flag.watch();
         loop {
@@ -528,7 +677,7 @@ impl Consumer {
                     () = tokio::time::sleep(delay) => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
-                match self.open(&address).await {
+                match self.open(&nsqd).await {
                     Ok(c) => {
                         tracing::info!(address, topic = %self.topic, channel = %self.channel, "nsq: subscribed again");
                         backoff.reset();
@@ -640,7 +789,7 @@ impl Consumer {
     /// Runs the handler on one message and settles it: `FIN`, `REQ` or nothing (acked by hand).
     async fn handle(
         &self,
-        writer: &Arc<AsyncMutex<OwnedWriteHalf>>,
+        writer: &Arc<AsyncMutex<Writer>>,
         m: NsqMessage,
         touch_every: Duration,
     ) -> std::io::Result<()> {
@@ -706,7 +855,7 @@ impl Consumer {
 }
 
 /// Sends a command that nsqd answers only when it fails (`FIN`, `REQ`, `TOUCH`).
-async fn settle(writer: &AsyncMutex<OwnedWriteHalf>, line: &[&[u8]]) -> std::io::Result<()> {
+async fn settle(writer: &AsyncMutex<Writer>, line: &[&[u8]]) -> std::io::Result<()> {
     let mut out = BytesMut::new();
     wire::command(&mut out, line, None);
     wire::send(&mut *writer.lock().await, &out).await
@@ -720,10 +869,41 @@ mod tests {
     fn addresses_from_config() {
         let b = NsqBroker::from_config(&Options::default()).expect("default");
         assert_eq!(b.address(), "127.0.0.1:4150");
-        let o = NsqOptions::with_addresses(" a:1, tcp://b:2 ,nsq://c:3");
-        assert_eq!(o.addresses, ["a:1", "b:2", "c:3"]);
+        let o = NsqOptions::with_addresses(" a:1, tcp://b:2 ,nsq://c:3,tls://:s3cret@[::1]:4");
+        assert_eq!(
+            o.addresses,
+            ["a:1", "tcp://b:2", "nsq://c:3", "tls://:s3cret@[::1]:4"]
+        );
+        let b = NsqBroker::new(o).expect("valid");
+        let parsed: Vec<_> = b
+            .inner
+            .nsqds
+            .iter()
+            .map(|n| (n.addr.as_str(), n.tls, n.secret.as_deref()))
+            .collect();
+        assert_eq!(
+            parsed,
+            [
+                ("a:1", false, None),
+                ("b:2", false, None),
+                ("c:3", false, None),
+                ("[::1]:4", true, Some("s3cret")),
+            ]
+        );
+        assert_eq!(b.address(), "a:1,tcp://b:2,nsq://c:3,tls://:***@[::1]:4");
+        assert!(!format!("{b:?}").contains("s3cret"));
+        let name = b.inner.nsqds[3]
+            .server_name()
+            .expect("an IP is a server name");
+        assert_eq!(
+            format!("{name:?}"),
+            "IpAddress(V6(Ipv6Addr([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])))"
+        );
         let err = NsqBroker::new(NsqOptions::with_addresses("nohost")).expect_err("no port");
         assert!(err.detail.contains("`nohost` is not host:port"), "{err}");
+        let err = NsqBroker::new(NsqOptions::with_addresses("http://:pw@h:1")).expect_err("scheme");
+        assert!(err.detail.contains("has scheme `http`"), "{err}");
+        assert!(!err.detail.contains("pw"), "the secret is masked: {err}");
     }
 
     #[tokio::test]

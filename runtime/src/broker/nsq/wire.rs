@@ -47,18 +47,22 @@ pub(super) struct Negotiated {
     pub(super) msg_timeout: Option<u64>,
     #[serde(default)]
     pub(super) auth_required: bool,
+    /// Whether nsqd upgrades the connection to TLS after this answer.
+    #[serde(default)]
+    pub(super) tls_v1: bool,
 }
 
 /// The `IDENTIFY` body; `heartbeat` `None` turns nsqd's heartbeats off (a publishing
 /// connection, which reads only when it publishes, would otherwise be closed after two
-/// unanswered heartbeats of idleness).
-pub(super) fn identify_body(client_id: &str, heartbeat: Option<Duration>) -> Vec<u8> {
+/// unanswered heartbeats of idleness). `tls`: ask for TLS (`tls_v1`).
+pub(super) fn identify_body(client_id: &str, heartbeat: Option<Duration>, tls: bool) -> Vec<u8> {
     let heartbeat: i64 = heartbeat.map_or(-1, |h| i64::try_from(h.as_millis()).unwrap_or(i64::MAX));
     serde_json::json!({
         "client_id": client_id,
         "hostname": client_id,
         "user_agent": concat!("rmicro/", env!("CARGO_PKG_VERSION")),
         "feature_negotiation": true,
+        "tls_v1": tls,
         "heartbeat_interval": heartbeat,
         // nsqd buffers what it sends a consumer for up to 250 ms unless told otherwise: a
         // message would wait that long whenever traffic is light. No buffering (nsqd then

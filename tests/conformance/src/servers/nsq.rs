@@ -18,14 +18,21 @@
 //!   what was in memory is lost, in-flight and deferred messages included, and so may be the
 //!   last messages written to disk (a disk queue records its positions every 2500 messages
 //!   or 2 s).
+//! - [`Nsqd::start_secure`] adds TLS (`--tls-cert --tls-key --tls-required=tcp-https`: the
+//!   TCP protocol takes TLS connections only, the HTTP API stays plain for the fixture) and
+//!   AUTH (`--auth-http-address`, an [`AuthServer`] of the test's: nsqd asks it, over HTTP,
+//!   what each client's secret may do, as it would ask pynsqauthd or an estate's own).
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::tls::Certs;
 use super::{Server, free_port, program, require};
 
 /// How long nsqd may take to listen and answer `/ping` (well under a second here).
@@ -69,14 +76,32 @@ pub struct Nsqd {
 impl Nsqd {
     /// Starts nsqd on free ports of 127.0.0.1 and waits until it answers `/ping`.
     pub fn start() -> Nsqd {
+        Nsqd::start_secure(None, None)
+    }
+
+    /// Like [`Nsqd::start`], but with TLS required on the TCP protocol when `tls` is given
+    /// (presenting its server certificate; clients need none), and AUTH required when `auth`
+    /// is given (nsqd asks that server about each client's secret).
+    pub fn start_secure(tls: Option<&Certs>, auth: Option<&AuthServer>) -> Nsqd {
         let program = nsqd();
         let tcp_port = free_port();
         let http_port = free_port();
+        let mut secure = String::new();
+        if let Some(certs) = tls {
+            secure += &format!(
+                " --tls-cert='{}' --tls-key='{}' --tls-required=tcp-https",
+                certs.cert().display(),
+                certs.key().display()
+            );
+        }
+        if let Some(auth) = auth {
+            secure += &format!(" --auth-http-address={}", auth.address());
+        }
         // The shell writes its pid, which `exec` hands to nsqd, for `restart`.
         let script = format!(
             "echo $$ > '{{dir}}/nsqd.pid' && exec '{}' --tcp-address=127.0.0.1:{tcp_port} \
              --http-address=127.0.0.1:{http_port} --https-address= \
-             --broadcast-address=127.0.0.1 --data-path='{{dir}}' --max-msg-size=4194304",
+             --broadcast-address=127.0.0.1 --data-path='{{dir}}' --max-msg-size=4194304{secure}",
             program.display()
         );
         let server = Server::start(
@@ -196,5 +221,91 @@ impl Nsqd {
     /// nsqd's output so far (since its last start).
     pub fn log(&self) -> String {
         self.server.log()
+    }
+}
+
+/// An nsqd auth server (nsqd's `--auth-http-address` protocol): nsqd sends
+/// `GET /auth?remote_ip=..&tls=true|false&secret=..&common_name=..` for each client's `AUTH`
+/// and takes a 200 with the client's authorizations, or any other status as a refusal. This
+/// one grants publish and subscribe on every topic and channel to one secret, refuses every
+/// other secret with a 403, and records each query.
+pub struct AuthServer {
+    addr: SocketAddr,
+    queries: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl AuthServer {
+    /// Serves on a free port of 127.0.0.1, on a thread of its own, until dropped. `secret`
+    /// is compared as nsqd sends it, URL-encoded (use letters and digits).
+    pub fn start(secret: &str) -> AuthServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the auth server");
+        let addr = listener.local_addr().expect("its address");
+        let queries = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let expected = format!("secret={secret}");
+        let (seen, stopped) = (Arc::clone(&queries), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::Acquire) {
+                    return;
+                }
+                let Ok(mut stream) = stream else { continue };
+                // The request line, then the headers up to the empty line (read all of it
+                // before answering: closing with unread data would reset the connection).
+                let mut reader = BufReader::new(&stream);
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut header = String::new();
+                while reader.read_line(&mut header).is_ok_and(|n| n > 0) && header.trim() != "" {
+                    header.clear();
+                }
+                let query = line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|target| target.split_once('?'))
+                    .map_or_else(String::new, |(_, q)| q.to_owned());
+                let granted = query.split('&').any(|pair| pair == expected);
+                seen.lock().expect("queries").push(query);
+                let (status, body) = if granted {
+                    (
+                        "200 OK",
+                        r#"{"ttl":3600,"identity":"rmicro-test","identity_url":"","authorizations":[{"topic":".*","channels":[".*"],"permissions":["subscribe","publish"]}]}"#,
+                    )
+                } else {
+                    ("403 Forbidden", r#"{"message":"NOT_AUTHORIZED"}"#)
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        AuthServer {
+            addr,
+            queries,
+            stop,
+        }
+    }
+
+    /// `127.0.0.1:<port>`, for nsqd's `--auth-http-address`.
+    pub fn address(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The query strings nsqd sent so far, one per `AUTH`.
+    pub fn queries(&self) -> Vec<String> {
+        self.queries.lock().expect("queries").clone()
+    }
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        // Wakes the accepting thread, which then sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
     }
 }
