@@ -49,9 +49,23 @@
 //! # Addresses and credentials
 //!
 //! `--broker_address` takes the bootstrap servers, `host:port`, comma-separated; empty =
-//! `127.0.0.1:9092`. `kafka://user:password@host:port` logs in with SASL/PLAIN (the password is
-//! masked in [`Broker::address`] and errors). TLS is not built in (librdkafka's TLS needs
-//! OpenSSL).
+//! `127.0.0.1:9092`. A scheme names Kafka's security protocol, as a listener's name does:
+//!
+//! | address | `security.protocol` |
+//! |---|---|
+//! | `host:port`, `kafka://host:port`, `plaintext://host:port` | `PLAINTEXT` |
+//! | `kafka://user:password@host:port`, `sasl_plaintext://user:password@host:port` | `SASL_PLAINTEXT` (PLAIN) |
+//! | `ssl://host:port` | `SSL` |
+//! | `ssl://user:password@host:port`, `sasl_ssl://user:password@host:port` | `SASL_SSL` (PLAIN) |
+//!
+//! The password is masked in [`Broker::address`] and errors. All addresses of one broker
+//! use the same protocol (librdkafka has one per client).
+//!
+//! TLS needs the `kafka-tls` feature (librdkafka with OpenSSL, compiled from source; without
+//! it a TLS address is a `400` saying so). The server's certificate is checked against the
+//! file `SSL_CERT_FILE` names when that variable is set, else against the system's CA bundle
+//! (librdkafka's `probe` of the usual paths); `ssl.ca.location` in
+//! [`KafkaOptions::settings`] overrides both.
 //!
 //! [`SubscribeOptions::auto_ack`]: super::SubscribeOptions::auto_ack
 //! [`Event::ack`]: super::Event::ack
@@ -141,9 +155,45 @@ struct Inner {
     /// librdkafka's settings shared by producer and consumers.
     base: ClientConfig,
     printable: String,
-    producer: Mutex<Option<FutureProducer>>,
+    producer: Mutex<Option<FutureProducer<Reported>>>,
+    /// What librdkafka last reported about the connection (a refused certificate, a failed
+    /// login), shared by the producer and every consumer.
+    reported: Reported,
     subs: kit::Live,
     malformed: AtomicU64,
+}
+
+/// How long a reported connection error is quoted in the errors of calls that fail.
+const REPORT_FRESH: Duration = Duration::from_secs(60);
+
+/// A client context that keeps librdkafka's last error event (its own retries report each
+/// failed connection there, with the reason: "SSL handshake failed: ... certificate verify
+/// failed", "SASL authentication error: ..."), so that a call that times out can say why.
+#[derive(Clone, Default)]
+struct Reported(Arc<Mutex<Option<(std::time::Instant, String)>>>);
+
+impl Reported {
+    /// The last reason, if recent.
+    fn recent(&self) -> Option<String> {
+        lock(&self.0)
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < REPORT_FRESH)
+            .map(|(_, reason)| reason.clone())
+    }
+}
+
+impl ClientContext for Reported {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "kafka: librdkafka reports");
+        // "All broker connections are down" follows each failed connection: it would hide
+        // the reason reported just before it.
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown)
+            && self.recent().is_some()
+        {
+            return;
+        }
+        *lock(&self.0) = Some((std::time::Instant::now(), format!("{error}: {reason}")));
+    }
 }
 
 impl fmt::Debug for KafkaBroker {
@@ -183,20 +233,44 @@ impl KafkaBroker {
     pub fn new(opts: KafkaOptions) -> Result<Self> {
         let mut servers = Vec::new();
         let mut credentials = None;
+        let mut tls = None;
         for address in &opts.addresses {
-            let rest = match address.split_once("://") {
-                Some(("kafka", rest)) => rest,
+            let (this_tls, rest) = match address.split_once("://") {
+                Some(("kafka" | "plaintext" | "sasl_plaintext", rest)) => (false, rest),
+                Some(("ssl" | "sasl_ssl", rest)) => (true, rest),
                 Some((scheme, _)) => {
                     return Err(Error::bad_request(
                         ERROR_ID,
                         format!(
-                            "kafka: broker address `{}` has scheme `{scheme}`; use host:port or kafka://",
+                            "kafka: broker address `{}` has scheme `{scheme}`; use host:port, kafka://, plaintext://, sasl_plaintext://, ssl:// or sasl_ssl://",
                             mask_url(address)
                         ),
                     ));
                 }
-                None => address.as_str(),
+                None => (false, address.as_str()),
             };
+            if *tls.get_or_insert(this_tls) != this_tls {
+                return Err(Error::bad_request(
+                    ERROR_ID,
+                    format!(
+                        "kafka: broker addresses `{}` mix TLS and plain connections; librdkafka has one security protocol per client",
+                        opts.addresses
+                            .iter()
+                            .map(|a| mask_url(a))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                ));
+            }
+            if this_tls && !cfg!(feature = "kafka-tls") {
+                return Err(Error::bad_request(
+                    ERROR_ID,
+                    format!(
+                        "kafka: broker address `{}` asks for TLS, which needs rmicro's `kafka-tls` feature (librdkafka with OpenSSL)",
+                        mask_url(address)
+                    ),
+                ));
+            }
             let host = match rest.rsplit_once('@') {
                 Some((userinfo, host)) => {
                     let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
@@ -227,11 +301,28 @@ impl KafkaBroker {
             .set("reconnect.backoff.max.ms", "2000")
             .set("topic.metadata.refresh.interval.ms", "10000")
             .set("message.max.bytes", opts.max_message_bytes.to_string());
+        let tls = tls.unwrap_or(false);
+        let protocol = match (tls, credentials.is_some()) {
+            (false, false) => "PLAINTEXT",
+            (false, true) => "SASL_PLAINTEXT",
+            (true, false) => "SSL",
+            (true, true) => "SASL_SSL",
+        };
+        base.set("security.protocol", protocol);
         if let Some((user, password)) = credentials {
-            base.set("security.protocol", "SASL_PLAINTEXT")
-                .set("sasl.mechanism", "PLAIN")
+            base.set("sasl.mechanism", "PLAIN")
                 .set("sasl.username", user)
                 .set("sasl.password", password);
+        }
+        if tls {
+            // The roots, as the rustls-based plugins take them: SSL_CERT_FILE, else the
+            // system's bundle (librdkafka probes the usual paths; its statically linked
+            // OpenSSL's own default directory does not exist on the machine).
+            let roots = std::env::var("SSL_CERT_FILE")
+                .ok()
+                .filter(|f| !f.is_empty())
+                .unwrap_or_else(|| "probe".to_owned());
+            base.set("ssl.ca.location", roots);
         }
         for (k, v) in &opts.settings {
             base.set(k, v);
@@ -248,6 +339,7 @@ impl KafkaBroker {
                 base,
                 printable,
                 producer: Mutex::new(None),
+                reported: Reported::default(),
                 subs: kit::Live::default(),
                 malformed: AtomicU64::new(0),
             }),
@@ -266,29 +358,34 @@ impl KafkaBroker {
 }
 
 impl Inner {
+    /// A 503 naming the server, what failed and what librdkafka last reported.
     fn unavailable(&self, what: impl fmt::Display) -> Error {
-        Error::service_unavailable(ERROR_ID, format!("kafka at `{}`: {what}", self.printable))
+        let mut detail = format!("kafka at `{}`: {what}", self.printable);
+        if let Some(reason) = self.reported.recent() {
+            detail.push_str(&format!(" (last connection error: {reason})"));
+        }
+        Error::service_unavailable(ERROR_ID, detail)
     }
 
-    fn producer(&self) -> Result<FutureProducer> {
+    fn producer(&self) -> Result<FutureProducer<Reported>> {
         let mut guard = lock(&self.producer);
         if let Some(p) = guard.as_ref() {
             return Ok(p.clone());
         }
-        let producer: FutureProducer = self
+        let producer: FutureProducer<Reported> = self
             .base
             .clone()
             .set("acks", "all")
             .set("message.timeout.ms", ms(self.opts.publish_timeout))
             .set("linger.ms", "0")
-            .create()
+            .create_with_context(self.reported.clone())
             .map_err(|e| self.unavailable(format!("cannot create a producer: {e}")))?;
         *guard = Some(producer.clone());
         Ok(producer)
     }
 
     /// Waits until the cluster answers a metadata request.
-    async fn reachable(&self, producer: FutureProducer) -> Result<()> {
+    async fn reachable(&self, producer: FutureProducer<Reported>) -> Result<()> {
         let timeout = self.opts.publish_timeout;
         let answer = tokio::task::spawn_blocking(move || {
             producer
@@ -381,6 +478,7 @@ impl Broker for KafkaBroker {
         let context = GroupStart {
             topic: topic.to_owned(),
             start: Mutex::new(HashMap::new()),
+            reported: inner.reported.clone(),
         };
         let consumer: StreamConsumer<GroupStart> = inner
             .base
@@ -484,9 +582,14 @@ fn try_end_offsets(
 struct GroupStart {
     topic: String,
     start: Mutex<HashMap<i32, i64>>,
+    reported: Reported,
 }
 
-impl ClientContext for GroupStart {}
+impl ClientContext for GroupStart {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.reported.error(error, reason);
+    }
+}
 
 impl ConsumerContext for GroupStart {
     fn rebalance(
@@ -741,6 +844,38 @@ mod tests {
             Some("h:9093,k2:9094")
         );
         assert_eq!(b.inner.base.get("sasl.mechanism"), Some("PLAIN"));
+        assert_eq!(
+            b.inner.base.get("security.protocol"),
+            Some("SASL_PLAINTEXT")
+        );
+        let protocol = |a: &str| {
+            KafkaBroker::new(KafkaOptions::with_addresses(a))
+                .map(|b| b.inner.base.get("security.protocol").map(str::to_owned))
+        };
+        assert_eq!(
+            protocol("plaintext://h:1").ok().flatten().as_deref(),
+            Some("PLAINTEXT")
+        );
+        if cfg!(feature = "kafka-tls") {
+            assert_eq!(protocol("ssl://h:1").ok().flatten().as_deref(), Some("SSL"));
+            assert_eq!(
+                protocol("sasl_ssl://u:p@h:1").ok().flatten().as_deref(),
+                Some("SASL_SSL")
+            );
+            assert_eq!(
+                protocol("ssl://u:p@h:1").ok().flatten().as_deref(),
+                Some("SASL_SSL")
+            );
+        } else {
+            let err = protocol("ssl://u:secret@h:1").expect_err("no TLS built in");
+            assert!(err.detail.contains("`kafka-tls` feature"), "{err}");
+            assert!(!err.detail.contains("secret"), "{err}");
+        }
+        let err = protocol("ssl://h:1,h:2").expect_err("mixed");
+        assert!(
+            err.detail.contains("mix TLS and plain") || err.detail.contains("`kafka-tls`"),
+            "{err}"
+        );
         for bad in ["nohost", "nats://h:1", "h:port"] {
             let err = KafkaBroker::new(KafkaOptions::with_addresses(bad)).expect_err(bad);
             assert_eq!(err.code, 400, "{err}");

@@ -1,9 +1,11 @@
-//! TLS against real servers on 127.0.0.1: mosquitto (`mqtts://`), nats-server (`tls://`)
-//! and redis-server (`rediss://`), with certificates from throwaway CAs made at test time
-//! (`openssl`, see `rmicro_conformance::servers::tls`).
+//! TLS against real servers on 127.0.0.1: mosquitto (`mqtts://`), nats-server (`tls://`),
+//! redis-server (`rediss://`), nsqd (`tls://`, with AUTH) and Kafka (`ssl://`), with
+//! certificates from throwaway CAs made at test time (`openssl`, see
+//! `rmicro_conformance::servers::tls`).
 //!
 //! The brokers trust the system's root certificates, loaded by rustls-native-certs, which
-//! reads the file named by `SSL_CERT_FILE` instead when that variable is set. Setting a
+//! reads the file named by `SSL_CERT_FILE` instead when that variable is set (Kafka's
+//! librdkafka is given that file as its `ssl.ca.location` by the broker). Setting a
 //! variable inside a running test process is `unsafe` (other threads may read the
 //! environment) and the workspace forbids unsafe code, so every test runs its body in a child
 //! process of this very binary (`<test> --exact`), started with `SSL_CERT_FILE` = the test
@@ -17,7 +19,13 @@
 //! - `*_refuses_untrusted_certificate`: against a server whose certificate another CA signed,
 //!   `connect`, `publish` and `subscribe` each fail within a bound with an [`rmicro::Error`]
 //!   whose detail names the certificate problem.
-#![cfg(any(feature = "mqtt", feature = "nats", feature = "redis"))]
+#![cfg(any(
+    feature = "mqtt",
+    feature = "nats",
+    feature = "redis",
+    feature = "nsq",
+    feature = "kafka-tls"
+))]
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -168,19 +176,23 @@ async fn round_trip(make: impl Fn() -> SharedBroker, scheme: &str) {
     subscriber.disconnect().await.expect("disconnect");
 }
 
+/// What rustls says of a certificate no trusted CA issued.
+const RUSTLS_UNTRUSTED: &[&str] = &["invalid peer certificate", "UnknownIssuer"];
+
 /// `connect`, `publish` and `subscribe` on a broker whose server has an untrusted
-/// certificate each fail within [`FAIL_WITHIN`], naming the certificate problem.
-async fn refuses(b: SharedBroker) {
+/// certificate each fail within [`FAIL_WITHIN`], naming the certificate problem (every one
+/// of `untrusted` is in the error).
+async fn refuses(b: SharedBroker, untrusted: &[&str]) {
     let t = topic("refused");
     let started = Instant::now();
     let refused = within("connect", b.connect()).await;
-    expect_untrusted("connect", &refused);
+    expect_untrusted("connect", &refused, untrusted);
     let e = within(
         "publish",
         b.publish(&t, Message::new("secret"), PublishOptions::default()),
     )
     .await;
-    expect_untrusted("publish", &e);
+    expect_untrusted("publish", &e, untrusted);
     let e = within(
         "subscribe",
         b.subscribe(
@@ -190,7 +202,7 @@ async fn refuses(b: SharedBroker) {
         ),
     )
     .await;
-    expect_untrusted("subscribe", &e);
+    expect_untrusted("subscribe", &e, untrusted);
     println!(
         "{}: connect, publish and subscribe refused in {:?}; connect's error: {}",
         b.address(),
@@ -213,12 +225,12 @@ async fn within<T>(what: &str, call: impl Future<Output = rmicro::Result<T>>) ->
 
 /// An `rmicro::Error` of the broker that says the server's certificate was rejected because
 /// no trusted CA issued it (rustls's "invalid peer certificate: UnknownIssuer").
-fn expect_untrusted(what: &str, e: &rmicro::Error) {
+fn expect_untrusted(what: &str, e: &rmicro::Error, untrusted: &[&str]) {
     assert_eq!(e.id, "go.micro.broker", "{what}: {e}");
     assert_eq!(e.code, 503, "{what}: service unavailable: {e}");
     assert!(
-        e.detail.contains("invalid peer certificate") && e.detail.contains("UnknownIssuer"),
-        "{what}: the error names the certificate problem: {e}"
+        untrusted.iter().all(|part| e.detail.contains(part)),
+        "{what}: the error names the certificate problem ({untrusted:?}): {e}"
     );
 }
 
@@ -244,7 +256,7 @@ mod mqtt {
 
     pub(super) async fn refuses(pki: Pki) {
         let server = Mosquitto::start_tls(&pki.untrusted);
-        super::refuses(broker(&server.tls_url())).await;
+        super::refuses(broker(&server.tls_url()), RUSTLS_UNTRUSTED).await;
     }
 }
 
@@ -269,7 +281,7 @@ mod nats {
 
     pub(super) async fn refuses(pki: Pki) {
         let server = Nats::start_tls(&pki.untrusted);
-        super::refuses(broker(&server.tls_url())).await;
+        super::refuses(broker(&server.tls_url()), RUSTLS_UNTRUSTED).await;
     }
 }
 
@@ -293,8 +305,101 @@ mod redis {
 
     pub(super) async fn refuses(pki: Pki) {
         let server = Redis::start_tls(&pki.untrusted);
-        super::refuses(broker(&server.tls_url())).await;
+        super::refuses(broker(&server.tls_url()), RUSTLS_UNTRUSTED).await;
     }
+}
+
+#[cfg(feature = "nsq")]
+mod nsq {
+    use super::*;
+    use rmicro::broker::nsq::{NsqBroker, NsqOptions};
+    use rmicro_conformance::servers::nsq::{AuthServer, Nsqd};
+
+    pub(super) fn broker(url: &str) -> SharedBroker {
+        let mut opts = NsqOptions::with_addresses(url);
+        opts.timeout = CONNECT_TIMEOUT;
+        Arc::new(NsqBroker::new(opts).expect("valid options"))
+    }
+
+    /// TLS and AUTH together, as an estate that has one has the other: the secret travels
+    /// inside TLS, and nsqd tells its auth server the connection is TLS.
+    pub(super) async fn round_trip(pki: Pki) {
+        let auth = AuthServer::start("s3cret");
+        let server = Nsqd::start_secure(Some(&pki.trusted), Some(&auth));
+        let url = format!("tls://:s3cret@{}", server.tcp_address());
+        assert!(
+            !broker(&url).address().contains("s3cret"),
+            "the secret is masked"
+        );
+        super::round_trip(|| broker(&url), "tls://").await;
+        let queries = auth.queries();
+        assert!(
+            queries.len() >= 2,
+            "each connection authenticated: {queries:?}"
+        );
+        for q in &queries {
+            assert!(
+                q.contains("tls=true") && q.contains("secret=s3cret"),
+                "nsqd saw a TLS connection with the secret: {q}"
+            );
+        }
+    }
+
+    pub(super) async fn refuses(pki: Pki) {
+        let server = Nsqd::start_secure(Some(&pki.untrusted), None);
+        let url = format!("tls://{}", server.tcp_address());
+        super::refuses(broker(&url), RUSTLS_UNTRUSTED).await;
+    }
+}
+
+#[cfg(feature = "kafka-tls")]
+mod kafka {
+    use super::*;
+    use rmicro::broker::kafka::{KafkaBroker, KafkaOptions};
+    use rmicro_conformance::servers::kafka::Kafka;
+
+    pub(super) fn broker(url: &str) -> SharedBroker {
+        let mut opts = KafkaOptions::with_addresses(url);
+        opts.publish_timeout = CONNECT_TIMEOUT;
+        Arc::new(KafkaBroker::new(opts).expect("valid options"))
+    }
+
+    pub(super) async fn round_trip(pki: Pki) {
+        let server = Kafka::start_tls(&pki.trusted);
+        let url = format!("ssl://{}", server.address());
+        super::round_trip(|| broker(&url), "ssl://").await;
+    }
+
+    pub(super) async fn refuses(pki: Pki) {
+        let server = Kafka::start_tls(&pki.untrusted);
+        let url = format!("ssl://{}", server.address());
+        // OpenSSL's words, as librdkafka reports them.
+        super::refuses(broker(&url), &["certificate verify failed"]).await;
+    }
+}
+
+#[cfg(feature = "nsq")]
+#[test]
+fn nsq_round_trip_over_tls_with_auth() {
+    with_test_ca("nsq_round_trip_over_tls_with_auth", nsq::round_trip);
+}
+
+#[cfg(feature = "nsq")]
+#[test]
+fn nsq_refuses_untrusted_certificate() {
+    with_test_ca("nsq_refuses_untrusted_certificate", nsq::refuses);
+}
+
+#[cfg(feature = "kafka-tls")]
+#[test]
+fn kafka_round_trip_over_tls() {
+    with_test_ca("kafka_round_trip_over_tls", kafka::round_trip);
+}
+
+#[cfg(feature = "kafka-tls")]
+#[test]
+fn kafka_refuses_untrusted_certificate() {
+    with_test_ca("kafka_refuses_untrusted_certificate", kafka::refuses);
 }
 
 #[cfg(feature = "mqtt")]

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use super::tls::Certs;
 use super::{Server, free_port, require, script_once};
 
 /// How long Kafka may take to serve (2–5 s here; a JVM on a busy machine more).
@@ -55,32 +56,55 @@ impl Kafka {
     /// Formats a Kafka's storage in a fresh temporary directory, starts it on free ports of
     /// 127.0.0.1 and waits until it serves.
     pub fn start() -> Kafka {
-        Self::start_with(None)
+        Self::start_with(None, None)
     }
 
     /// The same, with SASL/PLAIN on the client listener: clients log in as `user` with
     /// `password` (the broker itself as `admin`).
     pub fn start_sasl(user: &str, password: &str) -> Kafka {
-        Self::start_with(Some((user, password)))
+        Self::start_with(Some((user, password)), None)
     }
 
-    fn start_with(sasl: Option<(&str, &str)>) -> Kafka {
+    /// The same, the client listener speaking TLS only (`SSL`), presenting `certs`' server
+    /// certificate from a PEM key store (key and certificate in one file); clients need no
+    /// certificate.
+    pub fn start_tls(certs: &Certs) -> Kafka {
+        Self::start_with(None, Some(certs))
+    }
+
+    fn start_with(sasl: Option<(&str, &str)>, tls: Option<&Certs>) -> Kafka {
         let java = require("java");
         let jars = jars();
         let port = free_port();
         let controller = free_port();
+        let listener = match (sasl.is_some(), tls.is_some()) {
+            (false, false) => "PLAINTEXT",
+            (true, false) => "SASL_PLAINTEXT",
+            (false, true) => "SSL",
+            (true, true) => "SASL_SSL",
+        };
+        let tls_config = tls.map(|certs| {
+            let store = certs.dir().join("kafka-keystore.pem");
+            let key = std::fs::read_to_string(certs.key()).expect("the server key");
+            let cert = std::fs::read_to_string(certs.cert()).expect("the server certificate");
+            std::fs::write(&store, format!("{key}{cert}")).expect("writing the key store");
+            [
+                format!(
+                    "listener.security.protocol.map={listener}:{listener},CONTROLLER:PLAINTEXT"
+                ),
+                format!("inter.broker.listener.name={listener}"),
+                "ssl.keystore.type=PEM".to_owned(),
+                format!("ssl.keystore.location={}", store.display()),
+                "ssl.truststore.type=PEM".to_owned(),
+                format!("ssl.truststore.location={}", certs.ca().display()),
+                "ssl.client.auth=none".to_owned(),
+            ]
+        });
         let config = [
             "process.roles=broker,controller".to_owned(),
             "node.id=1".to_owned(),
             format!("controller.quorum.voters=1@127.0.0.1:{controller}"),
-            format!(
-                "listeners={}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
-                if sasl.is_some() {
-                    "SASL_PLAINTEXT"
-                } else {
-                    "PLAINTEXT"
-                }
-            ),
+            format!("listeners={listener}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}"),
             "controller.listener.names=CONTROLLER".to_owned(),
             "log.dirs={dir}/data".to_owned(),
             "num.partitions=1".to_owned(),
@@ -101,6 +125,7 @@ impl Kafka {
             format!("message.max.bytes={MAX_MESSAGE_BYTES}"),
         ]
         .into_iter()
+        .chain(tls_config.into_iter().flatten())
         .chain(sasl.into_iter().flat_map(|(user, password)| {
             [
                 "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT"
