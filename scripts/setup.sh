@@ -15,14 +15,18 @@ fi
 # the packages' own system services are not used).
 # openssl: the TLS tests make their throwaway CAs and server certificates with it.
 # Nothing here is needed to build but a C compiler and make for the kafka feature (librdkafka's
-# bundled sources); no feature of rmicro needs a system library or protoc.
+# bundled sources) and perl for kafka-tls (OpenSSL's bundled sources); no feature of rmicro
+# needs a system library or protoc.
 # dnsmasq-base: the DNS server of the dns registry's tests (the binary only, no service).
 packages=(mosquitto nats-server rabbitmq-server redis-server etcd-server openssl dnsmasq-base)
 have cc || packages+=(gcc)
 have make || packages+=(make)
+have perl && perl -MIPC::Cmd -MFile::Compare -e1 2>/dev/null || packages+=(perl)
 # Java servers (ZooKeeper, Kafka, ActiveMQ Artemis) come as jars from Maven Central, fetched with Maven and run with java.
 have mvn || packages+=(maven)
-have java || packages+=(default-jre-headless)
+# A JDK, not a JRE: the Artemis login test runs a single-source Java program (java Foo.java
+# compiles it in memory, which needs the jdk.compiler module).
+java --list-modules 2>/dev/null | grep -q '^jdk.compiler' || packages+=(default-jdk-headless)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

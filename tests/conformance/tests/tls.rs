@@ -1,5 +1,6 @@
 //! TLS against real servers on 127.0.0.1: mosquitto (`mqtts://`), nats-server (`tls://`),
-//! redis-server (`rediss://`), nsqd (`tls://`, with AUTH) and Kafka (`ssl://`), with
+//! redis-server (`rediss://`), nsqd (`tls://`, with AUTH), Kafka (`ssl://`) and Google's
+//! Pub/Sub fake standing in for Google Cloud (`https://`, with a bearer token), with
 //! certificates from throwaway CAs made at test time (`openssl`, see
 //! `rmicro_conformance::servers::tls`).
 //!
@@ -24,7 +25,8 @@
     feature = "nats",
     feature = "redis",
     feature = "nsq",
-    feature = "kafka-tls"
+    feature = "kafka-tls",
+    feature = "googlepubsub"
 ))]
 
 use std::future::Future;
@@ -376,6 +378,92 @@ mod kafka {
         // OpenSSL's words, as librdkafka reports them.
         super::refuses(broker(&url), &["certificate verify failed"]).await;
     }
+}
+
+#[cfg(feature = "googlepubsub")]
+mod googlepubsub {
+    use super::*;
+    use rmicro::broker::googlepubsub::{GooglePubSubBroker, GooglePubSubOptions};
+    use rmicro_conformance::servers::pubsub::PubSub;
+
+    const TOKEN: &str = "ya29.rmicro-test-token";
+
+    pub(super) fn broker(endpoint: &str, token: &str) -> SharedBroker {
+        let mut opts = GooglePubSubOptions::default();
+        opts.endpoint = endpoint.to_owned();
+        opts.access_token = Some(token.to_owned());
+        opts.project = "rmicro-tls".to_owned();
+        opts.timeout = CONNECT_TIMEOUT;
+        Arc::new(GooglePubSubBroker::new(opts).expect("valid options"))
+    }
+
+    pub(super) async fn round_trip(pki: Pki) {
+        let server = PubSub::start_cloud_like(&pki.trusted, TOKEN);
+        let endpoint = server.endpoint();
+        super::round_trip(|| broker(&endpoint, TOKEN), "https://").await;
+    }
+
+    pub(super) async fn refuses(pki: Pki) {
+        let server = PubSub::start_cloud_like(&pki.untrusted, TOKEN);
+        super::refuses(broker(&server.endpoint(), TOKEN), RUSTLS_UNTRUSTED).await;
+    }
+
+    /// A token the server does not take: `connect`, `publish` and `subscribe` are each a 401
+    /// quoting the server's UNAUTHENTICATED, the token in none of them.
+    pub(super) async fn wrong_token(pki: Pki) {
+        let server = PubSub::start_cloud_like(&pki.trusted, TOKEN);
+        let b = broker(&server.endpoint(), "ya29.expired");
+        let t = topic("token");
+        let errors = [
+            within("connect", b.connect()).await,
+            within(
+                "publish",
+                b.publish(&t, Message::new("x"), PublishOptions::default()),
+            )
+            .await,
+            within(
+                "subscribe",
+                b.subscribe(
+                    &t,
+                    broker::handler(|_| async { Ok(()) }),
+                    SubscribeOptions::default(),
+                ),
+            )
+            .await,
+        ];
+        for e in errors {
+            assert_eq!(e.code, 401, "{e}");
+            assert!(
+                e.detail.contains("invalid authentication credentials"),
+                "{e}"
+            );
+            assert!(!e.detail.contains("ya29"), "no token in errors: {e}");
+        }
+    }
+}
+
+#[cfg(feature = "googlepubsub")]
+#[test]
+fn googlepubsub_round_trip_over_tls_with_token() {
+    with_test_ca(
+        "googlepubsub_round_trip_over_tls_with_token",
+        googlepubsub::round_trip,
+    );
+}
+
+#[cfg(feature = "googlepubsub")]
+#[test]
+fn googlepubsub_refuses_untrusted_certificate() {
+    with_test_ca(
+        "googlepubsub_refuses_untrusted_certificate",
+        googlepubsub::refuses,
+    );
+}
+
+#[cfg(feature = "googlepubsub")]
+#[test]
+fn googlepubsub_wrong_token_is_401() {
+    with_test_ca("googlepubsub_wrong_token_is_401", googlepubsub::wrong_token);
 }
 
 #[cfg(feature = "nsq")]

@@ -47,7 +47,8 @@
 //! `PUBSUB_EMULATOR_HOST` environment variable, as Google's clients read it; neither =
 //! Google Cloud itself, `https://pubsub.googleapis.com` (TLS, the system's roots), with the
 //! OAuth2 access token in `GOOGLEPUBSUB_ACCESS_TOKEN` sent as is (rmicro mints and renews no
-//! tokens). The project is `GOOGLEPUBSUB_PROJECT_ID` (go-micro's variable), else
+//! tokens). An `https://` address names another endpoint of Google's (a regional one), and
+//! takes the token too; `http://host:port` is an emulator. The project is `GOOGLEPUBSUB_PROJECT_ID` (go-micro's variable), else
 //! `PUBSUB_PROJECT_ID`, else `micro`.
 //!
 //! [`SubscribeOptions::auto_ack`]: super::SubscribeOptions::auto_ack
@@ -155,6 +156,12 @@ impl GooglePubSubOptions {
                 ..Self::default()
             },
             ("", Some(host)) => Self::emulator(host.trim()),
+            // An endpoint of Google Cloud's own (a regional one, say): the token goes with it.
+            (address, _) if address.starts_with("https://") => Self {
+                endpoint: address.to_owned(),
+                access_token: var("GOOGLEPUBSUB_ACCESS_TOKEN"),
+                ..Self::default()
+            },
             (address, _) if address.contains("://") => Self {
                 endpoint: address.to_owned(),
                 ..Self::default()

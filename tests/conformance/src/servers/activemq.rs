@@ -1,6 +1,12 @@
 //! ActiveMQ Artemis 2.40 (Apache-2.0; Maven Central's jars, fetched and cached by
 //! `scripts/activemq.sh`) as an MQTT server on a free loopback port, its configuration and
-//! data in a temporary directory. Artemis's own embedded main class,
+//! data in a temporary directory. [`ActiveMq::start_with_login`] turns security on: JAAS's
+//! properties login module with one user (`etc/login.config`, `etc/users.properties`,
+//! `etc/roles.properties`), every permission on every address for that user's role, and
+//! anonymous clients refused. Artemis's `embedded.Main` cannot authenticate anyone (its JAAS
+//! security manager has no login configuration name), so that server is started by
+//! `tests/servers/artemis/ArtemisWithLogin.java`, a single-source Java program run by `java`
+//! itself, which names the `activemq` entry. Artemis's own embedded main class,
 //! `java -cp '<jars>/*' org.apache.activemq.artemis.core.server.embedded.Main <dir>`, reads
 //! `<dir>/etc/broker.xml`: one acceptor, `tcp://127.0.0.1:<port>?protocols=MQTT` (MQTT 3.1,
 //! 3.1.1 and 5), anonymous clients, no JMX, no critical analyzer, no disk-usage limit (a full
@@ -65,35 +71,95 @@ fn jars() -> &'static Path {
 pub struct ActiveMq {
     server: Server,
     persistent: bool,
+    /// The user and password clients log in with, when security is on.
+    login: Option<(String, String)>,
 }
+
+/// Artemis's permission types, all granted to the logged-in user's role.
+const PERMISSIONS: &[&str] = &[
+    "createNonDurableQueue",
+    "deleteNonDurableQueue",
+    "createDurableQueue",
+    "deleteDurableQueue",
+    "createAddress",
+    "deleteAddress",
+    "consume",
+    "browse",
+    "send",
+    "manage",
+];
 
 impl ActiveMq {
     /// Starts Artemis on a free port of 127.0.0.1, keeping nothing on disk, and waits until
     /// it answers an MQTT CONNECT.
     pub fn start() -> ActiveMq {
-        ActiveMq::launch(false)
+        ActiveMq::launch(false, None)
+    }
+
+    /// Like [`ActiveMq::start`], but clients must log in as `user` with `password` (letters
+    /// and digits only); anonymous clients and wrong passwords are refused.
+    pub fn start_with_login(user: &str, password: &str) -> ActiveMq {
+        ActiveMq::launch(false, Some((user, password)))
     }
 
     /// Like [`ActiveMq::start`], but with a journal: sessions of clients that connected with
     /// clean_session=false, their subscriptions, the QoS 1 messages queued for them and
     /// retained messages outlive [`ActiveMq::restart`] (and a kill -9).
     pub fn start_persistent() -> ActiveMq {
-        ActiveMq::launch(true)
+        ActiveMq::launch(true, None)
     }
 
-    fn launch(persistent: bool) -> ActiveMq {
+    fn launch(persistent: bool, login: Option<(&str, &str)>) -> ActiveMq {
         let java = require("java");
         let port = free_port();
         // The journal needs no fsync for the tests: a killed process's writes are in the page
         // cache already. Pool files are fixed to silence a start-up warning.
+        let secure = login.is_some();
+        let settings = if secure {
+            let permissions: String = PERMISSIONS
+                .iter()
+                .map(|p| format!("<permission type=\"{p}\" roles=\"clients\"/>"))
+                .collect();
+            format!(
+                "<security-settings><security-setting match=\"#\">{permissions}</security-setting></security-settings>"
+            )
+        } else {
+            String::new()
+        };
+        // JAAS: the properties login module reads its files relative to login.config's
+        // directory.
+        let launcher = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../servers/artemis/ArtemisWithLogin.java"
+        );
+        let (jaas, jaas_flag, main) = match login {
+            Some((user, password)) => (
+                format!(
+                    "printf 'activemq {{\\n org.apache.activemq.artemis.spi.core.security.jaas.PropertiesLoginModule required\\n org.apache.activemq.jaas.properties.user=\"users.properties\"\\n org.apache.activemq.jaas.properties.role=\"roles.properties\";\\n}};\\n' > '{{dir}}/etc/login.config' && \
+                     printf '{user}={password}\\n' > '{{dir}}/etc/users.properties' && \
+                     printf 'clients={user}\\n' > '{{dir}}/etc/roles.properties' && "
+                ),
+                " -Djava.security.auth.login.config='{dir}/etc/login.config'".to_owned(),
+                format!("'{launcher}'"),
+            ),
+            None => (
+                String::new(),
+                String::new(),
+                "org.apache.activemq.artemis.core.server.embedded.Main".to_owned(),
+            ),
+        };
         let config = format!(
             "<configuration xmlns=\"urn:activemq\"><core xmlns=\"urn:activemq:core\">\
              <persistence-enabled>{persistent}</persistence-enabled>\
-             <security-enabled>false</security-enabled>\
+             <security-enabled>{secure}</security-enabled>{settings}\
              <jmx-management-enabled>false</jmx-management-enabled>\
              <critical-analyzer>false</critical-analyzer>\
              <max-disk-usage>-1</max-disk-usage>\
              <journal-type>NIO</journal-type>\
+             <paging-directory>{{dir}}/data/paging</paging-directory>\
+             <bindings-directory>{{dir}}/data/bindings</bindings-directory>\
+             <journal-directory>{{dir}}/data/journal</journal-directory>\
+             <large-messages-directory>{{dir}}/data/large</large-messages-directory>\
              <journal-pool-files>10</journal-pool-files>\
              <journal-datasync>false</journal-datasync>\
              <acceptors><acceptor name=\"mqtt\">tcp://127.0.0.1:{port}?protocols=MQTT</acceptor></acceptors>\
@@ -104,10 +170,10 @@ impl ActiveMq {
         // collector take a third off the start-up's CPU; the audit loggers would log every
         // message, bodies included.
         let script = format!(
-            "mkdir -p '{{dir}}/etc' && printf '{config}' > '{{dir}}/etc/broker.xml' && \
-             exec '{}' -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:-UsePerfData \
+            "mkdir -p '{{dir}}/etc' && printf '{config}' > '{{dir}}/etc/broker.xml' && {jaas}\
+             exec '{}' -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:-UsePerfData{jaas_flag} \
              -Dorg.slf4j.simpleLogger.log.org.apache.activemq.audit=warn -cp '{}/*' \
-             org.apache.activemq.artemis.core.server.embedded.Main '{{dir}}'",
+             {main} '{{dir}}'",
             java.display(),
             jars().display()
         );
@@ -119,7 +185,11 @@ impl ActiveMq {
             SocketAddr::from(([127, 0, 0, 1], port)),
             BOOT,
         );
-        let mq = ActiveMq { server, persistent };
+        let mq = ActiveMq {
+            server,
+            persistent,
+            login: login.map(|(u, p)| (u.to_owned(), p.to_owned())),
+        };
         mq.wait_serving();
         mq
     }
@@ -128,7 +198,8 @@ impl ActiveMq {
     /// that accepts it: the port accepts TCP a moment before the MQTT protocol is served.
     fn wait_serving(&self) {
         let deadline = Instant::now() + BOOT;
-        while !connack(self.addr()) {
+        let login = self.login.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+        while !connack(self.addr(), login) {
             assert!(
                 Instant::now() < deadline,
                 "activemq not serving MQTT on {} within {BOOT:?}:\n{}",
@@ -144,9 +215,12 @@ impl ActiveMq {
         self.server.addr
     }
 
-    /// `mqtt://127.0.0.1:<port>`.
+    /// `mqtt://127.0.0.1:<port>`, with the user and password when security is on.
     pub fn url(&self) -> String {
-        format!("mqtt://{}", self.server.addr)
+        match &self.login {
+            Some((user, password)) => format!("mqtt://{user}:{password}@{}", self.server.addr),
+            None => format!("mqtt://{}", self.server.addr),
+        }
     }
 
     /// Whether the server keeps a journal ([`ActiveMq::start_persistent`]).
@@ -172,15 +246,28 @@ impl ActiveMq {
     }
 }
 
-/// Whether `addr` accepts an MQTT 3.1.1 CONNECT (clean session, client id `rmicro-ready`):
-/// a CONNACK with return code 0. A clean DISCONNECT follows, so no session is left behind.
-fn connack(addr: SocketAddr) -> bool {
+/// Whether `addr` accepts an MQTT 3.1.1 CONNECT (clean session, client id `rmicro-ready`,
+/// logging in when `login` is given): a CONNACK with return code 0. A clean DISCONNECT
+/// follows, so no session is left behind.
+fn connack(addr: SocketAddr, login: Option<(&str, &str)>) -> bool {
     const ID: &[u8] = b"rmicro-ready";
-    // Fixed header, then "MQTT", level 4, flags (clean session), keep-alive 60 s, client id.
-    let mut connect = vec![0x10, (12 + ID.len()) as u8, 0, 4];
-    connect.extend_from_slice(b"MQTT");
-    connect.extend_from_slice(&[4, 0x02, 0, 60, 0, ID.len() as u8]);
-    connect.extend_from_slice(ID);
+    // "MQTT", level 4, flags (clean session; user name and password), keep-alive 60 s,
+    // then the payload: client id, user name, password, each with its u16 length.
+    let mut body = vec![0, 4];
+    body.extend_from_slice(b"MQTT");
+    let flags = if login.is_some() { 0xc2 } else { 0x02 };
+    body.extend_from_slice(&[4, flags, 0, 60]);
+    let fields = std::iter::once(ID).chain(
+        login
+            .into_iter()
+            .flat_map(|(u, p)| [u.as_bytes(), p.as_bytes()]),
+    );
+    for field in fields {
+        body.extend_from_slice(&(field.len() as u16).to_be_bytes());
+        body.extend_from_slice(field);
+    }
+    let mut connect = vec![0x10, body.len() as u8];
+    connect.extend_from_slice(&body);
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };

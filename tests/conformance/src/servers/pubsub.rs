@@ -14,6 +14,10 @@
 //!
 //! `RMICRO_PUBSUB=emulator` or `RMICRO_PUBSUB=pstest` forces one.
 //!
+//! [`PubSub::start_cloud_like`] stands in for Google Cloud's endpoint instead (pstest always):
+//! gRPC over TLS with a test certificate, every call refused with UNAUTHENTICATED unless it
+//! carries `authorization: Bearer <token>`, as Google's does.
+//!
 //! Clients reach either as they reach the emulator: `PUBSUB_EMULATOR_HOST=<host()>`, plaintext
 //! gRPC (HTTP/2 without TLS), no credentials, any project id.
 //!
@@ -45,6 +49,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use super::tls::Certs;
 use super::{Server, free_port, program, require, run_script};
 
 /// How long the emulator may take to serve (about 1.5 s here; a JVM on a busy machine more).
@@ -171,6 +176,40 @@ impl PubSub {
         let pubsub = PubSub { server, kind };
         pubsub.wait_serving();
         pubsub
+    }
+
+    /// pstest as Google Cloud's endpoint would be: TLS with `certs`' server certificate, and
+    /// a bearer `token` required on every call. Clients reach it at [`PubSub::endpoint`].
+    pub fn start_cloud_like(certs: &Certs, token: &str) -> PubSub {
+        let port = free_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let server = Server::start(
+            "pstest-tls",
+            pstest_binary(),
+            &[
+                "-addr".to_owned(),
+                addr.to_string(),
+                "-tls-cert".to_owned(),
+                certs.cert().display().to_string(),
+                "-tls-key".to_owned(),
+                certs.key().display().to_string(),
+                "-token".to_owned(),
+                token.to_owned(),
+            ],
+            &[],
+            addr,
+            PSTEST_BOOT,
+        );
+        // It listens before it says so; Server::start waited for the port.
+        PubSub {
+            server,
+            kind: Kind::Pstest,
+        }
+    }
+
+    /// `https://127.0.0.1:<port>`, for a server started with [`PubSub::start_cloud_like`].
+    pub fn endpoint(&self) -> String {
+        format!("https://{}", self.server.addr)
     }
 
     fn boot(&self) -> Duration {
