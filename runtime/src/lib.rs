@@ -33,6 +33,7 @@ pub mod codec;
 pub mod config;
 mod error;
 mod event;
+pub mod health;
 mod id;
 #[cfg(feature = "nats")]
 mod nats_conn;

@@ -106,6 +106,13 @@ impl Connection {
     }
 
     /// Slow-consumer reports so far.
+    /// Whether a client exists and is connected now (no I/O).
+    pub(crate) fn is_connected(&self) -> bool {
+        lock(&self.client)
+            .as_ref()
+            .is_some_and(|c| c.connection_state() == State::Connected)
+    }
+
     pub(crate) fn slow_consumers(&self) -> u64 {
         self.slow_consumers.load(Ordering::Relaxed)
     }

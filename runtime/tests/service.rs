@@ -264,3 +264,176 @@ async fn graceful_stop_waits_for_in_flight_requests() {
     let reply = call.await.expect("join").expect("in-flight call finished");
     assert_eq!(reply.n, 501);
 }
+
+/// `GET path` on the service's listener: the status and the JSON body.
+async fn probe(address: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    let rsp = reqwest::get(format!("http://{address}{path}"))
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = rsp.status().as_u16();
+    let body = rsp.text().await.expect("body");
+    let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+    (status, json)
+}
+
+/// Polls `/health/ready` until it answers `want`, for at most `within`.
+async fn ready_becomes(
+    address: std::net::SocketAddr,
+    want: u16,
+    within: Duration,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (status, body) = probe(address, "/health/ready").await;
+        if status == want {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/health/ready still {status} after {within:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The check named `name` in a report.
+fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no check `{name}` in {report}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_paths_follow_registration_user_checks_and_shutdown() {
+    use rmicro::health::Check;
+    let registry = Flaky::default();
+    let name = unique("health");
+    let database_down = Arc::new(AtomicBool::new(false));
+    let down = Arc::clone(&database_down);
+    let address = Arc::new(std::sync::OnceLock::new());
+    let during_stop = Arc::new(std::sync::Mutex::new(None));
+    let (addr, seen) = (Arc::clone(&address), Arc::clone(&during_stop));
+    let service = Service::builder(&name)
+        .ttl(Duration::from_secs(2))
+        .interval(Duration::from_millis(300))
+        .with_registry(Arc::new(registry.clone()))
+        .with_broker(Arc::new(MemoryBroker::new()))
+        .free_subscribers(false)
+        .handler(Echo, routes())
+        .health_check(Check::new("database", move || {
+            let down = down.load(Ordering::SeqCst);
+            async move {
+                if down {
+                    Err("connection refused")
+                } else {
+                    Ok(())
+                }
+            }
+        }))
+        .health_check(Check::new("cache", || async { Err("cold") }).critical(false))
+        .before_stop(move || async move {
+            let address = *addr.get().expect("address set");
+            *seen.lock().expect("lock") = Some(probe(address, "/health/ready").await);
+            Ok(())
+        })
+        .start()
+        .await
+        .expect("start");
+    let at = service.address();
+    address.set(at).expect("once");
+
+    // Live at once; ready once registered.
+    assert_eq!(
+        probe(at, "/health/live").await,
+        (200, serde_json::json!({"status": "up"}))
+    );
+    let report = ready_becomes(at, 200, Duration::from_secs(5)).await;
+    assert_eq!(report["status"], "up");
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["server", "registry", "broker", "database", "cache"]);
+    assert_eq!(
+        check(&report, "cache")["status"],
+        "down",
+        "shown, not gating"
+    );
+    assert_eq!(check(&report, "cache")["critical"], false);
+    assert_eq!(report["info"]["service"], name.as_str());
+    assert_eq!(probe(at, "/health").await.0, 200);
+
+    // A critical user check gates readiness, not liveness.
+    database_down.store(true, Ordering::SeqCst);
+    let report = ready_becomes(at, 503, Duration::from_secs(2)).await;
+    assert_eq!(check(&report, "database")["error"], "connection refused");
+    assert_eq!(probe(at, "/health").await.0, 503);
+    assert_eq!(probe(at, "/health/live").await.0, 200);
+    database_down.store(false, Ordering::SeqCst);
+    ready_becomes(at, 200, Duration::from_secs(2)).await;
+
+    // The registry refuses: still ready within the TTL (the registration stands), not once
+    // the TTL has passed since the last accepted registration.
+    registry.down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (status, report) = probe(at, "/health/ready").await;
+    assert_eq!(status, 200, "within the TTL: {report}");
+    let report = ready_becomes(at, 503, Duration::from_secs(4)).await;
+    let error = check(&report, "registry")["error"].as_str().expect("error");
+    assert!(
+        error.contains("longer than the TTL") && error.contains("registry is down"),
+        "{error}"
+    );
+    registry.down.store(false, Ordering::SeqCst);
+    ready_becomes(at, 200, Duration::from_secs(3)).await;
+
+    // From the start of a graceful stop (before deregistration): not ready.
+    service.stop().await.expect("stop");
+    let (status, report) = during_stop.lock().expect("lock").take().expect("probed");
+    assert_eq!(status, 503, "{report}");
+    assert!(
+        check(&report, "server")["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("stopping")),
+        "{report}"
+    );
+}
+
+/// go-micro's `Debug.Health`, in JSON and protobuf; served, not advertised.
+#[tokio::test]
+async fn debug_health_answers_go_micro_s_rpc() {
+    let registry = Flaky::default();
+    let name = unique("debug");
+    let service = start(&name, &registry, 10, 5000).await;
+    service.registered().await.expect("registered");
+    let reply: serde_json::Value = service
+        .client()
+        .call(&name, "Debug.Health", &serde_json::json!({"service": name}))
+        .await
+        .expect("Debug.Health");
+    assert_eq!(reply, serde_json::json!({"status": "ok"}));
+    let rsp = reqwest::Client::new()
+        .post(format!("http://{}/", service.address()))
+        .header("Content-Type", "application/protobuf")
+        .header("Micro-Endpoint", "Debug.Health")
+        .header("Micro-Service", &name)
+        .body(Vec::new())
+        .send()
+        .await
+        .expect("protobuf call");
+    assert_eq!(rsp.status(), 200);
+    assert_eq!(
+        rsp.bytes().await.expect("body").as_ref(),
+        b"\x0a\x02ok",
+        "HealthResponse {{ status: \"ok\" }}"
+    );
+    let record = registry.get_service(&name).await.expect("get");
+    assert!(
+        record[0].endpoints.iter().all(|e| e.name != "Debug.Health"),
+        "not advertised"
+    );
+    service.stop().await.expect("stop");
+}

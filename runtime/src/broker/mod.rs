@@ -262,6 +262,11 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     fn name(&self) -> &str;
     /// The address the broker listens on or connects to.
     fn address(&self) -> String;
+    /// Whether the broker's connection is up right now, for readiness probes: `None` when
+    /// the plugin cannot tell without doing I/O (the default). Must not block.
+    fn connected(&self) -> Option<bool> {
+        None
+    }
     /// Connects (or starts listening). Idempotent.
     async fn connect(&self) -> Result<()>;
     /// Disconnects. Idempotent.

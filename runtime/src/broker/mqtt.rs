@@ -371,6 +371,10 @@ impl Broker for MqttBroker {
         self.inner.settings.address.clone()
     }
 
+    fn connected(&self) -> Option<bool> {
+        Some(self.is_connected())
+    }
+
     async fn connect(&self) -> Result<()> {
         let conn = self.main();
         conn.shared

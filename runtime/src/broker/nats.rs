@@ -189,6 +189,10 @@ impl Broker for NatsBroker {
         self.inner.conn.address().to_owned()
     }
 
+    fn connected(&self) -> Option<bool> {
+        Some(self.inner.conn.is_connected())
+    }
+
     async fn connect(&self) -> Result<()> {
         self.connected().await.map(drop)
     }

@@ -44,6 +44,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt as _;
+use futures::future::BoxFuture;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
@@ -89,6 +90,11 @@ impl Default for ServerOptions {
     }
 }
 
+/// Plain HTTP routes served beside mucp's `POST /` (health probes, metrics): given a
+/// request's method and path, the reply, or `None` for the server's own 404/405.
+pub(crate) type WebRoutes =
+    Arc<dyn Fn(&Method, &str) -> Option<BoxFuture<'static, HttpResponse>> + Send + Sync>;
+
 /// A bound, not yet serving, RPC listener.
 #[derive(Debug)]
 pub struct Server {
@@ -128,6 +134,16 @@ impl Server {
         endpoints: Vec<(Endpoint, EndpointFn)>,
         opts: ServerOptions,
     ) -> ServerHandle {
+        self.serve_with(endpoints, opts, None)
+    }
+
+    /// [`Server::serve`], with plain HTTP routes beside mucp.
+    pub(crate) fn serve_with(
+        self,
+        endpoints: Vec<(Endpoint, EndpointFn)>,
+        opts: ServerOptions,
+        web: Option<WebRoutes>,
+    ) -> ServerHandle {
         let table: HashMap<String, EndpointFn> =
             endpoints.into_iter().map(|(ep, f)| (ep.name, f)).collect();
         let (state, state_rx) = watch::channel(State::Running);
@@ -141,6 +157,7 @@ impl Server {
             max_body_bytes: opts.max_body_bytes,
             header_read_timeout: opts.header_read_timeout,
             endpoints: table,
+            web,
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             state,
@@ -173,6 +190,7 @@ struct Shared {
     max_body_bytes: usize,
     header_read_timeout: Duration,
     endpoints: HashMap<String, EndpointFn>,
+    web: Option<WebRoutes>,
     in_flight: AtomicUsize,
     /// Notified when `in_flight` drops to zero.
     idle: Notify,
@@ -349,7 +367,7 @@ impl Drop for InFlight<'_> {
     }
 }
 
-type HttpResponse = http::Response<Full<Bytes>>;
+pub(crate) type HttpResponse = http::Response<Full<Bytes>>;
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
     headers
@@ -365,6 +383,12 @@ async fn handle(
     peer: SocketAddr,
     req: http::Request<Incoming>,
 ) -> HttpResponse {
+    if req.uri().path() != "/"
+        && let Some(web) = &shared.web
+        && let Some(reply) = web(req.method(), req.uri().path())
+    {
+        return reply.await;
+    }
     if req.uri().path() != "/" {
         let err = Error::not_found(
             &shared.id,

@@ -2,7 +2,8 @@
 //! runtime worker busy cannot starve the heartbeat.
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
@@ -47,6 +48,9 @@ impl fmt::Display for RegistrationState {
     }
 }
 
+/// When the registry last accepted the node (`None`: never).
+pub(crate) type LastLive = Arc<Mutex<Option<Instant>>>;
+
 pub(crate) struct Heartbeat {
     state: watch::Receiver<RegistrationState>,
     stop: Option<oneshot::Sender<()>>,
@@ -65,8 +69,10 @@ impl Heartbeat {
         record: registry::Service,
         ttl: Duration,
         interval: Duration,
+        state_tx: watch::Sender<RegistrationState>,
+        last_live: LastLive,
     ) -> Self {
-        let (state_tx, state) = watch::channel(RegistrationState::Registering);
+        let state = state_tx.subscribe();
         let (stop_tx, stop_rx) = oneshot::channel();
         let (done_tx, done) = oneshot::channel();
         let spawned = std::thread::Builder::new()
@@ -90,7 +96,9 @@ impl Heartbeat {
                         return;
                     }
                 };
-                let result = rt.block_on(run(registry, record, ttl, interval, state_tx, stop_rx));
+                let result = rt.block_on(run(
+                    registry, record, ttl, interval, state_tx, last_live, stop_rx,
+                ));
                 let _ = done_tx.send(result);
             });
         if let Err(e) = spawned {
@@ -129,6 +137,7 @@ async fn run(
     ttl: Duration,
     interval: Duration,
     state: watch::Sender<RegistrationState>,
+    last_live: LastLive,
     mut stop: oneshot::Receiver<()>,
 ) -> Result<()> {
     let name = record.name.clone();
@@ -158,6 +167,9 @@ async fn run(
                     tracing::info!(service = %name, %node, registry = registry.name(), ?ttl, ?interval, "registered");
                 }
                 attempts = 0;
+                *last_live
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
                 state.send_replace(RegistrationState::Live);
                 interval
             }

@@ -41,6 +41,7 @@ use tokio::sync::watch;
 
 use crate::broker::{self, SharedBroker, SubscribeOptions, Subscriber};
 use crate::config::{Layer, Options};
+use crate::health::{self, Check, Health};
 use crate::registry::{self, Endpoint, Metadata, Node, RegisterOptions, SharedRegistry};
 use crate::rpc::server::{Server, ServerHandle, ServerOptions};
 use crate::rpc::{Bound, Client, ClientOptions, Routes, SubscriptionSpec};
@@ -69,6 +70,7 @@ pub struct Service {
     server: Option<ServerHandle>,
     subscribers: Vec<Box<dyn Subscriber>>,
     heartbeat: heartbeat::Heartbeat,
+    health: Health,
     before_stop: Vec<Hook>,
     after_stop: Vec<Hook>,
     grace: Duration,
@@ -99,6 +101,7 @@ pub struct ServiceBuilder {
     after_stop: Vec<Hook>,
     grace: Duration,
     free_subscribers: bool,
+    checks: Vec<Check>,
     resolved: Option<Options>,
 }
 
@@ -134,6 +137,7 @@ impl Service {
             after_stop: Vec::new(),
             grace: Duration::from_secs(10),
             free_subscribers: true,
+            checks: Vec::new(),
             resolved: None,
         }
     }
@@ -179,6 +183,12 @@ impl Service {
         self.heartbeat.state()
     }
 
+    /// The health checks behind `/health`, `/health/live` and `/health/ready` (see
+    /// [`crate::health`]).
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
     /// A receiver of registration state changes.
     pub fn watch_state(&self) -> watch::Receiver<RegistrationState> {
         self.heartbeat.subscribe()
@@ -202,6 +212,8 @@ impl Service {
     /// even if an earlier one failed; the first error is returned.
     pub async fn stop(mut self) -> Result<()> {
         let name = self.record.name.clone();
+        // Not ready from now on: a load balancer stops sending before the node deregisters.
+        self.health.set_stopping();
         let mut first: Option<Error> = None;
         let mut keep = |r: Result<()>, what: &str| {
             if let Err(e) = r {
@@ -366,6 +378,14 @@ impl ServiceBuilder {
         self
     }
 
+    /// Adds a health check to `/health` and `/health/ready` (a critical one gates
+    /// readiness); see [`crate::health`].
+    #[must_use]
+    pub fn health_check(mut self, check: Check) -> Self {
+        self.checks.push(check);
+        self
+    }
+
     /// How long in-flight requests may run on at shutdown (default 10 s).
     #[must_use]
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
@@ -511,13 +531,42 @@ impl ServiceBuilder {
             &subscriptions,
         );
 
+        // Health: the service's own checks, then the user's. Not ready until subscribed and
+        // registered.
+        let health = Health::new();
+        for (k, v) in [
+            ("service", name.as_str()),
+            ("version", options.server_version.as_str()),
+            ("node", record.nodes[0].id.as_str()),
+            ("rmicro_version", env!("CARGO_PKG_VERSION")),
+            ("os", std::env::consts::OS),
+            ("arch", std::env::consts::ARCH),
+        ] {
+            health.set_info(k, v);
+        }
+        let (registration_tx, registration) =
+            watch::channel(heartbeat::RegistrationState::Registering);
+        let last_live = heartbeat::LastLive::default();
+        health.add(health::server_check(&health));
+        health.add(health::registry_check(
+            registration.clone(),
+            Arc::clone(&last_live),
+            options.register_ttl,
+        ));
+        health.add(health::broker_check(Arc::clone(&broker)));
+        for check in std::mem::take(&mut self.checks) {
+            health.add(check);
+        }
+        endpoints.push(debug_health(&name, health.clone()));
+
         // Serve.
-        let server = server.serve(
+        let server = server.serve_with(
             endpoints,
             ServerOptions {
                 name: name.clone(),
                 ..ServerOptions::default()
             },
+            Some(health::web_routes(health.clone())),
         );
 
         // Subscribe.
@@ -536,7 +585,11 @@ impl ServiceBuilder {
             record.clone(),
             options.register_ttl,
             options.register_interval,
+            registration_tx,
+            last_live,
         );
+        drop(registration);
+        health.set_serving();
 
         let client = Client::new(
             Arc::clone(&registry),
@@ -570,6 +623,7 @@ impl ServiceBuilder {
             server: Some(server),
             subscribers,
             heartbeat,
+            health,
             before_stop: std::mem::take(&mut self.before_stop),
             after_stop: std::mem::take(&mut self.after_stop),
             grace: self.grace,
@@ -639,6 +693,53 @@ impl ServiceBuilder {
             }],
         }
     }
+}
+
+/// go-micro's `Debug.Health` (its `debug` handler's): `{"status":"ok"}` while the service is
+/// ready, `{"status":"down"}` otherwise, in JSON or protobuf (`HealthResponse{status = 1}`).
+/// Served, not advertised: go-micro registers it only on request, and does not list it.
+fn debug_health(service: &str, health: Health) -> (Endpoint, crate::rpc::EndpointFn) {
+    #[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+    struct HealthResponse {
+        #[prost(string, tag = "1")]
+        status: String,
+    }
+    let id = service.to_owned();
+    let call: crate::rpc::EndpointFn = Arc::new(move |req: crate::rpc::Request| {
+        let health = health.clone();
+        let id = id.clone();
+        Box::pin(async move {
+            let report = health.report().await;
+            let status = match report.status {
+                health::Status::Up => "ok",
+                health::Status::Down => "down",
+            };
+            let rsp = HealthResponse {
+                status: status.to_owned(),
+            };
+            let body = if req.accept == crate::codec::PROTOBUF {
+                prost::Message::encode_to_vec(&rsp)
+            } else {
+                serde_json::to_vec(&rsp)
+                    .map_err(|e| Error::internal_server_error(&id, format!("Debug.Health: {e}")))?
+            };
+            Ok(crate::rpc::Response {
+                content_type: if req.accept == crate::codec::PROTOBUF {
+                    req.accept
+                } else {
+                    crate::codec::JSON.to_owned()
+                },
+                body: bytes::Bytes::from(body),
+            })
+        })
+    });
+    let endpoint = Endpoint {
+        name: "Debug.Health".to_owned(),
+        request: None,
+        response: None,
+        metadata: Metadata::new(),
+    };
+    (endpoint, call)
 }
 
 /// The address to advertise for a bound socket: a wildcard bind advertises loopback (set
