@@ -18,7 +18,8 @@ fi
 # bundled sources) and perl for kafka-tls (OpenSSL's bundled sources); no feature of rmicro
 # needs a system library or protoc.
 # dnsmasq-base: the DNS server of the dns registry's tests (the binary only, no service).
-packages=(mosquitto nats-server rabbitmq-server redis-server etcd-server openssl dnsmasq-base)
+# prometheus: scrapes a service's /metrics in the metrics test.
+packages=(mosquitto nats-server rabbitmq-server redis-server etcd-server openssl dnsmasq-base prometheus)
 have cc || packages+=(gcc)
 have make || packages+=(make)
 have perl && perl -MIPC::Cmd -MFile::Compare -e1 2>/dev/null || packages+=(perl)

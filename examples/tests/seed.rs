@@ -26,11 +26,31 @@ fn client_finds_the_service_over_mdns_and_sigterm_deregisters_it() {
         &["--register_ttl=10", "--register_interval=5"],
         &[],
     );
+    let address = service.address();
     service.wait_for("registered", UP);
 
     let out = run(CLIENT, &[], &[]);
     assert_eq!(stdout(&out).trim(), DAVIE, "stderr: {}", stderr(&out));
     assert_eq!(out.status.code(), Some(0));
+
+    // The README's service answers the health paths and /metrics on the same listener.
+    assert_eq!(
+        raw_get(&address, "/health/live"),
+        ("200".to_owned(), "{\"status\":\"up\"}\n".to_owned())
+    );
+    let (status, ready) = raw_get(&address, "/health/ready");
+    assert_eq!(status, "200", "{ready}");
+    let ready: serde_json::Value = serde_json::from_str(&ready).expect("report JSON");
+    assert_eq!(ready["status"], "up", "{ready}");
+    assert_eq!(ready["info"]["service"], "student_service", "{ready}");
+    let (status, metrics) = raw_get(&address, "/metrics");
+    assert_eq!(status, "200");
+    assert!(
+        metrics.contains(
+            r#"micro_request_total{service="student_service",endpoint="StudentService.GetStudent",status="success",code="200"} 1"#
+        ),
+        "{metrics}"
+    );
 
     service.signal("TERM");
     assert_eq!(service.wait_exit(UP), Some(0), "{}", service.transcript());
@@ -131,6 +151,25 @@ fn flags_env_and_help_follow_go_micro() {
     ] {
         assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
     }
+}
+
+/// A raw HTTP/1.0 GET: the status code and the body.
+fn raw_get(address: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("write");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("read");
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body.to_owned())
 }
 
 /// One raw HTTP/1.1 request, the way any peer could send it; returns the response head.

@@ -332,7 +332,7 @@ pub(crate) fn server_check(health: &Health) -> Check {
     })
 }
 
-/// The plain HTTP routes of a service: the three health paths.
+/// The plain HTTP routes of a service: the three health paths and `/metrics`.
 pub(crate) fn web_routes(health: Health) -> crate::rpc::server::WebRoutes {
     use http::{Method, StatusCode, header};
     Arc::new(move |method: &Method, path: &str| {
@@ -349,6 +349,7 @@ pub(crate) fn web_routes(health: Health) -> crate::rpc::server::WebRoutes {
             rsp
         };
         match path {
+            "/metrics" => Some(Box::pin(async move { crate::metrics::reply() })),
             "/health/live" => Some(Box::pin(async move {
                 json(StatusCode::OK, "{\"status\":\"up\"}\n".to_owned())
             })),

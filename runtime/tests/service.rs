@@ -437,3 +437,56 @@ async fn debug_health_answers_go_micro_s_rpc() {
     );
     service.stop().await.expect("stop");
 }
+
+/// `/metrics` in the OpenMetrics text format; 1,000 distinct endpoints that do not exist add
+/// one series (`unknown`), not 1,000.
+#[tokio::test]
+async fn metrics_stay_bounded_under_unknown_endpoints() {
+    let registry = Flaky::default();
+    let name = unique("bounded");
+    let service = start(&name, &registry, 10, 5000).await;
+    let client = reqwest::Client::new();
+    let scrape = || async {
+        let rsp = client
+            .get(format!("http://{}/metrics", service.address()))
+            .send()
+            .await
+            .expect("scrape");
+        assert_eq!(rsp.status(), 200);
+        assert!(
+            rsp.headers()["content-type"]
+                .to_str()
+                .is_ok_and(|t| t.starts_with("application/openmetrics-text")),
+            "{:?}",
+            rsp.headers()
+        );
+        rsp.text().await.expect("body")
+    };
+    for i in 0..1000 {
+        let e = service
+            .client()
+            .call::<_, Ping>(&name, &format!("Nope.E{i}"), &Ping { n: 1 })
+            .await
+            .expect_err("unknown endpoint");
+        assert_eq!(e.code, 404);
+    }
+    let text = scrape().await;
+    assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    // The server's series: its endpoints (made at start, at 0) and `unknown`.
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("micro_request_total{") && l.contains(&name))
+        .collect();
+    assert_eq!(ours.len(), 3, "{ours:#?}");
+    assert!(
+        ours.contains(&format!(
+            "micro_request_total{{service=\"{name}\",endpoint=\"unknown\",status=\"fail\",code=\"404\"}} 1000"
+        ).as_str()),
+        "{ours:#?}"
+    );
+    assert!(
+        ours.iter().all(|l| !l.contains("Nope.")),
+        "no series per unknown endpoint: {ours:#?}"
+    );
+    service.stop().await.expect("stop");
+}

@@ -769,7 +769,12 @@ impl Subscription {
         let mut tries = 0;
         loop {
             tries += 1;
-            let may_retry = kit::retry_failed(self.inner.opts.redeliver_failed, tries > 1);
+            let may_retry = kit::retry_failed(
+                "kafka",
+                &self.topic,
+                self.inner.opts.redeliver_failed,
+                tries > 1,
+            );
             let this = if may_retry {
                 spare.clone()
             } else {

@@ -247,7 +247,9 @@ pub(crate) async fn run_handler(broker: &'static str, handler: &Handler, event: 
         topic = event.topic(),
         id = event.message().id().unwrap_or_default()
     );
-    match AssertUnwindSafe(handler(event))
+    let topic = Arc::clone(event.topic_arc());
+    let started = std::time::Instant::now();
+    let outcome = match AssertUnwindSafe(handler(event))
         .catch_unwind()
         .instrument(span)
         .await
@@ -255,7 +257,9 @@ pub(crate) async fn run_handler(broker: &'static str, handler: &Handler, event: 
         Ok(Ok(())) => Outcome::Ok,
         Ok(Err(err)) => Outcome::Failed(err.to_string()),
         Err(_) => Outcome::Failed("the handler panicked".to_owned()),
-    }
+    };
+    crate::metrics::get().delivered(broker, &topic, outcome == Outcome::Ok, started.elapsed());
+    outcome
 }
 
 /// Runs `handler` on a delivery: with `ack` the event carries it (the subscription acks by
@@ -277,8 +281,17 @@ pub(crate) async fn deliver(
 /// Whether a message whose handler failed goes back for one more try: only when the plugin's
 /// `redeliver_failed` is on and this was its first delivery. So a failing message is tried at
 /// most twice and can never loop.
-pub(crate) fn retry_failed(redeliver_failed: bool, redelivered: bool) -> bool {
-    redeliver_failed && !redelivered
+pub(crate) fn retry_failed(
+    broker: &'static str,
+    topic: &str,
+    redeliver_failed: bool,
+    redelivered: bool,
+) -> bool {
+    let retry = redeliver_failed && !redelivered;
+    if retry {
+        crate::metrics::get().redelivered(broker, topic);
+    }
+    retry
 }
 
 /// go-micro's envelope out of `bytes`; a record that is not one is logged with its topic,
@@ -293,6 +306,7 @@ pub(crate) fn decode(
         Ok(m) => Some(m),
         Err(e) => {
             malformed.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::get().malformed(broker, topic);
             tracing::warn!(
                 broker,
                 topic,
@@ -342,9 +356,9 @@ mod tests {
 
     #[test]
     fn a_failed_message_is_retried_once() {
-        assert!(retry_failed(true, false));
-        assert!(!retry_failed(true, true));
-        assert!(!retry_failed(false, false));
+        assert!(retry_failed("memory", "t", true, false));
+        assert!(!retry_failed("memory", "t", true, true));
+        assert!(!retry_failed("memory", "t", false, false));
     }
 
     #[tokio::test]

@@ -178,6 +178,11 @@ impl Event {
         &self.topic
     }
 
+    /// The topic, shared.
+    pub(crate) fn topic_arc(&self) -> &Arc<str> {
+        &self.topic
+    }
+
     /// The message.
     pub fn message(&self) -> &Message {
         &self.message

@@ -1020,8 +1020,12 @@ impl Subscription {
             Outcome::Ok if self.auto_ack => delivery.acker.ack(BasicAckOptions::default()).await,
             Outcome::Ok => Ok(true),
             Outcome::Failed(error) => {
-                let requeue =
-                    kit::retry_failed(self.shared.opts.redeliver_failed, delivery.redelivered);
+                let requeue = kit::retry_failed(
+                    "rabbitmq",
+                    &topic,
+                    self.shared.opts.redeliver_failed,
+                    delivery.redelivered,
+                );
                 tracing::warn!(
                     topic = %topic,
                     id,

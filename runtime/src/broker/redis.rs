@@ -742,7 +742,12 @@ impl Base {
                 }
             }
             Outcome::Failed(error) => {
-                let retry = kit::retry_failed(self.shared.opts.redeliver_failed, redelivered);
+                let retry = kit::retry_failed(
+                    "redis",
+                    &self.topic,
+                    self.shared.opts.redeliver_failed,
+                    redelivered,
+                );
                 tracing::warn!(
                     topic = %self.topic,
                     group = %q.group,

@@ -263,8 +263,30 @@ impl Client {
         })
     }
 
-    /// One call: select, try, retry on transport errors and timeouts within the deadline.
+    /// One call, counted in the client's metrics (see [`crate::metrics`]).
     async fn invoke(
+        &self,
+        service: &str,
+        endpoint: &str,
+        content_type: &str,
+        body: Bytes,
+        opts: &CallOptions,
+    ) -> Result<(String, Bytes)> {
+        let started = Instant::now();
+        let result = self
+            .invoke_once(service, endpoint, content_type, body, opts)
+            .await;
+        crate::metrics::get().call(
+            service,
+            endpoint,
+            result.as_ref().err().map(|e| e.code),
+            started.elapsed(),
+        );
+        result
+    }
+
+    /// Select, try, retry on transport errors and timeouts within the deadline.
+    async fn invoke_once(
         &self,
         service: &str,
         endpoint: &str,
@@ -292,6 +314,7 @@ impl Client {
         let mut last: Option<Error> = None;
         for attempt in 0..=retries {
             if attempt > 0 {
+                crate::metrics::get().retry(service, endpoint);
                 let pause = backoff(attempt);
                 if Instant::now() + pause >= deadline {
                     return Err(timed_out(last.as_ref()));
@@ -531,9 +554,18 @@ impl Publisher {
             content_type.to_owned(),
         );
         broker::stamp(&self.topic, &mut message);
-        self.broker
+        let started = Instant::now();
+        let result = self
+            .broker
             .publish(&self.topic, message, PublishOptions::default())
-            .await
+            .await;
+        crate::metrics::get().published(
+            self.broker.name(),
+            &self.topic,
+            result.is_ok(),
+            started.elapsed(),
+        );
+        result
     }
 }
 

@@ -40,7 +40,7 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::FutureExt as _;
@@ -59,6 +59,7 @@ use tracing::Instrument as _;
 
 use super::{EndpointFn, Request, Response, header as mucp, names};
 use crate::codec;
+use crate::metrics::EndpointMetrics;
 use crate::registry::{Endpoint, Metadata};
 use crate::{Error, Result};
 
@@ -144,8 +145,20 @@ impl Server {
         opts: ServerOptions,
         web: Option<WebRoutes>,
     ) -> ServerHandle {
-        let table: HashMap<String, EndpointFn> =
-            endpoints.into_iter().map(|(ep, f)| (ep.name, f)).collect();
+        let label = if opts.name.is_empty() {
+            SERVER_ID
+        } else {
+            opts.name.as_str()
+        };
+        let metrics = crate::metrics::get();
+        let table: HashMap<String, (EndpointFn, EndpointMetrics)> = endpoints
+            .into_iter()
+            .map(|(ep, f)| {
+                let m = metrics.endpoint(label, &ep.name);
+                (ep.name, (f, m))
+            })
+            .collect();
+        let in_flight_gauge = metrics.in_flight(label);
         let (state, state_rx) = watch::channel(State::Running);
         let shared = Arc::new(Shared {
             id: if opts.name.is_empty() {
@@ -157,6 +170,7 @@ impl Server {
             max_body_bytes: opts.max_body_bytes,
             header_read_timeout: opts.header_read_timeout,
             endpoints: table,
+            in_flight_gauge,
             web,
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -189,7 +203,9 @@ struct Shared {
     id: String,
     max_body_bytes: usize,
     header_read_timeout: Duration,
-    endpoints: HashMap<String, EndpointFn>,
+    endpoints: HashMap<String, (EndpointFn, EndpointMetrics)>,
+    /// `micro_requests_in_flight` of this service.
+    in_flight_gauge: prometheus_client::metrics::gauge::Gauge,
     web: Option<WebRoutes>,
     in_flight: AtomicUsize,
     /// Notified when `in_flight` drops to zero.
@@ -431,9 +447,11 @@ async fn handle(
         id = header_str(&parts.headers, &names::ID).unwrap_or_default(),
         %peer
     );
+    let started = Instant::now();
     let result = serve_request(&shared, state, &parts.headers, endpoint, body)
         .instrument(span.clone())
         .await;
+    observe(&shared, endpoint, &result, started.elapsed());
     let _entered = span.enter();
     match &result {
         Ok(_) => tracing::debug!("rpc handled"),
@@ -441,6 +459,30 @@ async fn handle(
         Err(err) => tracing::debug!(error = %err, "rpc failed"),
     }
     reply(std::mem::take(&mut parts.headers), endpoint, result)
+}
+
+/// Counts a request in `micro_request_total` and `micro_request_duration_seconds`: under its
+/// endpoint when the service serves it, else under `unknown` (bounded labels).
+fn observe(shared: &Shared, endpoint: &str, result: &Result<Response>, took: Duration) {
+    let served = shared.endpoints.get(endpoint);
+    match (result, served) {
+        (Ok(_), Some((_, m))) => m.succeeded(took),
+        (Ok(_), None) => {}
+        (Err(e), _) => crate::metrics::get().request_failed(
+            if shared.name.is_empty() {
+                SERVER_ID
+            } else {
+                &shared.name
+            },
+            if served.is_some() {
+                endpoint
+            } else {
+                "unknown"
+            },
+            e.code,
+            took,
+        ),
+    }
 }
 
 async fn serve_request(
@@ -469,7 +511,7 @@ async fn serve_request(
             ),
         ));
     }
-    let Some(call) = shared.endpoints.get(endpoint) else {
+    let Some((call, _)) = shared.endpoints.get(endpoint) else {
         return Err(super::unknown_endpoint(&shared.id, endpoint));
     };
     let too_large = || {
@@ -487,6 +529,7 @@ async fn serve_request(
     }
 
     let _in_flight = InFlight::enter(shared);
+    let _gauge = crate::metrics::InFlight::enter(&shared.in_flight_gauge);
     let body = match Limited::new(body, shared.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),

@@ -170,6 +170,7 @@ async fn run(
                 *last_live
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+                crate::metrics::get().registered(&name, registry.name(), true);
                 state.send_replace(RegistrationState::Live);
                 interval
             }
@@ -177,6 +178,9 @@ async fn run(
                 attempts += 1;
                 let wait = backoff(attempts, interval);
                 tracing::error!(service = %name, %node, registry = registry.name(), attempts, retry_in = ?wait, error = %error, "registration failed");
+                let metrics = crate::metrics::get();
+                metrics.heartbeat_failed(&name, registry.name());
+                metrics.registered(&name, registry.name(), false);
                 state.send_replace(RegistrationState::Degraded { error, attempts });
                 wait
             }
@@ -197,6 +201,7 @@ async fn run(
     if result.is_ok() {
         tracing::info!(service = %name, %node, "deregistered");
     }
+    crate::metrics::get().registered(&name, registry.name(), false);
     state.send_replace(RegistrationState::Deregistered);
     result
 }

@@ -643,7 +643,12 @@ impl Subscription {
                     *n - 1
                 };
                 let redelivered = before > 0 || delivery_attempt > 1;
-                let retry = kit::retry_failed(self.inner.opts.redeliver_failed, redelivered);
+                let retry = kit::retry_failed(
+                    "googlepubsub",
+                    &self.topic,
+                    self.inner.opts.redeliver_failed,
+                    redelivered,
+                );
                 tracing::warn!(
                     topic = %self.topic,
                     subscription = %self.subscription,

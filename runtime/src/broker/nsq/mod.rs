@@ -833,7 +833,12 @@ impl Consumer {
             // Manual acks: a message the handler did not ack comes back after msg_timeout.
             Outcome::Ok => Ok(()),
             Outcome::Failed(error) => {
-                let retry = kit::retry_failed(self.inner.opts.redeliver_failed, m.attempts > 1);
+                let retry = kit::retry_failed(
+                    "nsq",
+                    &self.topic,
+                    self.inner.opts.redeliver_failed,
+                    m.attempts > 1,
+                );
                 tracing::warn!(
                     topic = %self.topic,
                     channel = %self.channel,

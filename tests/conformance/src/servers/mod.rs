@@ -9,6 +9,7 @@ pub mod kafka;
 pub mod mosquitto;
 pub mod nats;
 pub mod nsq;
+pub mod prometheus;
 pub mod pubsub;
 pub mod rabbitmq;
 pub mod redis;
