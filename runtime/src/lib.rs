@@ -35,6 +35,7 @@ mod error;
 mod event;
 pub mod health;
 mod id;
+pub mod layer;
 pub mod metrics;
 #[cfg(feature = "nats")]
 mod nats_conn;

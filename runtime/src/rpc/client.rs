@@ -36,11 +36,21 @@ use super::names;
 use super::selector::{Next, Selector, Strategy};
 use crate::broker::{self, Message, PublishOptions, SharedBroker};
 use crate::codec::{self, Decode, Encode};
+use crate::layer::{Call, CallService, Layers, Publish, PublisherService, Shared};
 use crate::registry::{Metadata, SharedRegistry};
 use crate::{Error, Result};
 
 /// The id of errors raised by the client, go-micro's.
 const CLIENT_ID: &str = "go.micro.client";
+
+fn no_broker(topic: &str) -> Error {
+    Error::internal_server_error(
+        CLIENT_ID,
+        format!(
+            "cannot publish to `{topic}`: the client has no broker, add one with `Client::with_broker`"
+        ),
+    )
+}
 
 /// Options of a [`Client`]. The defaults are rmicro's (DESIGN §3): 5 retries, a 30 s request
 /// timeout, random selection, go-micro's dial timeout (5 s) and connection pool (100 idle
@@ -99,6 +109,17 @@ pub struct CallOptions {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// The call and publisher layers, when there are any.
+    stacks: Option<Arc<Stacks>>,
+}
+
+/// A client's layered services; their innermost holds a client without layers (so no
+/// reference cycle).
+struct Stacks {
+    call: Option<Shared<CallService>>,
+    publisher: Option<Shared<PublisherService>>,
+    /// What they were built from, to build them again over another broker.
+    layers: Layers,
 }
 
 #[derive(Clone)]
@@ -147,16 +168,78 @@ impl Client {
                 opts,
                 broker: None,
             }),
+            stacks: None,
         }
     }
 
-    /// The same client, publishing through `broker`.
+    /// The same client, publishing through `broker` (its layers are kept).
     #[must_use]
     pub fn with_broker(self, broker: SharedBroker) -> Client {
         let mut inner = Arc::unwrap_or_clone(self.inner);
         inner.broker = Some(broker);
-        Client {
+        let plain = Client {
             inner: Arc::new(inner),
+            stacks: None,
+        };
+        match self.stacks {
+            Some(stacks) => plain.with_layers(&stacks.layers),
+            None => plain,
+        }
+    }
+
+    /// The same client, its calls going through `layers`' call layers and its publishers
+    /// through their publisher layers (the first outermost; see [`crate::layer`]). Replaces
+    /// the layers it had.
+    #[must_use]
+    pub fn with_layers(self, layers: &Layers) -> Client {
+        let plain = Client {
+            inner: self.inner,
+            stacks: None,
+        };
+        if layers.call.is_empty() && layers.publisher.is_empty() {
+            return plain;
+        }
+        let id: Arc<str> = Arc::from(CLIENT_ID);
+        let call = (!layers.call.is_empty()).then(|| {
+            let client = plain.clone();
+            let inner = CallService::new(tower::service_fn(move |call: Call| {
+                let client = client.clone();
+                async move {
+                    client
+                        .invoke_direct(
+                            &call.service,
+                            &call.endpoint,
+                            &call.content_type,
+                            call.body,
+                            &call.options,
+                        )
+                        .await
+                }
+            }));
+            Shared::new(crate::layer::stack(inner, &layers.call, &id))
+        });
+        let publisher = (!layers.publisher.is_empty()).then(|| {
+            let client = plain.clone();
+            let inner = PublisherService::new(tower::service_fn(move |p: Publish| {
+                let broker = client.inner.broker.clone();
+                async move {
+                    let Some(broker) = broker else {
+                        return Err(no_broker(&p.topic));
+                    };
+                    broker
+                        .publish(&p.topic, p.message, PublishOptions::default())
+                        .await
+                }
+            }));
+            Shared::new(crate::layer::stack(inner, &layers.publisher, &id))
+        });
+        Client {
+            inner: plain.inner,
+            stacks: Some(Arc::new(Stacks {
+                call,
+                publisher,
+                layers: layers.clone(),
+            })),
         }
     }
 
@@ -249,17 +332,16 @@ impl Client {
     pub fn publisher(&self, topic: impl Into<String>) -> Result<Publisher> {
         let topic = topic.into();
         let Some(broker) = self.inner.broker.clone() else {
-            return Err(Error::internal_server_error(
-                CLIENT_ID,
-                format!(
-                    "cannot publish to `{topic}`: the client has no broker, add one with `Client::with_broker`"
-                ),
-            ));
+            return Err(no_broker(&topic));
         };
         Ok(Publisher {
             topic,
             broker,
             content_type: self.inner.opts.content_type.clone(),
+            stack: self
+                .stacks
+                .as_ref()
+                .and_then(|s| s.publisher.as_ref().map(Shared::get)),
         })
     }
 
@@ -273,9 +355,26 @@ impl Client {
         opts: &CallOptions,
     ) -> Result<(String, Bytes)> {
         let started = Instant::now();
-        let result = self
-            .invoke_once(service, endpoint, content_type, body, opts)
-            .await;
+        let layered = self
+            .stacks
+            .as_ref()
+            .and_then(|s| s.call.as_ref().map(Shared::get));
+        let result = match layered {
+            Some(stack) => {
+                let call = Call {
+                    service: service.to_owned(),
+                    endpoint: endpoint.to_owned(),
+                    content_type: content_type.to_owned(),
+                    body,
+                    options: opts.clone(),
+                };
+                tower::ServiceExt::oneshot(stack, call).await
+            }
+            None => {
+                self.invoke_direct(service, endpoint, content_type, body, opts)
+                    .await
+            }
+        };
         crate::metrics::get().call(
             service,
             endpoint,
@@ -286,7 +385,7 @@ impl Client {
     }
 
     /// Select, try, retry on transport errors and timeouts within the deadline.
-    async fn invoke_once(
+    async fn invoke_direct(
         &self,
         service: &str,
         endpoint: &str,
@@ -499,6 +598,8 @@ pub struct Publisher {
     topic: String,
     broker: SharedBroker,
     content_type: Option<String>,
+    /// The client's publisher layers, when it has any.
+    stack: Option<PublisherService>,
 }
 
 impl fmt::Debug for Publisher {
@@ -555,10 +656,20 @@ impl Publisher {
         );
         broker::stamp(&self.topic, &mut message);
         let started = Instant::now();
-        let result = self
-            .broker
-            .publish(&self.topic, message, PublishOptions::default())
-            .await;
+        let result = match &self.stack {
+            Some(stack) => {
+                let publish = Publish {
+                    topic: self.topic.clone(),
+                    message,
+                };
+                tower::ServiceExt::oneshot(stack.clone(), publish).await
+            }
+            None => {
+                self.broker
+                    .publish(&self.topic, message, PublishOptions::default())
+                    .await
+            }
+        };
         crate::metrics::get().published(
             self.broker.name(),
             &self.topic,

@@ -59,6 +59,7 @@ use tracing::Instrument as _;
 
 use super::{EndpointFn, Request, Response, header as mucp, names};
 use crate::codec;
+use crate::layer::{HandlerService, Layers};
 use crate::metrics::EndpointMetrics;
 use crate::registry::{Endpoint, Metadata};
 use crate::{Error, Result};
@@ -135,15 +136,27 @@ impl Server {
         endpoints: Vec<(Endpoint, EndpointFn)>,
         opts: ServerOptions,
     ) -> ServerHandle {
-        self.serve_with(endpoints, opts, None)
+        self.serve_with(endpoints, opts, None, &Layers::new())
     }
 
-    /// [`Server::serve`], with plain HTTP routes beside mucp.
+    /// [`Server::serve`], each endpoint call going through `layers`' handler layers (the
+    /// first outermost); see [`crate::layer`].
+    pub fn serve_layered(
+        self,
+        endpoints: Vec<(Endpoint, EndpointFn)>,
+        opts: ServerOptions,
+        layers: &Layers,
+    ) -> ServerHandle {
+        self.serve_with(endpoints, opts, None, layers)
+    }
+
+    /// [`Server::serve`], with plain HTTP routes beside mucp and handler layers.
     pub(crate) fn serve_with(
         self,
         endpoints: Vec<(Endpoint, EndpointFn)>,
         opts: ServerOptions,
         web: Option<WebRoutes>,
+        layers: &Layers,
     ) -> ServerHandle {
         let label = if opts.name.is_empty() {
             SERVER_ID
@@ -159,6 +172,28 @@ impl Server {
             })
             .collect();
         let in_flight_gauge = metrics.in_flight(label);
+        let stack = (!layers.handler.is_empty()).then(|| {
+            let calls: Arc<HashMap<String, EndpointFn>> = Arc::new(
+                table
+                    .iter()
+                    .map(|(name, (f, _))| (name.clone(), Arc::clone(f)))
+                    .collect(),
+            );
+            let id: Arc<str> = Arc::from(label);
+            let unknown_id = Arc::clone(&id);
+            let inner: HandlerService =
+                HandlerService::new(tower::service_fn(move |req: Request| {
+                    let call = calls.get(&req.endpoint).cloned();
+                    let id = Arc::clone(&unknown_id);
+                    async move {
+                        match call {
+                            Some(call) => call(req).await,
+                            None => Err(super::unknown_endpoint(&id, &req.endpoint)),
+                        }
+                    }
+                }));
+            crate::layer::Shared::new(crate::layer::stack(inner, &layers.handler, &id))
+        });
         let (state, state_rx) = watch::channel(State::Running);
         let shared = Arc::new(Shared {
             id: if opts.name.is_empty() {
@@ -171,6 +206,7 @@ impl Server {
             header_read_timeout: opts.header_read_timeout,
             endpoints: table,
             in_flight_gauge,
+            stack,
             web,
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -206,6 +242,8 @@ struct Shared {
     endpoints: HashMap<String, (EndpointFn, EndpointMetrics)>,
     /// `micro_requests_in_flight` of this service.
     in_flight_gauge: prometheus_client::metrics::gauge::Gauge,
+    /// The endpoints behind the handler layers, when there are any.
+    stack: Option<crate::layer::Shared<HandlerService>>,
     web: Option<WebRoutes>,
     in_flight: AtomicUsize,
     /// Notified when `in_flight` drops to zero.
@@ -561,7 +599,10 @@ async fn serve_request(
 
     // The handler may panic while building its future or while it runs.
     let work = async {
-        let fut = std::panic::catch_unwind(AssertUnwindSafe(|| call(request)))?;
+        let fut = std::panic::catch_unwind(AssertUnwindSafe(|| match &shared.stack {
+            Some(stack) => tower::ServiceExt::oneshot(stack.get(), request).boxed(),
+            None => call(request),
+        }))?;
         AssertUnwindSafe(fut).catch_unwind().await
     };
     let panicked = |payload: Box<dyn Any + Send>| {

@@ -42,6 +42,10 @@ use tokio::sync::watch;
 use crate::broker::{self, SharedBroker, SubscribeOptions, Subscriber};
 use crate::config::{Layer, Options};
 use crate::health::{self, Check, Health};
+use crate::layer::{
+    BoxError, Call, CallService, HandlerService, Layers, Publish, PublisherService,
+    SubscriberService,
+};
 use crate::registry::{self, Endpoint, Metadata, Node, RegisterOptions, SharedRegistry};
 use crate::rpc::server::{Server, ServerHandle, ServerOptions};
 use crate::rpc::{Bound, Client, ClientOptions, Routes, SubscriptionSpec};
@@ -102,6 +106,7 @@ pub struct ServiceBuilder {
     grace: Duration,
     free_subscribers: bool,
     checks: Vec<Check>,
+    layers: Layers,
     resolved: Option<Options>,
 }
 
@@ -138,6 +143,7 @@ impl Service {
             grace: Duration::from_secs(10),
             free_subscribers: true,
             checks: Vec::new(),
+            layers: Layers::new(),
             resolved: None,
         }
     }
@@ -386,6 +392,72 @@ impl ServiceBuilder {
         self
     }
 
+    /// Adds a layer around every call to the service's endpoints (go-micro's
+    /// `WrapHandler`); the first added is the outermost. See [`crate::layer`].
+    #[must_use]
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<HandlerService> + Send + Sync + 'static,
+        L::Service: tower::Service<crate::rpc::Request, Response = crate::rpc::Response>
+            + Clone
+            + Send
+            + 'static,
+        <L::Service as tower::Service<crate::rpc::Request>>::Error: Into<BoxError>,
+        <L::Service as tower::Service<crate::rpc::Request>>::Future: Send + 'static,
+    {
+        self.layers = self.layers.handler(layer);
+        self
+    }
+
+    /// Adds a layer around every call the service's client makes (go-micro's `WrapCall`).
+    #[must_use]
+    pub fn call_layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<CallService> + Send + Sync + 'static,
+        L::Service:
+            tower::Service<Call, Response = (String, bytes::Bytes)> + Clone + Send + 'static,
+        <L::Service as tower::Service<Call>>::Error: Into<BoxError>,
+        <L::Service as tower::Service<Call>>::Future: Send + 'static,
+    {
+        self.layers = self.layers.call(layer);
+        self
+    }
+
+    /// Adds a layer around every delivery to the service's subscribers (go-micro's
+    /// `WrapSubscriber`).
+    #[must_use]
+    pub fn subscriber_layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<SubscriberService> + Send + Sync + 'static,
+        L::Service: tower::Service<broker::Event, Response = ()> + Clone + Send + 'static,
+        <L::Service as tower::Service<broker::Event>>::Error: Into<BoxError>,
+        <L::Service as tower::Service<broker::Event>>::Future: Send + 'static,
+    {
+        self.layers = self.layers.subscriber(layer);
+        self
+    }
+
+    /// Adds a layer around every publish through the service's client (go-micro's client
+    /// wrapper overriding `Publish`).
+    #[must_use]
+    pub fn publisher_layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<PublisherService> + Send + Sync + 'static,
+        L::Service: tower::Service<Publish, Response = ()> + Clone + Send + 'static,
+        <L::Service as tower::Service<Publish>>::Error: Into<BoxError>,
+        <L::Service as tower::Service<Publish>>::Future: Send + 'static,
+    {
+        self.layers = self.layers.publisher(layer);
+        self
+    }
+
+    /// Adds every layer of `layers` (inside those added before).
+    #[must_use]
+    pub fn layers(mut self, layers: &Layers) -> Self {
+        self.layers = self.layers.then(layers);
+        self
+    }
+
     /// How long in-flight requests may run on at shutdown (default 10 s).
     #[must_use]
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
@@ -567,15 +639,18 @@ impl ServiceBuilder {
                 ..ServerOptions::default()
             },
             Some(health::web_routes(health.clone())),
+            &self.layers,
         );
 
         // Subscribe.
+        let id: Arc<str> = Arc::from(name.as_str());
         let mut subscribers = Vec::with_capacity(subscriptions.len());
         for (spec, handler) in subscriptions {
             let opts = match &spec.queue {
                 Some(q) => SubscribeOptions::queue(q.clone()),
                 None => SubscribeOptions::default(),
             };
+            let handler = self.layers.subscriber_handler(handler, &id);
             subscribers.push(broker.subscribe(&spec.topic, handler, opts).await?);
         }
 
@@ -602,7 +677,8 @@ impl ServiceBuilder {
                 ..ClientOptions::default()
             },
         )
-        .with_broker(Arc::clone(&broker));
+        .with_broker(Arc::clone(&broker))
+        .with_layers(&self.layers);
 
         tracing::info!(
             service = %name,
