@@ -49,6 +49,8 @@ use proc_macro::TokenStream;
 /// | `ttl` | seconds (`10`) or Go duration (`"1m30s"`) | 90 s |
 /// | `interval` | the same, shorter than `ttl` | 30 s |
 /// | `metadata(key = "value", ..)` | node metadata | |
+/// | `layer = <expr>` | a tower layer around every endpoint call (go-micro's `WrapHandler`); repeatable, the first outermost | |
+/// | `call_layer`, `subscriber_layer`, `publisher_layer` `= <expr>` | the same around the client's calls, deliveries to subscribers, publishes (`WrapCall`, `WrapSubscriber`, a client wrapper) | |
 ///
 /// ¹ Behind the cargo feature of the same name of `rmicro`; naming a plugin whose feature is
 /// off is a compile error that says which feature to turn on.

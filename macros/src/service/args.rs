@@ -28,7 +28,16 @@ pub(crate) const KEYS: &[&str] = &[
     "ttl",
     "interval",
     "metadata",
+    "layer",
+    "call_layer",
+    "subscriber_layer",
+    "publisher_layer",
 ];
+
+/// The keys that name a middleware layer: each may be given more than once (one layer each,
+/// the first the outermost), and takes any expression.
+pub(crate) const LAYER_KEYS: &[&str] =
+    &["layer", "call_layer", "subscriber_layer", "publisher_layer"];
 
 /// A `key = value` argument: its parsed value and the tokens errors point at.
 pub(crate) struct Arg<T> {
@@ -65,6 +74,9 @@ pub(crate) struct Args {
     pub(crate) ttl: Option<Arg<Duration>>,
     pub(crate) interval: Option<Arg<Duration>>,
     pub(crate) metadata: Vec<MetadataEntry>,
+    /// `layer = <expr>` and the other layer keys, in the order written: the builder method
+    /// (the key) and the expression.
+    pub(crate) layers: Vec<(Ident, Expr)>,
     /// Every known key written, even with a value that could not be read: a `name` with a
     /// bad value is not also a missing `name`.
     pub(crate) given: BTreeSet<String>,
@@ -99,6 +111,19 @@ impl Args {
                 self.misspelled.insert(meant.to_owned());
             }
             errors.spanned(&key, diag::unknown("key", &name, KEYS));
+            return;
+        }
+        if LAYER_KEYS.contains(&name.as_str()) {
+            self.given.insert(name.clone());
+            match meta {
+                Meta::NameValue(pair) => self.layers.push((key, pair.value)),
+                _ => errors.spanned(
+                    &key,
+                    format!(
+                        "`{name}` needs a layer, e.g. `{name} = tower::timeout::TimeoutLayer::new(Duration::from_secs(5))`"
+                    ),
+                ),
+            }
             return;
         }
         if !self.given.insert(name.clone()) {

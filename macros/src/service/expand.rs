@@ -129,6 +129,9 @@ fn builder(config: &Config) -> TokenStream {
     for (key, value) in &config.metadata {
         calls.extend(quote!(.metadata(#key, #value)));
     }
+    for (method, layer) in &config.layers {
+        calls.extend(quote!(.#method(#layer)));
+    }
     quote!(::rmicro::__private::Service::builder(#name) #calls)
 }
 

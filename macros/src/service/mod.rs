@@ -79,6 +79,11 @@ mod tests {
                 ttl = "1m30s",
                 interval = "500ms",
                 metadata(region = "eu", "app.kubernetes.io/name" = "student"),
+                layer = auth::require_token("s3cret"),
+                layer = tower::limit::ConcurrencyLimitLayer::new(64),
+                call_layer = tower::timeout::TimeoutLayer::new(Duration::from_secs(5)),
+                subscriber_layer = audit(),
+                publisher_layer = audit(),
             ),
             quote!(
                 struct StudentService;

@@ -57,6 +57,8 @@ pub(crate) struct Config {
     pub(crate) ttl: Option<Duration>,
     pub(crate) interval: Option<Duration>,
     pub(crate) metadata: Vec<(String, String)>,
+    /// Builder calls adding layers: `layer`, `call_layer`, ... and their expressions.
+    pub(crate) layers: Vec<(syn::Ident, syn::Expr)>,
 }
 
 /// Whether the cargo feature a plugin needs is on. `rmicro`'s plugin features switch on the
@@ -162,6 +164,7 @@ pub(crate) fn validate_with(
             .iter()
             .map(|e| (e.key.clone(), e.value.value()))
             .collect(),
+        layers: args.layers.clone(),
     })
 }
 
@@ -454,6 +457,7 @@ mod tests {
                 ttl: Some(Duration::from_secs(10)),
                 interval: Some(Duration::from_secs(5)),
                 metadata: vec![("region".to_owned(), "eu".to_owned())],
+                layers: Vec::new(),
             }
         );
     }
