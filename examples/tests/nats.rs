@@ -196,3 +196,73 @@ async fn rmicro_and_go_micro_see_each_others_nodes_and_changes() {
     assert_eq!(found.len(), 1, "go-micro finds rmicro's node: {found:?}");
     assert_eq!(found[0]["nodes"][0]["address"], "127.0.0.1:5000");
 }
+
+/// A run with a password in every address (registry and broker), logging everything at
+/// debug, rmicro's and its dependencies' (`RUST_LOG=debug`), and a run with a wrong password
+/// that fails: no line of either holds a password.
+#[test]
+fn no_password_is_ever_logged() {
+    let _lock = seed_lock();
+    let server = Nats::start_with_login("rmicro", "S3cretPw");
+    let flags = |url: &str, format: &str| {
+        vec![
+            "--registry=nats".to_owned(),
+            format!("--registry_address={url}"),
+            "--broker=nats".to_owned(),
+            format!("--broker_address={url}"),
+            format!("--log_format={format}"),
+        ]
+    };
+    let good = flags(&format!("nats://rmicro:S3cretPw@{}", server.addr()), "json");
+    let good: Vec<&str> = good.iter().map(String::as_str).collect();
+    let mut service = Proc::spawn(SERVICE, &good, &[("RUST_LOG", "debug")]);
+    service.wait_for("registered", UP);
+    let out = run(CLIENT, &good, &[("RUST_LOG", "debug")]);
+    assert_eq!(stdout(&out).trim(), DAVIE, "stderr: {}", stderr(&out));
+    let client_log = stderr(&out);
+    service.signal("TERM");
+    assert_eq!(service.wait_exit(UP), Some(0), "{}", service.transcript());
+    let transcript = service.transcript();
+    assert!(
+        transcript.contains(&format!("nats://{}", server.addr())),
+        "the address is logged, without its login: {transcript}"
+    );
+    for (what, log) in [("service", &transcript), ("client", &client_log)] {
+        assert!(
+            !log.contains("S3cretPw"),
+            "{what} logged the password:\n{log}"
+        );
+    }
+
+    let bad = flags(
+        &format!("nats://rmicro:Wr0ngPw99@{}", server.addr()),
+        "text",
+    );
+    let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+    let mut refused = Proc::spawn(SERVICE, &bad, &[("RUST_LOG", "debug")]);
+    let code = refused.wait_exit(UP);
+    let transcript = refused.transcript();
+    assert_ne!(
+        code,
+        Some(0),
+        "a wrong password does not start: {transcript}"
+    );
+    assert!(
+        transcript.to_ascii_lowercase().contains("authorization"),
+        "the failure says why: {transcript}"
+    );
+    let out = run(CLIENT, &bad, &[("RUST_LOG", "debug")]);
+    assert_ne!(out.status.code(), Some(0));
+    for (what, log) in [
+        ("refused service", transcript),
+        (
+            "refused client",
+            format!("{}{}", stdout(&out), stderr(&out)),
+        ),
+    ] {
+        assert!(
+            !log.contains("Wr0ngPw99"),
+            "{what} logged the password:\n{log}"
+        );
+    }
+}

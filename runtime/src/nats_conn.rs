@@ -41,6 +41,8 @@ pub(crate) struct Connection {
     role: &'static str,
     opts: ConnOptions,
     servers: Vec<async_nats::ServerAddr>,
+    /// The login the addresses carried, sent by async-nats in `CONNECT`.
+    credentials: Option<Credentials>,
     /// The servers, `scheme://host:port` joined by commas (no credentials).
     address: String,
     client: Mutex<Option<async_nats::Client>>,
@@ -73,16 +75,19 @@ impl Connection {
         addresses: &[String],
         opts: ConnOptions,
     ) -> Result<Self> {
-        let mut servers = addresses
+        let mut parsed = addresses
             .iter()
             .flat_map(|a| a.split(','))
             .map(str::trim)
             .filter(|a| !a.is_empty())
             .map(|a| parse_server(a, error_id, role))
             .collect::<Result<Vec<_>>>()?;
-        if servers.is_empty() {
-            servers.push(parse_server(DEFAULT_ADDRESS, error_id, role)?);
+        if parsed.is_empty() {
+            parsed.push(parse_server(DEFAULT_ADDRESS, error_id, role)?);
         }
+        // One client has one login: the first address's that has one.
+        let credentials = parsed.iter().find_map(|(_, c)| c.clone());
+        let servers: Vec<async_nats::ServerAddr> = parsed.into_iter().map(|(s, _)| s).collect();
         let address = servers
             .iter()
             .map(|s| format!("{}://{}:{}", s.scheme(), s.host(), s.port()))
@@ -93,6 +98,7 @@ impl Connection {
             role,
             opts,
             servers,
+            credentials,
             address,
             client: Mutex::new(None),
             slow_consumers: Arc::new(AtomicU64::new(0)),
@@ -133,7 +139,16 @@ impl Connection {
         let role = self.role;
         let max_backoff = self.opts.max_backoff;
         let failures = Arc::clone(&self.last_failure);
-        let options = async_nats::ConnectOptions::new()
+        let options = match &self.credentials {
+            Some(Credentials::UserPassword(user, password)) => {
+                async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
+            }
+            Some(Credentials::Token(token)) => {
+                async_nats::ConnectOptions::with_token(token.clone())
+            }
+            None => async_nats::ConnectOptions::new(),
+        };
+        let options = options
             .name(&self.opts.name)
             .retry_on_initial_connect()
             .max_reconnects(None)
@@ -223,7 +238,34 @@ impl Connection {
     }
 }
 
-fn parse_server(text: &str, error_id: &'static str, role: &str) -> Result<async_nats::ServerAddr> {
+/// Credentials an address carries: `user:password@` or a token, `token@`.
+#[derive(Clone, PartialEq, Eq)]
+enum Credentials {
+    UserPassword(String, String),
+    Token(String),
+}
+
+/// `text` with its userinfo masked: `nats://user:***@host`, `nats://***@host`.
+fn masked(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => format!("{scheme}://***@{host}"),
+        },
+        None => text.to_owned(),
+    }
+}
+
+/// One server: its address without credentials (async-nats logs addresses at debug, and
+/// does not send the credentials of a URL itself), and the credentials it carried.
+fn parse_server(
+    text: &str,
+    error_id: &'static str,
+    role: &str,
+) -> Result<(async_nats::ServerAddr, Option<Credentials>)> {
     let url = if text.contains("://") {
         text.to_owned()
     } else {
@@ -231,22 +273,57 @@ fn parse_server(text: &str, error_id: &'static str, role: &str) -> Result<async_
     };
     // `go.micro.broker` -> `broker`
     let kind = error_id.rsplit('.').next().unwrap_or(error_id);
-    let addr: async_nats::ServerAddr = url.parse().map_err(|e| {
+    let invalid = |why: String| {
         Error::bad_request(
             error_id,
-            format!("{role}: invalid {kind} address `{text}`: {e} (expected `nats://host:port`)"),
+            format!("{role}: invalid {kind} address `{}`: {why}", masked(&url)),
         )
-    })?;
+    };
+    let addr: async_nats::ServerAddr = url
+        .parse()
+        .map_err(|e| invalid(format!("{e} (expected `nats://host:port`)")))?;
     if !matches!(addr.scheme(), "nats" | "tls") {
-        return Err(Error::bad_request(
-            error_id,
-            format!(
-                "{role}: invalid {kind} address `{text}`: unsupported scheme `{}` (expected `nats://` or `tls://`)",
-                addr.scheme()
-            ),
-        ));
+        return Err(invalid(format!(
+            "unsupported scheme `{}` (expected `nats://` or `tls://`)",
+            addr.scheme()
+        )));
     }
-    Ok(addr)
+    let credentials = match (addr.username(), addr.password()) {
+        (Some(user), Some(password)) => {
+            Some(Credentials::UserPassword(decode(user), decode(password)))
+        }
+        (Some(token), None) => Some(Credentials::Token(decode(token))),
+        _ => None,
+    };
+    let host = if addr.host().contains(':') {
+        format!("[{}]", addr.host())
+    } else {
+        addr.host().to_owned()
+    };
+    let bare: async_nats::ServerAddr = format!("{}://{host}:{}", addr.scheme(), addr.port())
+        .parse()
+        .map_err(|e| invalid(format!("{e}")))?;
+    Ok((bare, credentials))
+}
+
+/// A URL's percent-encoded userinfo part, decoded (`p%40ss` is `p@ss`).
+fn decode(part: &str) -> String {
+    let bytes = part.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = part.get(i + 1..i + 3)
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn on_event(event: &async_nats::Event, slow_consumers: &AtomicU64, address: &str, role: &str) {
@@ -288,6 +365,30 @@ fn backoff(attempts: usize, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_leave_the_address_and_are_masked_in_errors() {
+        let (addr, creds) = parse_server(
+            "nats://al%40ce:p%3Ass@127.0.0.1:4222",
+            "go.micro.broker",
+            "nats",
+        )
+        .expect("valid");
+        assert_eq!(addr.as_url_str(), "nats://127.0.0.1:4222");
+        assert!(
+            creds == Some(Credentials::UserPassword("al@ce".into(), "p:ss".into())),
+            "decoded"
+        );
+        let (addr, creds) =
+            parse_server("tls://t0ken@[::1]:4443", "go.micro.broker", "nats").expect("valid");
+        assert_eq!(addr.as_url_str(), "tls://[::1]:4443");
+        assert!(creds == Some(Credentials::Token("t0ken".into())));
+        let e = parse_server("http://u:s3cret@h:1", "go.micro.broker", "nats")
+            .err()
+            .expect("bad scheme");
+        assert!(e.detail.contains("http://u:***@h:1"), "{e}");
+        assert!(!e.detail.contains("s3cret"), "{e}");
+    }
 
     fn opts() -> ConnOptions {
         ConnOptions {

@@ -22,16 +22,22 @@ impl Nats {
     /// Starts nats-server on a free port of 127.0.0.1 and waits until it accepts
     /// connections.
     pub fn start() -> Nats {
-        Nats::launch(None)
+        Nats::launch(None, None)
+    }
+
+    /// Like [`Nats::start`], but clients must log in as `user` with `password` (letters and
+    /// digits only).
+    pub fn start_with_login(user: &str, password: &str) -> Nats {
+        Nats::launch(None, Some((user, password)))
     }
 
     /// Like [`Nats::start`], but the server requires TLS and presents `certs`' server
     /// certificate (clients need no certificate).
     pub fn start_tls(certs: &Certs) -> Nats {
-        Nats::launch(Some(certs))
+        Nats::launch(Some(certs), None)
     }
 
-    fn launch(tls: Option<&Certs>) -> Nats {
+    fn launch(tls: Option<&Certs>, login: Option<(&str, &str)>) -> Nats {
         let program = require("nats-server");
         let port = free_port();
         let tls = tls.map_or_else(String::new, |c| {
@@ -41,8 +47,11 @@ impl Nats {
                 c.key().display()
             )
         });
+        let login = login.map_or_else(String::new, |(user, password)| {
+            format!(" --user {user} --pass {password}")
+        });
         let script = format!(
-            "printf 'max_payload: 4194304\\n' > '{{dir}}/nats.conf' && exec '{}' -a 127.0.0.1 -p {port} -c '{{dir}}/nats.conf'{tls}",
+            "printf 'max_payload: 4194304\\n' > '{{dir}}/nats.conf' && exec '{}' -a 127.0.0.1 -p {port} -c '{{dir}}/nats.conf'{tls}{login}",
             program.display()
         );
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
