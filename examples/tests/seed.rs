@@ -153,6 +153,74 @@ fn flags_env_and_help_follow_go_micro() {
     }
 }
 
+/// With `--log_format=json`, every line is a JSON object, and the lines logged while serving
+/// a call carry its request id (the `rpc` span, with `Micro-Id` and the endpoint).
+#[test]
+fn json_logs_carry_the_request_id_of_each_call() {
+    let _lock = seed_lock();
+    let mut service = Proc::spawn(
+        SERVICE,
+        &["--log_format=json", "--log_level=debug"],
+        &[("RUST_LOG", "")],
+    );
+    let started = service.wait_for("\"started\"", UP);
+    let started: serde_json::Value = serde_json::from_str(&started)
+        .unwrap_or_else(|e| panic!("the started line is not JSON ({e}): {started}"));
+    let address = started["fields"]["address"]
+        .as_str()
+        .expect("the started line's address")
+        .to_owned();
+    service.wait_for("registered", UP);
+    let reply = raw_post_with_id(
+        &address,
+        "StudentService.GetStudent",
+        "req-4711",
+        br#"{"name":"davie"}"#,
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    service.wait_for("rpc handled", UP);
+    service.signal("TERM");
+    assert_eq!(service.wait_exit(UP), Some(0), "{}", service.transcript());
+    let transcript = service.transcript();
+    let lines: Vec<serde_json::Value> = transcript
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(_, rest)| rest))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() >= 4, "{transcript}");
+    let handled = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "rpc handled")
+        .unwrap_or_else(|| panic!("no `rpc handled` line: {transcript}"));
+    assert_eq!(handled["level"], "DEBUG");
+    assert_eq!(handled["spans"][0]["name"], "rpc", "{handled}");
+    assert_eq!(handled["spans"][0]["id"], "req-4711", "{handled}");
+    assert_eq!(
+        handled["spans"][0]["endpoint"], "StudentService.GetStudent",
+        "{handled}"
+    );
+}
+
+/// `raw_post` with a `Micro-Id`.
+fn raw_post_with_id(address: &str, endpoint: &str, id: &str, body: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Micro-Service: student_service\r\nMicro-Endpoint: {endpoint}\r\nMicro-Id: {id}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("write head");
+    stream.write_all(body).expect("write body");
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).expect("read");
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
 /// A raw HTTP/1.0 GET: the status code and the body.
 fn raw_get(address: &str, path: &str) -> (String, String) {
     use std::io::{Read, Write};

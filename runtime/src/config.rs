@@ -81,6 +81,10 @@ pub struct Layer {
     pub selector: Option<Strategy>,
     /// `--client_content_type`.
     pub client_content_type: Option<String>,
+    /// `--log_format`.
+    pub log_format: Option<String>,
+    /// `--log_level`.
+    pub log_level: Option<String>,
 }
 
 /// The merged, validated configuration.
@@ -120,6 +124,10 @@ pub struct Options {
     /// The content type calls and published messages are encoded as; empty = each message
     /// type's own default (protobuf for prost types, JSON for the others).
     pub client_content_type: String,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// `trace`, `debug`, `info`, `warn` or `error` (`RUST_LOG` wins when set).
+    pub log_level: String,
 }
 
 impl Default for Options {
@@ -141,6 +149,8 @@ impl Default for Options {
             client_request_timeout: Duration::from_secs(30),
             selector: Strategy::Random,
             client_content_type: String::new(),
+            log_format: "text".to_owned(),
+            log_level: "info".to_owned(),
         }
     }
 }
@@ -154,7 +164,7 @@ struct Spec {
 const SPECS: &[Spec] = &[
     Spec {
         flag: "registry",
-        help: "Registry for discovery: mdns, memory, consul, etcd",
+        help: "Registry for discovery: mdns, memory, consul, etcd, nats, zookeeper, dns (all but mdns and memory behind the cargo feature of that name)",
     },
     Spec {
         flag: "registry_address",
@@ -170,7 +180,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         flag: "broker",
-        help: "Broker for pub/sub: http, memory, mqtt, nats, rabbitmq, redis",
+        help: "Broker for pub/sub: http, memory, mqtt, nats, rabbitmq, redis, nsq, kafka, googlepubsub (all but http and memory behind the cargo feature of that name)",
     },
     Spec {
         flag: "broker_address",
@@ -215,6 +225,14 @@ const SPECS: &[Spec] = &[
     Spec {
         flag: "client_content_type",
         help: "Content type of calls and published messages: application/json, application/protobuf (default: protobuf for prost types, JSON for the others)",
+    },
+    Spec {
+        flag: "log_format",
+        help: "Log output on stderr: text or json (one object per line)",
+    },
+    Spec {
+        flag: "log_level",
+        help: "Log level: trace, debug, info, warn, error (RUST_LOG, when set, wins: it takes per-module directives)",
     },
 ];
 
@@ -398,7 +416,9 @@ impl Layer {
             client_retries,
             client_request_timeout,
             selector,
-            client_content_type
+            client_content_type,
+            log_format,
+            log_level
         );
         for (k, v) in &other.server_metadata {
             self.server_metadata.insert(k.clone(), v.clone());
@@ -428,7 +448,9 @@ impl Options {
             client_retries,
             client_request_timeout,
             selector,
-            client_content_type
+            client_content_type,
+            log_format,
+            log_level
         );
         for (k, v) in &layer.server_metadata {
             self.server_metadata.insert(k.clone(), v.clone());
@@ -559,6 +581,24 @@ impl Options {
                 ),
             ));
         }
+        if !LOG_FORMATS.contains(&self.log_format.as_str()) {
+            return Err(fail(
+                "log_format",
+                format!(
+                    "unknown log format `{}`, expected `text` or `json`",
+                    self.log_format
+                ),
+            ));
+        }
+        if !LOG_LEVELS.contains(&self.log_level.as_str()) {
+            return Err(fail(
+                "log_level",
+                format!(
+                    "unknown log level `{}`, expected one of trace, debug, info, warn, error",
+                    self.log_level
+                ),
+            ));
+        }
         if !self.server_name.is_empty() && !valid_name(&self.server_name) {
             return Err(fail(
                 "server_name",
@@ -582,6 +622,38 @@ impl Options {
         text.parse()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
+}
+
+/// The values of `--log_format`.
+pub const LOG_FORMATS: &[&str] = &["text", "json"];
+
+/// The values of `--log_level`.
+pub const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];
+
+/// The log format and level a process asks for, read before its flags are parsed (logging
+/// starts first): `--log_format`/`--log_level` among `args` (as `--flag=value` or
+/// `--flag value`), else `MICRO_LOG_FORMAT`/`MICRO_LOG_LEVEL`, else text and info. Values
+/// are checked later, with the other options.
+pub fn log_settings(args: &[String], env: impl Fn(&str) -> Option<String>) -> (String, String) {
+    let flag = |name: &str| {
+        let long = format!("--{name}");
+        let mut found = None;
+        let mut it = args.iter().skip(1);
+        while let Some(arg) = it.next() {
+            if let Some(value) = arg.strip_prefix(&format!("{long}=")) {
+                found = Some(value.to_owned());
+            } else if *arg == long {
+                found = it.next().cloned();
+            }
+        }
+        found
+            .or_else(|| env(&env_var(name)).filter(|v| !v.is_empty()))
+            .map(|v| v.trim().to_ascii_lowercase())
+    };
+    (
+        flag("log_format").unwrap_or_else(|| "text".to_owned()),
+        flag("log_level").unwrap_or_else(|| "info".to_owned()),
+    )
 }
 
 /// A name go-micro accepts: letters, digits, `.`, `_`, `-`.
@@ -628,6 +700,8 @@ fn code_gives(code: &Layer, flag: &str) -> bool {
         "client_request_timeout" => code.client_request_timeout.is_some(),
         "selector" => code.selector.is_some(),
         "client_content_type" => code.client_content_type.is_some(),
+        "log_format" => code.log_format.is_some(),
+        "log_level" => code.log_level.is_some(),
         _ => false,
     }
 }
@@ -663,6 +737,8 @@ fn effective(opts: &Options, flag: &str) -> Option<String> {
         "client_request_timeout" => show_duration(opts.client_request_timeout),
         "selector" => opts.selector.to_string(),
         "client_content_type" => opts.client_content_type.clone(),
+        "log_format" => opts.log_format.clone(),
+        "log_level" => opts.log_level.clone(),
         _ => String::new(),
     };
     (!text.is_empty()).then_some(text)
@@ -773,6 +849,8 @@ fn given_layer(
                     };
                     layer.client_content_type = Some(value);
                 }
+                "log_format" => layer.log_format = Some(value.trim().to_ascii_lowercase()),
+                "log_level" => layer.log_level = Some(value.trim().to_ascii_lowercase()),
                 _ => {}
             }
             origins.0.insert(spec.flag, source);
@@ -784,6 +862,29 @@ fn given_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_settings_come_from_flags_then_the_environment() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let none = |_: &str| None;
+        assert_eq!(
+            log_settings(&args(&["svc"]), none),
+            ("text".to_owned(), "info".to_owned())
+        );
+        let env = |k: &str| (k == "MICRO_LOG_FORMAT").then(|| "JSON".to_owned());
+        assert_eq!(log_settings(&args(&["svc"]), env).0, "json");
+        assert_eq!(
+            log_settings(
+                &args(&["svc", "--log_format=text", "--log_level", "debug"]),
+                env
+            ),
+            ("text".to_owned(), "debug".to_owned())
+        );
+        let e = resolve(&Layer::default(), &[], &["--log_format=xml"]).expect_err("bad format");
+        assert!(e.to_string().contains("unknown log format `xml`"), "{e}");
+        let e = resolve(&Layer::default(), &[("MICRO_LOG_LEVEL", "loud")], &[]).expect_err("level");
+        assert!(e.to_string().contains("`MICRO_LOG_LEVEL`"), "{e}");
+    }
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: BTreeMap<String, String> = pairs

@@ -478,8 +478,9 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .unwrap_or_default();
-    // A debug span: its fields are only formatted when a subscriber wants them.
-    let span = tracing::debug_span!(
+    // An info span, so that every line a handler logs at info or above carries the call's
+    // endpoint and request id (its fields are only formatted when a subscriber wants them).
+    let span = tracing::info_span!(
         "rpc",
         endpoint = %endpoint,
         id = header_str(&parts.headers, &names::ID).unwrap_or_default(),

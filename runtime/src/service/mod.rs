@@ -895,16 +895,41 @@ async fn wait_for_signal() {
     }
 }
 
-/// Installs a `tracing` subscriber reading `RUST_LOG` (default `info`), unless one is set.
+/// Installs a `tracing` subscriber on stderr, unless one is set: the level from `RUST_LOG`,
+/// else `--log_level`/`MICRO_LOG_LEVEL` (default `info`); text, or JSON with
+/// `--log_format=json`/`MICRO_LOG_FORMAT=json` (one object per line, the spans of the call
+/// it belongs to included, so a call's request id is on each of its lines).
 pub(crate) fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let args: Vec<String> = std::env::args().collect();
+    let (format, level) = crate::config::log_settings(&args, |k| std::env::var(k).ok());
+    let level = if crate::config::LOG_LEVELS.contains(&level.as_str()) {
+        level
+    } else {
+        // The bad value is reported when the options are read; log at info meanwhile.
+        "info".to_owned()
+    };
+    // RUST_LOG when set (an empty one counts as unset).
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = if format == "json" {
+        builder
+            .json()
+            .with_current_span(false)
+            .with_span_list(true)
+            .try_init()
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
 }
 
 /// Installs ring as rustls's process-wide crypto provider, unless one is installed already.
