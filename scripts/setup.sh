@@ -60,6 +60,9 @@ bash "$(dirname "$0")/zookeeper.sh" >/dev/null
 bash "$(dirname "$0")/kafka.sh" >/dev/null
 # ActiveMQ Artemis's jars, the MQTT tests' second server (see the script).
 bash "$(dirname "$0")/activemq.sh" >/dev/null
+# Jaeger v2, the tracing tests' OTLP receiver, from the Go module proxy (see the script;
+# about 6 minutes the first time).
+bash "$(dirname "$0")/jaeger.sh" >/dev/null
 # The go-micro programs of the interop tests (tests/interop), from the Go module proxy too.
 bash "$(dirname "$0")/interop.sh"
 

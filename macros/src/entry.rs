@@ -45,7 +45,7 @@ fn validate(attr: &TokenStream, function: &ItemFn, errors: &mut Errors) {
     }
 }
 
-/// `fn main() { async fn main() { body } init(); runtime.block_on(main()) }`.
+/// `fn main() { async fn main() { body } init(); runtime.block_on(main() then finish()) }`.
 fn expand_main(function: &ItemFn) -> TokenStream {
     let ItemFn {
         attrs,
@@ -65,7 +65,11 @@ fn expand_main(function: &ItemFn) -> TokenStream {
                 .enable_all()
                 .build()
                 .expect("cannot start the tokio runtime")
-                .block_on(#name())
+                .block_on(async {
+                    let output = #name().await;
+                    ::rmicro::__private::finish().await;
+                    output
+                })
         }
     }
 }

@@ -240,12 +240,18 @@ pub fn subscribe(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///         StudentService.run().await
 ///     }
 ///
-///     // rmicro's set-up, then what `#[tokio::main]` does:
+///     // rmicro's set-up (logging, the TLS provider), then what `#[tokio::main]` does, and
+///     // at the end the spans still buffered are exported (feature `otel`):
+///     rmicro::__private::init();
 ///     tokio::runtime::Builder::new_multi_thread()
 ///         .enable_all()
 ///         .build()
 ///         .expect("cannot start the tokio runtime")
-///         .block_on(main())
+///         .block_on(async {
+///             let output = main().await;
+///             rmicro::__private::finish().await;
+///             output
+///         })
 /// }
 /// ```
 #[proc_macro_attribute]

@@ -162,3 +162,10 @@ pub fn init() {
     crate::service::init_logging();
     crate::service::install_crypto_provider();
 }
+
+/// What `#[rmicro::main]` runs after the user's body: exports the spans still buffered, when
+/// traces are on.
+pub async fn finish() {
+    #[cfg(feature = "otel")]
+    crate::otel::flush().await;
+}

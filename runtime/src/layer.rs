@@ -7,9 +7,9 @@
 //! | where | the service | go-micro |
 //! | --- | --- | --- |
 //! | [`ServiceBuilder::layer`](crate::ServiceBuilder::layer) | [`HandlerService`]: a call to one of the service's endpoints, [`rpc::Request`] to [`rpc::Response`] | `server.HandlerWrapper` |
-//! | [`ServiceBuilder::call_layer`](crate::ServiceBuilder::call_layer), [`Client::layer`](crate::Client::layer) | [`CallService`]: a call the client makes, [`Call`] to the reply's bytes | `client.CallWrapper` |
+//! | [`ServiceBuilder::call_layer`](crate::ServiceBuilder::call_layer), [`Client::with_layers`](crate::Client::with_layers) | [`CallService`]: a call the client makes, [`Call`] to the reply's bytes | `client.CallWrapper` |
 //! | [`ServiceBuilder::subscriber_layer`](crate::ServiceBuilder::subscriber_layer) | [`SubscriberService`]: a delivery to a subscriber, a [`broker::Event`] | `server.SubscriberWrapper` |
-//! | [`ServiceBuilder::publisher_layer`](crate::ServiceBuilder::publisher_layer), [`Client::layer`](crate::Client::layer) | [`PublisherService`]: a publish, a [`Publish`] | `client.Wrapper` overriding `Publish` |
+//! | [`ServiceBuilder::publisher_layer`](crate::ServiceBuilder::publisher_layer), [`Client::with_layers`](crate::Client::with_layers) | [`PublisherService`]: a publish, a [`Publish`] | `client.Wrapper` overriding `Publish` |
 //!
 //! The first layer added is the outermost, as go-micro's first-listed wrapper is. A layer
 //! may be any tower layer whose service's error converts into a boxed error: tower's own

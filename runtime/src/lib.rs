@@ -39,6 +39,8 @@ pub mod layer;
 pub mod metrics;
 #[cfg(feature = "nats")]
 mod nats_conn;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod registry;
 pub mod rpc;
 pub mod service;

@@ -241,6 +241,8 @@ impl Service {
             }
         }
         keep(self.broker.disconnect().await, "broker disconnect");
+        #[cfg(feature = "otel")]
+        crate::otel::flush().await;
         for hook in std::mem::take(&mut self.after_stop) {
             keep(hook().await, "after-stop hook");
         }
@@ -602,6 +604,12 @@ impl ServiceBuilder {
             &endpoints,
             &subscriptions,
         );
+
+        // Traces, when the OTEL_* variables ask for them: the outermost layers.
+        #[cfg(feature = "otel")]
+        if let Some(tracing) = crate::otel::layers(&name) {
+            self.layers = tracing.then(&self.layers);
+        }
 
         // Health: the service's own checks, then the user's. Not ready until subscribed and
         // registered.

@@ -125,6 +125,21 @@ pub fn broker_from(options: &Options, registry: &SharedRegistry) -> Result<Share
     }
 }
 
+/// The running program's file name (`student_client`): what a client's traces are named by
+/// when `OTEL_SERVICE_NAME` does not name them.
+#[cfg(feature = "otel")]
+fn program_name() -> String {
+    std::env::args()
+        .next()
+        .as_deref()
+        .map(std::path::Path::new)
+        .and_then(|p| p.file_stem())
+        .map_or_else(
+            || "rmicro-client".to_owned(),
+            |s| s.to_string_lossy().into_owned(),
+        )
+}
+
 impl crate::rpc::Client {
     /// A client for the registry, broker, selector, retries and timeout that `options` name.
     /// Must be called inside a tokio runtime (mDNS starts answering at once).
@@ -139,7 +154,12 @@ impl crate::rpc::Client {
                 .then(|| options.client_content_type.clone()),
             ..crate::rpc::ClientOptions::default()
         };
-        Ok(Self::new(registry, client_options).with_broker(broker))
+        let client = Self::new(registry, client_options).with_broker(broker);
+        #[cfg(feature = "otel")]
+        if let Some(tracing) = crate::otel::layers(&program_name()) {
+            return Ok(client.with_layers(&tracing));
+        }
+        Ok(client)
     }
 
     /// A client configured by the `MICRO_*` environment only (default: mdns + http broker).

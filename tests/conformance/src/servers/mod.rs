@@ -5,6 +5,7 @@ pub mod activemq;
 pub mod consul;
 pub mod dnsmasq;
 pub mod etcd;
+pub mod jaeger;
 pub mod kafka;
 pub mod mosquitto;
 pub mod nats;

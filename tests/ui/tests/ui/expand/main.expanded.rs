@@ -7,5 +7,9 @@ fn main() -> rmicro::Result<()> {
         .enable_all()
         .build()
         .expect("cannot start the tokio runtime")
-        .block_on(main())
+        .block_on(async {
+            let output = main().await;
+            ::rmicro::__private::finish().await;
+            output
+        })
 }

@@ -1,0 +1,145 @@
+//! Traces across processes, in a real receiver (Jaeger v2, built by `scripts/jaeger.sh`): the
+//! seed's client calling the seed's service, and the seed's publisher reaching the seed's
+//! subscriber, each pair one trace in Jaeger whose second process's span is the child of
+//! the first's, as go-micro's opentelemetry wrapper names and links them.
+#![cfg(feature = "otel")]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use rmicro_conformance::servers::jaeger::Jaeger;
+use support::{
+    CLIENT, DAVIE, PUBLISHER, Proc, SERVICE, SUBSCRIBER, TOPIC, UP, run, seed_lock, stderr, stdout,
+};
+
+/// How long Jaeger may take to show what was exported (the exporters batch for up to 5 s,
+/// and flush at exit).
+const SEEN: Duration = Duration::from_secs(20);
+
+/// The spans of the first trace of `service` that has spans named `first` and `second`.
+fn trace_with(jaeger: &Jaeger, service: &str, first: &str, second: &str) -> serde_json::Value {
+    let deadline = Instant::now() + SEEN;
+    loop {
+        for trace in jaeger.traces(service) {
+            let names: Vec<&str> = trace["spans"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s["operationName"].as_str())
+                .collect();
+            if names.contains(&first) && names.contains(&second) {
+                return trace;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no trace of `{service}` with `{first}` and `{second}` within {SEEN:?}: {:#?}\n{}",
+            jaeger.traces(service),
+            jaeger.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The span named `name` in `trace`.
+fn span<'a>(trace: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    trace["spans"]
+        .as_array()
+        .and_then(|spans| spans.iter().find(|s| s["operationName"] == name))
+        .unwrap_or_else(|| panic!("no span `{name}` in {trace:#}"))
+}
+
+/// The service (process) a span was made in.
+fn service_of<'a>(trace: &'a serde_json::Value, span: &serde_json::Value) -> &'a str {
+    let process = span["processID"].as_str().unwrap_or_default();
+    trace["processes"][process]["serviceName"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+/// `child` is `parent`'s child in the same trace.
+fn assert_child_of(
+    trace: &serde_json::Value,
+    child: &serde_json::Value,
+    parent: &serde_json::Value,
+) {
+    assert_eq!(child["traceID"], parent["traceID"]);
+    let references = child["references"].as_array().cloned().unwrap_or_default();
+    assert!(
+        references.iter().any(|r| r["refType"] == "CHILD_OF"
+            && r["spanID"] == parent["spanID"]
+            && r["traceID"] == parent["traceID"]),
+        "`{}` is not the child of `{}`: {trace:#}",
+        child["operationName"],
+        parent["operationName"]
+    );
+}
+
+#[test]
+fn a_call_and_a_publish_are_each_one_trace_across_two_processes() {
+    let _lock = seed_lock();
+    let jaeger = Jaeger::start();
+    let endpoint = jaeger.otlp_endpoint();
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
+
+    // The call: student_client -> student_service.
+    let mut service = Proc::spawn(SERVICE, &[], &env);
+    service.wait_for("registered", UP);
+    let out = run(CLIENT, &[], &env);
+    assert_eq!(stdout(&out).trim(), DAVIE, "stderr: {}", stderr(&out));
+    service.signal("TERM");
+    assert_eq!(service.wait_exit(UP), Some(0), "{}", service.transcript());
+
+    let name = "student_service.StudentService.GetStudent";
+    let trace = trace_with(&jaeger, "student_service", name, name);
+    let spans = trace["spans"].as_array().expect("spans");
+    let client = spans
+        .iter()
+        .find(|s| s["operationName"] == name && service_of(&trace, s) == "student_client")
+        .unwrap_or_else(|| panic!("no client span: {trace:#}"));
+    let server = spans
+        .iter()
+        .find(|s| s["operationName"] == name && service_of(&trace, s) == "student_service")
+        .unwrap_or_else(|| panic!("no server span: {trace:#}"));
+    assert_child_of(&trace, server, client);
+    let kind = |s: &serde_json::Value| {
+        s["tags"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["key"] == "span.kind"))
+            .and_then(|t| t["value"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        (kind(client).as_str(), kind(server).as_str()),
+        ("client", "server")
+    );
+
+    // The publish: message_publisher -> message_subscriber.
+    let mut subscriber = Proc::spawn(SUBSCRIBER, &[], &env);
+    subscriber.wait_for("registered", UP);
+    let out = run(PUBLISHER, &[], &env);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    subscriber.wait_for("received", UP);
+    subscriber.signal("TERM");
+    assert_eq!(
+        subscriber.wait_exit(UP),
+        Some(0),
+        "{}",
+        subscriber.transcript()
+    );
+    let (publish, deliver) = (format!("Pub to {TOPIC}"), format!("Sub from {TOPIC}"));
+    let trace = trace_with(&jaeger, "message_publisher", &publish, &deliver);
+    let (publish, deliver) = (span(&trace, &publish), span(&trace, &deliver));
+    // The seed's subscriber is the service `go.micro.srv`.
+    assert_eq!(service_of(&trace, deliver), "go.micro.srv");
+    assert_child_of(&trace, deliver, publish);
+    println!(
+        "jaeger: call and publish each one trace across two processes ({} and {} spans)",
+        trace_with(&jaeger, "student_service", name, name)["spans"]
+            .as_array()
+            .map_or(0, Vec::len),
+        trace["spans"].as_array().map_or(0, Vec::len)
+    );
+}
