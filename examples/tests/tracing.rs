@@ -143,3 +143,38 @@ fn a_call_and_a_publish_are_each_one_trace_across_two_processes() {
         trace["spans"].as_array().map_or(0, Vec::len)
     );
 }
+
+/// A collector that is not there: calls are served as usual, the spans are dropped, and the
+/// service says so once (not once per batch).
+#[test]
+fn an_unreachable_collector_drops_spans_and_warns_once() {
+    let _lock = seed_lock();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        // Batches every 200 ms, so that several fail within the test.
+        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+    ];
+    let mut service = Proc::spawn(SERVICE, &[], &env);
+    service.wait_for("registered", UP);
+    for _ in 0..3 {
+        let out = run(CLIENT, &[], &[]);
+        assert_eq!(stdout(&out).trim(), DAVIE, "stderr: {}", stderr(&out));
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    service.wait_for("cannot export spans", UP);
+    service.drain(Duration::from_millis(500));
+    assert_eq!(
+        service.count("cannot export spans"),
+        1,
+        "{}",
+        service.transcript()
+    );
+    service.signal("TERM");
+    assert_eq!(service.wait_exit(UP), Some(0), "{}", service.transcript());
+}

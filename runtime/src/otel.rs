@@ -153,19 +153,58 @@ struct OnTokio<E> {
     runtime: tokio::runtime::Handle,
 }
 
+/// How often a failing export is logged: the first failure, then at most once a minute.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// When a failed export was last logged, as milliseconds since the process's first export
+/// failure, plus one (0: never).
+static LAST_WARNING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Logs a failed export, rate-limited (a collector that is down fails every batch).
+fn warn_export_failed(e: &dyn fmt::Display, spans: usize) {
+    use std::sync::atomic::Ordering;
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    let now = u64::try_from(
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX)
+    .saturating_add(1);
+    let last = LAST_WARNING.load(Ordering::Relaxed);
+    let every = u64::try_from(WARN_EVERY.as_millis()).unwrap_or(u64::MAX);
+    if (last == 0 || now.saturating_sub(last) >= every)
+        && LAST_WARNING
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            error = %e,
+            spans,
+            "otel: cannot export spans; they are dropped (calls are not slowed; this is logged at most once a minute)"
+        );
+    }
+}
+
 impl<E: SpanExporter + 'static> SpanExporter for OnTokio<E> {
     fn export(
         &self,
         batch: Vec<SpanData>,
     ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
         let inner = Arc::clone(&self.inner);
+        let spans = batch.len();
         let export = self.runtime.spawn(async move { inner.export(batch).await });
         async move {
-            export.await.unwrap_or_else(|e| {
+            let result = export.await.unwrap_or_else(|e| {
                 Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure(
                     e.to_string(),
                 ))
-            })
+            });
+            if let Err(e) = &result {
+                warn_export_failed(e, spans);
+            }
+            result
         }
     }
 
