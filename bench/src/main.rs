@@ -12,6 +12,7 @@
 mod discovery;
 mod footprint;
 mod gomicro;
+mod layers;
 mod load;
 mod pubsub;
 mod rpc;
@@ -32,7 +33,7 @@ OPTIONS:
     --quick          short rounds (the whole run takes a few minutes)
     --json FILE      also write the results as JSON to FILE
     --only LIST      run only these scenarios (comma-separated):
-                     rpc, pubsub, discovery, footprint, go-micro; one broker's
+                     rpc, layers, pubsub, discovery, footprint, go-micro; one broker's
                      pub/sub row alone: pubsub:memory, pubsub:http, pubsub:mqtt,
                      pubsub:nats, pubsub:redis, pubsub:rabbitmq, pubsub:nsq,
                      pubsub:kafka, pubsub:googlepubsub
@@ -140,6 +141,9 @@ fn main() {
     runtime.block_on(async {
         if wanted("rpc") {
             rows.extend(rpc::run(&cfg).await);
+        }
+        if wanted("layers") {
+            rows.extend(layers::run(&cfg).await);
         }
         let broker_wanted = |b: &str| wanted("pubsub") || wanted(&format!("pubsub:{b}"));
         if pubsub::BROKERS.iter().any(|b| broker_wanted(b)) {

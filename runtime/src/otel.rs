@@ -135,14 +135,19 @@ pub(crate) async fn flush() {
 
 /// The layers that make the spans, when the environment asks for traces; `None` otherwise.
 pub(crate) fn layers(service: &str) -> Option<Layers> {
-    let t = tracing(service)?;
-    Some(
-        Layers::new()
-            .handler(handler_layer(t.tracer.clone()))
-            .call(call_layer(t.tracer.clone()))
-            .subscriber(subscriber_layer(t.tracer.clone()))
-            .publisher(publisher_layer(t.tracer.clone())),
-    )
+    tracing(service).map(|t| layers_with(&t.tracer))
+}
+
+/// The four tracing layers over a tracer of the program's own (its provider, sampler and
+/// exporter), for a program that sets OpenTelemetry up itself: add them with
+/// [`ServiceBuilder::layers`](crate::ServiceBuilder::layers) and
+/// [`Client::with_layers`](crate::Client::with_layers).
+pub fn layers_with(tracer: &SdkTracer) -> Layers {
+    Layers::new()
+        .handler(handler_layer(tracer.clone()))
+        .call(call_layer(tracer.clone()))
+        .subscriber(subscriber_layer(tracer.clone()))
+        .publisher(publisher_layer(tracer.clone()))
 }
 
 /// Runs the OTLP exporter's futures on a tokio runtime: the SDK's batch processor exports

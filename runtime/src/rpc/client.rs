@@ -73,6 +73,9 @@ pub struct ClientOptions {
     pub pool_idle_timeout: Duration,
     /// How many idle connections are kept per node.
     pub pool_max_idle_per_node: usize,
+    /// Count calls, retries and publishes in the process's metrics (see [`crate::metrics`]).
+    /// Default `true`.
+    pub metrics: bool,
 }
 
 impl Default for ClientOptions {
@@ -85,6 +88,7 @@ impl Default for ClientOptions {
             content_type: None,
             pool_idle_timeout: Duration::from_secs(60),
             pool_max_idle_per_node: 100,
+            metrics: true,
         }
     }
 }
@@ -342,6 +346,7 @@ impl Client {
                 .stacks
                 .as_ref()
                 .and_then(|s| s.publisher.as_ref().map(Shared::get)),
+            metrics: self.inner.opts.metrics,
         })
     }
 
@@ -375,12 +380,14 @@ impl Client {
                     .await
             }
         };
-        crate::metrics::get().call(
-            service,
-            endpoint,
-            result.as_ref().err().map(|e| e.code),
-            started.elapsed(),
-        );
+        if self.inner.opts.metrics {
+            crate::metrics::get().call(
+                service,
+                endpoint,
+                result.as_ref().err().map(|e| e.code),
+                started.elapsed(),
+            );
+        }
         result
     }
 
@@ -413,7 +420,9 @@ impl Client {
         let mut last: Option<Error> = None;
         for attempt in 0..=retries {
             if attempt > 0 {
-                crate::metrics::get().retry(service, endpoint);
+                if self.inner.opts.metrics {
+                    crate::metrics::get().retry(service, endpoint);
+                }
                 let pause = backoff(attempt);
                 if Instant::now() + pause >= deadline {
                     return Err(timed_out(last.as_ref()));
@@ -600,6 +609,8 @@ pub struct Publisher {
     content_type: Option<String>,
     /// The client's publisher layers, when it has any.
     stack: Option<PublisherService>,
+    /// The client's `metrics` option.
+    metrics: bool,
 }
 
 impl fmt::Debug for Publisher {
@@ -670,12 +681,14 @@ impl Publisher {
                     .await
             }
         };
-        crate::metrics::get().published(
-            self.broker.name(),
-            &self.topic,
-            result.is_ok(),
-            started.elapsed(),
-        );
+        if self.metrics {
+            crate::metrics::get().published(
+                self.broker.name(),
+                &self.topic,
+                result.is_ok(),
+                started.elapsed(),
+            );
+        }
         result
     }
 }

@@ -80,6 +80,9 @@ pub struct ServerOptions {
     /// A connection that takes longer (a slowloris) is closed, so it holds no file
     /// descriptor and no memory for long.
     pub header_read_timeout: Duration,
+    /// Count requests in the process's metrics (`micro_request_total` and the rest, see
+    /// [`crate::metrics`]). Default `true`.
+    pub metrics: bool,
 }
 
 impl Default for ServerOptions {
@@ -88,6 +91,7 @@ impl Default for ServerOptions {
             name: SERVER_ID.to_owned(),
             max_body_bytes: 4 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(30),
+            metrics: true,
         }
     }
 }
@@ -164,14 +168,14 @@ impl Server {
             opts.name.as_str()
         };
         let metrics = crate::metrics::get();
-        let table: HashMap<String, (EndpointFn, EndpointMetrics)> = endpoints
+        let table: HashMap<String, (EndpointFn, Option<EndpointMetrics>)> = endpoints
             .into_iter()
             .map(|(ep, f)| {
-                let m = metrics.endpoint(label, &ep.name);
+                let m = opts.metrics.then(|| metrics.endpoint(label, &ep.name));
                 (ep.name, (f, m))
             })
             .collect();
-        let in_flight_gauge = metrics.in_flight(label);
+        let in_flight_gauge = opts.metrics.then(|| metrics.in_flight(label));
         let stack = (!layers.handler.is_empty()).then(|| {
             let calls: Arc<HashMap<String, EndpointFn>> = Arc::new(
                 table
@@ -239,9 +243,9 @@ struct Shared {
     id: String,
     max_body_bytes: usize,
     header_read_timeout: Duration,
-    endpoints: HashMap<String, (EndpointFn, EndpointMetrics)>,
-    /// `micro_requests_in_flight` of this service.
-    in_flight_gauge: prometheus_client::metrics::gauge::Gauge,
+    endpoints: HashMap<String, (EndpointFn, Option<EndpointMetrics>)>,
+    /// `micro_requests_in_flight` of this service; `None` with metrics off.
+    in_flight_gauge: Option<prometheus_client::metrics::gauge::Gauge>,
     /// The endpoints behind the handler layers, when there are any.
     stack: Option<crate::layer::Shared<HandlerService>>,
     web: Option<WebRoutes>,
@@ -503,10 +507,13 @@ async fn handle(
 /// Counts a request in `micro_request_total` and `micro_request_duration_seconds`: under its
 /// endpoint when the service serves it, else under `unknown` (bounded labels).
 fn observe(shared: &Shared, endpoint: &str, result: &Result<Response>, took: Duration) {
+    if shared.in_flight_gauge.is_none() {
+        return;
+    }
     let served = shared.endpoints.get(endpoint);
     match (result, served) {
-        (Ok(_), Some((_, m))) => m.succeeded(took),
-        (Ok(_), None) => {}
+        (Ok(_), Some((_, Some(m)))) => m.succeeded(took),
+        (Ok(_), _) => {}
         (Err(e), _) => crate::metrics::get().request_failed(
             if shared.name.is_empty() {
                 SERVER_ID
@@ -568,7 +575,10 @@ async fn serve_request(
     }
 
     let _in_flight = InFlight::enter(shared);
-    let _gauge = crate::metrics::InFlight::enter(&shared.in_flight_gauge);
+    let _gauge = shared
+        .in_flight_gauge
+        .as_ref()
+        .map(crate::metrics::InFlight::enter);
     let body = match Limited::new(body, shared.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),

@@ -107,6 +107,7 @@ pub struct ServiceBuilder {
     free_subscribers: bool,
     checks: Vec<Check>,
     layers: Layers,
+    metrics: bool,
     resolved: Option<Options>,
 }
 
@@ -144,6 +145,7 @@ impl Service {
             free_subscribers: true,
             checks: Vec::new(),
             layers: Layers::new(),
+            metrics: true,
             resolved: None,
         }
     }
@@ -460,6 +462,14 @@ impl ServiceBuilder {
         self
     }
 
+    /// Whether the service and its client count in the process's metrics (default: yes; see
+    /// [`crate::metrics`]). `/metrics` is served either way.
+    #[must_use]
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
     /// How long in-flight requests may run on at shutdown (default 10 s).
     #[must_use]
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
@@ -644,6 +654,7 @@ impl ServiceBuilder {
             endpoints,
             ServerOptions {
                 name: name.clone(),
+                metrics: self.metrics,
                 ..ServerOptions::default()
             },
             Some(health::web_routes(health.clone())),
@@ -682,6 +693,7 @@ impl ServiceBuilder {
                 strategy: options.selector,
                 content_type: (!options.client_content_type.is_empty())
                     .then(|| options.client_content_type.clone()),
+                metrics: self.metrics,
                 ..ClientOptions::default()
             },
         )
