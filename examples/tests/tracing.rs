@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use rmicro_conformance::servers::jaeger::Jaeger;
 use support::{
-    CLIENT, DAVIE, PUBLISHER, Proc, SERVICE, SUBSCRIBER, TOPIC, UP, run, seed_lock, stderr, stdout,
+    CLIENT, DAVIE, PUBLISHER, Proc, SERVICE, SUBSCRIBER, TOPIC, UP, go, run, seed_lock, stderr,
+    stdout,
 };
 
 /// How long Jaeger may take to show what was exported (the exporters batch for up to 5 s,
@@ -177,4 +178,46 @@ fn an_unreachable_collector_drops_spans_and_warns_once() {
     );
     service.signal("TERM");
     assert_eq!(service.wait_exit(UP), Some(0), "{}", service.transcript());
+}
+
+/// go-micro v5's client with go-micro's own OpenTelemetry call wrapper
+/// (`tests/interop/v5/tracecall`) calls the seed's rmicro service: one trace, the rmicro
+/// server span the child of go-micro's client span.
+#[test]
+fn a_go_micro_v5_client_s_trace_continues_into_an_rmicro_service() {
+    let _lock = seed_lock();
+    let jaeger = Jaeger::start();
+    let endpoint = jaeger.otlp_endpoint();
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
+    let mut service = Proc::spawn(SERVICE, &[], &env);
+    let address = service.address();
+    service.wait_for("registered", UP);
+    let out = run(
+        &go("v5/tracecall"),
+        &[&format!("--address={address}")],
+        &env,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let reply: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    let davie: serde_json::Value = serde_json::from_str(DAVIE).expect("JSON");
+    assert_eq!(reply, davie);
+    service.signal("TERM");
+    assert_eq!(service.wait_exit(UP), Some(0), "{}", service.transcript());
+
+    let name = "student_service.StudentService.GetStudent";
+    let trace = trace_with(&jaeger, "go-micro-v5-client", name, name);
+    let spans = trace["spans"].as_array().expect("spans");
+    let by = |service: &str| {
+        spans
+            .iter()
+            .find(|s| s["operationName"] == name && service_of(&trace, s) == service)
+            .unwrap_or_else(|| panic!("no `{name}` span of {service}: {trace:#}"))
+    };
+    assert_child_of(&trace, by("student_service"), by("go-micro-v5-client"));
 }
