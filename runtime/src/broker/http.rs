@@ -486,6 +486,11 @@ impl Broker for HttpBroker {
         }
     }
 
+    /// Listening: its own server is the broker.
+    fn connected(&self) -> Option<bool> {
+        Some(self.inner.running().is_some())
+    }
+
     async fn connect(&self) -> Result<()> {
         let _ops = self.inner.ops.lock().await;
         if self.inner.running().is_some() {

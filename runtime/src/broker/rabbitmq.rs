@@ -734,6 +734,13 @@ impl Broker for RabbitmqBroker {
             .join(",")
     }
 
+    fn connected(&self) -> Option<bool> {
+        Some(matches!(
+            &self.inner.shared.link.borrow().state,
+            State::Up(live) if live.conn.status().connected()
+        ))
+    }
+
     async fn connect(&self) -> Result<()> {
         let shared = &self.inner.shared;
         match shared.settled().await.map(|l| l.state) {
