@@ -44,21 +44,7 @@ export GOFLAGS="-mod=mod -buildvcs=false"
 # sub-modules included, is verified as usual.
 export GONOSUMDB="github.com/hashicorp/consul/envoyextensions"
 
-echo "consul: downloading github.com/hashicorp/consul@$version from the Go module proxy"
-json="$(go mod download -json "github.com/hashicorp/consul@$version")"
-dir="$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
-if [[ -z "$dir" || ! -d "$dir" ]]; then
-  echo "consul: download failed:" >&2
-  printf '%s\n' "$json" >&2
-  exit 1
-fi
-
-work="$(mktemp -d "${TMPDIR:-/tmp}/rmicro-consul-build.XXXXXX")"
-trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
-echo "consul: copying the source to $work"
-cp -R "$dir/." "$work/"
-chmod -R u+w "$work"
-cd "$work"
+module_work_dir consul "github.com/hashicorp/consul@$version"
 
 # Drop every local-path replace directive (`X => ./path`), listed before editing (go mod edit
 # rewrites a one-entry replace block as a single `replace X => ./path` line).

@@ -18,3 +18,26 @@ export GOFLAGS="-mod=readonly -buildvcs=false"
 export CGO_ENABLED=0
 export GOTOOLCHAIN=local
 mkdir -p "$HOME/.cache/rmicro/bin" "$GOMODCACHE" "$GOCACHE"
+
+# module_work_dir <name> <module@version>: downloads the module from the proxy, copies it into
+# a fresh temporary directory (removed when the script exits), makes it writable and `cd`s
+# into it, so that the module is the main module of the build that follows (its go.sum then
+# verifies every dependency, and its replace directives apply). `go install pkg@version`
+# would ask the proxy for the version list, which it refuses.
+module_work_dir() {
+  local name=$1 module=$2 json dir
+  echo "$name: downloading $module from the Go module proxy"
+  json="$(go mod download -json "$module")"
+  dir="$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+  if [[ -z "$dir" || ! -d "$dir" ]]; then
+    echo "$name: download failed:" >&2
+    printf '%s\n' "$json" >&2
+    exit 1
+  fi
+  MODULE_WORK="$(mktemp -d "${TMPDIR:-/tmp}/rmicro-$name-build.XXXXXX")"
+  trap 'chmod -R u+w "$MODULE_WORK" 2>/dev/null; rm -rf "$MODULE_WORK"' EXIT
+  echo "$name: copying the source to $MODULE_WORK"
+  cp -R "$dir/." "$MODULE_WORK/"
+  chmod -R u+w "$MODULE_WORK"
+  cd "$MODULE_WORK"
+}

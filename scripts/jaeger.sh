@@ -25,20 +25,7 @@ fi
 
 source "$(dirname "$0")/go-env.sh" jaeger
 
-echo "jaeger: downloading github.com/jaegertracing/jaeger@$version from the Go module proxy"
-json="$(go mod download -json "github.com/jaegertracing/jaeger@$version")"
-dir="$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
-if [[ -z "$dir" || ! -d "$dir" ]]; then
-  echo "jaeger: download failed:" >&2
-  printf '%s\n' "$json" >&2
-  exit 1
-fi
-
-work="$(mktemp -d "${TMPDIR:-/tmp}/rmicro-jaeger-build.XXXXXX")"
-trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
-cp -R "$dir/." "$work/"
-chmod -R u+w "$work"
-cd "$work"
+module_work_dir jaeger "github.com/jaegertracing/jaeger@$version"
 
 echo "jaeger: building ./cmd/jaeger (several minutes with empty caches)"
 start=$SECONDS

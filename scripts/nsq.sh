@@ -35,21 +35,7 @@ fi
 # `go 1.17`; the newer local toolchain builds it.
 source "$(dirname "$0")/go-env.sh" nsqd
 
-echo "nsq: downloading github.com/nsqio/nsq@$version from the Go module proxy"
-json="$(go mod download -json "github.com/nsqio/nsq@$version")"
-dir="$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
-if [[ -z "$dir" || ! -d "$dir" ]]; then
-  echo "nsq: download failed:" >&2
-  printf '%s\n' "$json" >&2
-  exit 1
-fi
-
-work="$(mktemp -d "${TMPDIR:-/tmp}/rmicro-nsq-build.XXXXXX")"
-trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
-echo "nsq: copying the source to $work"
-cp -R "$dir/." "$work/"
-chmod -R u+w "$work"
-cd "$work"
+module_work_dir nsq "github.com/nsqio/nsq@$version"
 
 echo "nsq: building nsqd"
 start=$SECONDS

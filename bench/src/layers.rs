@@ -21,7 +21,7 @@ use rmicro::registry::SharedRegistry;
 use rmicro::registry::memory::MemoryRegistry;
 use rmicro::rpc::{Client, ClientOptions};
 
-use crate::rpc::{StudentService, routes};
+use crate::rpc::{StudentService, rmicro_call_to, routes};
 use crate::{Config, load, progress, stats::Row};
 
 /// Callers per row.
@@ -140,7 +140,7 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
                     let c = c.clone();
                     load::closed_loop(callers, len, move || {
                         let c = c.clone();
-                        async move { call(&c, name).await }
+                        async move { rmicro_call_to(&c, name, Default::default()).await }
                     })
                     .await
                 },
@@ -148,7 +148,7 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
                     let b = b.clone();
                     load::closed_loop(callers, len, move || {
                         let b = b.clone();
-                        async move { call(&b, "student_bare").await }
+                        async move { rmicro_call_to(&b, "student_bare", Default::default()).await }
                     })
                     .await
                 },
@@ -175,22 +175,4 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
     let _ = off.shutdown();
     let _ = on.shutdown();
     rows
-}
-
-/// The student call against the variant's service.
-async fn call(client: &Client, service: &str) -> rmicro::Result<()> {
-    let req = crate::student::StudentRequest {
-        name: "davie".into(),
-    };
-    let s: crate::student::Student = client
-        .call_with(service, crate::rpc::ENDPOINT, &req, Default::default())
-        .await?;
-    if s.grade == 80 {
-        Ok(())
-    } else {
-        Err(rmicro::Error::internal_server_error(
-            "bench",
-            "wrong student",
-        ))
-    }
 }

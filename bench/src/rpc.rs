@@ -82,10 +82,19 @@ pub async fn start_rmicro(registry: SharedRegistry) -> rmicro::Result<Service> {
 
 /// The rmicro call every rmicro-client side makes.
 pub async fn rmicro_call(client: &Client, opts: rmicro::rpc::CallOptions) -> rmicro::Result<()> {
+    rmicro_call_to(client, SERVICE, opts).await
+}
+
+/// [`rmicro_call`] to another service serving the same routes.
+pub async fn rmicro_call_to(
+    client: &Client,
+    service: &str,
+    opts: rmicro::rpc::CallOptions,
+) -> rmicro::Result<()> {
     let req = StudentRequest {
         name: "davie".into(),
     };
-    let s: Student = client.call_with(SERVICE, ENDPOINT, &req, opts).await?;
+    let s: Student = client.call_with(service, ENDPOINT, &req, opts).await?;
     if s.grade == 80 {
         Ok(())
     } else {

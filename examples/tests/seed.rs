@@ -171,11 +171,12 @@ fn json_logs_carry_the_request_id_of_each_call() {
         .expect("the started line's address")
         .to_owned();
     service.wait_for("registered", UP);
-    let reply = raw_post_with_id(
+    let reply = raw_post_as(
         &address,
         "StudentService.GetStudent",
-        "req-4711",
+        "application/json",
         br#"{"name":"davie"}"#,
+        "req-4711",
     );
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     service.wait_for("rpc handled", UP);
@@ -201,26 +202,6 @@ fn json_logs_carry_the_request_id_of_each_call() {
     );
 }
 
-/// `raw_post` with a `Micro-Id`.
-fn raw_post_with_id(address: &str, endpoint: &str, id: &str, body: &[u8]) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
-         Micro-Service: student_service\r\nMicro-Endpoint: {endpoint}\r\nMicro-Id: {id}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).expect("write head");
-    stream.write_all(body).expect("write body");
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).expect("read");
-    String::from_utf8_lossy(&reply).into_owned()
-}
-
 /// A raw HTTP/1.0 GET: the status code and the body.
 fn raw_get(address: &str, path: &str) -> (String, String) {
     use std::io::{Read, Write};
@@ -240,8 +221,13 @@ fn raw_get(address: &str, path: &str) -> (String, String) {
     (status, body.to_owned())
 }
 
-/// One raw HTTP/1.1 request, the way any peer could send it; returns the response head.
+/// One raw HTTP/1.1 request, the way any peer could send it; returns the response.
 fn raw_post(address: &str, endpoint: &str, content_type: &str, body: &[u8]) -> String {
+    raw_post_as(address, endpoint, content_type, body, "raw-1")
+}
+
+/// [`raw_post`] with the request id `id` (`Micro-Id`).
+fn raw_post_as(address: &str, endpoint: &str, content_type: &str, body: &[u8], id: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).expect("connect");
     stream
@@ -250,7 +236,8 @@ fn raw_post(address: &str, endpoint: &str, content_type: &str, body: &[u8]) -> S
     let head = format!(
         "POST / HTTP/1.1\r\nHost: {address}\r\nContent-Type: {content_type}\r\n\
          Micro-Service: student_service\r\nMicro-Endpoint: {endpoint}\r\n\
-         Micro-Method: {endpoint}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+         Micro-Method: {endpoint}\r\nMicro-Id: {id}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).expect("write head");

@@ -280,14 +280,23 @@ fn inject(cx: &Context, headers: &mut Metadata) {
     TraceContextPropagator::new().inject_context(cx, &mut HeadersMut(headers));
 }
 
-/// Ends `span` in `cx` with the outcome.
-fn end<T>(cx: &Context, result: &Result<T, Error>) {
-    let span = cx.span();
-    if let Err(e) = result {
-        span.set_status(Status::error(e.detail.clone()));
-        span.set_attribute(KeyValue::new("rpc.error_code", i64::from(e.code)));
+/// Runs `call` in `cx` (so that what it calls and publishes is the span's child), then ends
+/// the span with the outcome: status error with the error's detail and code when it failed.
+fn traced<T: Send + 'static>(
+    cx: Context,
+    call: impl std::future::Future<Output = Result<T, Error>> + Send + 'static,
+) -> futures::future::BoxFuture<'static, Result<T, Error>> {
+    async move {
+        let result = call.with_context(cx.clone()).await;
+        let span = cx.span();
+        if let Err(e) = &result {
+            span.set_status(Status::error(e.detail.clone()));
+            span.set_attribute(KeyValue::new("rpc.error_code", i64::from(e.code)));
+        }
+        span.end();
+        result
     }
-    span.end();
+    .boxed()
 }
 
 fn handler_layer(
@@ -307,13 +316,7 @@ fn handler_layer(
                 ])
                 .start_with_context(&tracer, &parent);
             let cx = parent.with_span(span);
-            let call = inner.clone().oneshot(req);
-            async move {
-                let result = call.with_context(cx.clone()).await;
-                end(&cx, &result);
-                result
-            }
-            .boxed()
+            traced(cx, inner.clone().oneshot(req))
         }))
     })
 }
@@ -334,13 +337,7 @@ fn call_layer(tracer: SdkTracer) -> impl tower::Layer<CallService, Service = Cal
                 .start_with_context(&tracer, &parent);
             let cx = parent.with_span(span);
             inject(&cx, &mut call.options.metadata);
-            let call = inner.clone().oneshot(call);
-            async move {
-                let result = call.with_context(cx.clone()).await;
-                end(&cx, &result);
-                result
-            }
-            .boxed()
+            traced(cx, inner.clone().oneshot(call))
         }))
     })
 }
@@ -362,13 +359,7 @@ fn publisher_layer(
                 .start_with_context(&tracer, &parent);
             let cx = parent.with_span(span);
             inject(&cx, &mut publish.message.header);
-            let call = inner.clone().oneshot(publish);
-            async move {
-                let result = call.with_context(cx.clone()).await;
-                end(&cx, &result);
-                result
-            }
-            .boxed()
+            traced(cx, inner.clone().oneshot(publish))
         }))
     })
 }
@@ -389,13 +380,7 @@ fn subscriber_layer(
                 ])
                 .start_with_context(&tracer, &parent);
             let cx = parent.with_span(span);
-            let call = inner.clone().oneshot(event);
-            async move {
-                let result = call.with_context(cx.clone()).await;
-                end(&cx, &result);
-                result
-            }
-            .boxed()
+            traced(cx, inner.clone().oneshot(event))
         }))
     })
 }

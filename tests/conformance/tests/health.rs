@@ -66,19 +66,24 @@ async fn service(broker: SharedBroker) -> Service {
     service
 }
 
-/// Kills the server, waits for 503 naming the broker, starts it again, waits for 200.
-fn down_and_up(addr: SocketAddr, kill: impl FnOnce(), start: impl FnOnce(), name: &str) {
-    until(addr, 200, Duration::from_secs(10));
-    kill();
-    let (after, body) = until(addr, 503, Duration::from_secs(20));
-    assert!(
-        body.contains("\"name\":\"broker\"")
-            && body.contains(&format!("the {name} broker is not connected")),
-        "{body}"
-    );
-    start();
-    let (back, _) = until(addr, 200, Duration::from_secs(30));
-    println!("{name}: not ready {after:?} after the kill, ready again {back:?} after the restart");
+/// Kills `server`, waits for 503 naming the broker, starts it again, waits for 200.
+fn follow<S>(service: &Service, server: &mut S, kill: fn(&mut S), start: fn(&mut S), name: &str) {
+    let addr = service.address();
+    tokio::task::block_in_place(|| {
+        until(addr, 200, Duration::from_secs(10));
+        kill(server);
+        let (after, body) = until(addr, 503, Duration::from_secs(20));
+        assert!(
+            body.contains("\"name\":\"broker\"")
+                && body.contains(&format!("the {name} broker is not connected")),
+            "{body}"
+        );
+        start(server);
+        let (back, _) = until(addr, 200, Duration::from_secs(30));
+        println!(
+            "{name}: not ready {after:?} after the kill, ready again {back:?} after the restart"
+        );
+    });
 }
 
 #[cfg(feature = "nats")]
@@ -90,16 +95,7 @@ async fn readiness_follows_the_nats_broker() {
     let mut opts = NatsBrokerOptions::default();
     opts.addresses = vec![server.url()];
     let service = service(Arc::new(NatsBroker::new(opts).expect("options"))).await;
-    let addr = service.address();
-    let server = std::sync::Mutex::new(&mut server);
-    tokio::task::block_in_place(|| {
-        down_and_up(
-            addr,
-            || server.lock().expect("server").stop(),
-            || server.lock().expect("server").restart(),
-            "nats",
-        );
-    });
+    follow(&service, &mut server, Nats::stop, Nats::restart, "nats");
     service.stop().await.expect("stop");
 }
 
@@ -111,15 +107,12 @@ async fn readiness_follows_the_rabbitmq_broker() {
     let mut server = tokio::task::block_in_place(Rabbitmq::start);
     let opts = RabbitmqOptions::with_addresses(&server.url());
     let service = service(Arc::new(RabbitmqBroker::new(opts).expect("options"))).await;
-    let addr = service.address();
-    let server = std::sync::Mutex::new(&mut server);
-    tokio::task::block_in_place(|| {
-        down_and_up(
-            addr,
-            || server.lock().expect("server").stop(),
-            || server.lock().expect("server").restart(),
-            "rabbitmq",
-        );
-    });
+    follow(
+        &service,
+        &mut server,
+        Rabbitmq::stop,
+        Rabbitmq::restart,
+        "rabbitmq",
+    );
     service.stop().await.expect("stop");
 }

@@ -5,8 +5,7 @@
 //! configuration is written to its temporary directory (no sampling, health or metrics
 //! endpoints, no gRPC, Jaeger or Zipkin receivers).
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -116,16 +115,12 @@ exporters:
 
     /// A plain HTTP/1.0 GET on the query API: the body of a 200 answer, `None` otherwise.
     fn get(&self, path: &str) -> Option<String> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.query_port));
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-        stream.write_all(request.as_bytes()).ok()?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).ok()?;
-        let answer = String::from_utf8_lossy(&answer);
-        let (head, body) = answer.split_once("\r\n\r\n")?;
-        head.starts_with("HTTP/1.0 200 ").then(|| body.to_owned())
+        super::http(
+            SocketAddr::from(([127, 0, 0, 1], self.query_port)),
+            "GET",
+            path,
+            b"",
+        )
     }
 
     /// The server's output so far.

@@ -24,6 +24,27 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+/// One plain HTTP/1.0 request to a server's API (`GET /ping`, `POST /pub?topic=t`): the
+/// body of a `200` answer, `None` for any other answer or none within a few seconds. The
+/// fixtures' servers (nsqd, Prometheus, Jaeger: Go's HTTP server) answer HTTP/1.0 in kind
+/// and close the connection.
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    stream.write_all(body).ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.0 200 ").then(|| body.to_owned())
+}
+
 /// A free TCP port on 127.0.0.1 (bound, then released for the server to take), never one
 /// this process handed out before: servers started by tests running side by side would
 /// otherwise be given the same port between its release and their bind (a RabbitMQ node once

@@ -23,7 +23,7 @@
 //!   AUTH (`--auth-http-address`, an [`AuthServer`] of the test's: nsqd asks it, over HTTP,
 //!   what each client's secret may do, as it would ask pynsqauthd or an estate's own).
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -149,20 +149,12 @@ impl Nsqd {
     }
 
     fn http(&self, method: &str, path: &str, body: &[u8]) -> Option<String> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.http_port));
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let request = format!(
-            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).ok()?;
-        stream.write_all(body).ok()?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).ok()?;
-        // Go answers an HTTP/1.0 request with an HTTP/1.0 status line.
-        let (head, body) = answer.split_once("\r\n\r\n")?;
-        head.starts_with("HTTP/1.0 200 ").then(|| body.to_owned())
+        super::http(
+            SocketAddr::from(([127, 0, 0, 1], self.http_port)),
+            method,
+            path,
+            body,
+        )
     }
 
     /// The address of nsqd's TCP protocol (what producers and consumers connect to),

@@ -4,8 +4,7 @@
 //! --web.listen-address=127.0.0.1:<port>`. Queries go through its HTTP API
 //! (`/api/v1/query`), as a dashboard's would.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -90,15 +89,7 @@ impl Prometheus {
 
     /// A plain HTTP/1.0 GET: the body of a 200 answer, `None` otherwise.
     fn get(&self, path: &str) -> Option<String> {
-        let mut stream =
-            TcpStream::connect_timeout(&self.server.addr, Duration::from_millis(500)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-        stream.write_all(request.as_bytes()).ok()?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).ok()?;
-        let (head, body) = answer.split_once("\r\n\r\n")?;
-        head.starts_with("HTTP/1.0 200 ").then(|| body.to_owned())
+        super::http(self.server.addr, "GET", path, b"")
     }
 
     /// The server's output so far.
