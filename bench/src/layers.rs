@@ -3,6 +3,8 @@
 //! service (no metrics, no tracing) in the same run, the sides alternating.
 //!
 //! - `metrics`: the server's and the client's Prometheus counting (on by default);
+//! - `identity layers`: a layer that does nothing around the endpoint calls and one around
+//!   the client's calls: what the layer machinery itself costs;
 //! - `otel sampler=0`: the four tracing layers with the sampler always off (spans are made
 //!   unsampled, context still travels);
 //! - `otel sampler=1`: always on, every span exported in batches to an exporter that drops
@@ -17,6 +19,7 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporte
 use rmicro::Service;
 use rmicro::broker::memory::MemoryBroker;
 use rmicro::layer::Layers;
+use rmicro::layer::tower;
 use rmicro::registry::SharedRegistry;
 use rmicro::registry::memory::MemoryRegistry;
 use rmicro::rpc::{Client, ClientOptions};
@@ -93,6 +96,13 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
             layers: Layers::new(),
         },
         Variant {
+            name: "student_identity",
+            metrics: false,
+            layers: Layers::new()
+                .handler(tower::layer::util::Identity::new())
+                .call(tower::layer::util::Identity::new()),
+        },
+        Variant {
             name: "student_otel0",
             metrics: false,
             layers: off_layers,
@@ -119,6 +129,7 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
     let bare = started[0].1.clone();
     for (i, case) in [
         "metrics",
+        "identity layers",
         "otel sampler=0",
         "otel sampler=1",
         "metrics+otel=1",

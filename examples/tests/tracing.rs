@@ -1,7 +1,8 @@
 //! Traces across processes, in a real receiver (Jaeger v2, built by `scripts/jaeger.sh`): the
 //! seed's client calling the seed's service, and the seed's publisher reaching the seed's
 //! subscriber, each pair one trace in Jaeger whose second process's span is the child of
-//! the first's, as go-micro's opentelemetry wrapper names and links them.
+//! the first's, as go-micro's opentelemetry wrapper names and links them; the seed's call
+//! and publish made in one span (`traced_client`), one tree across three processes.
 #![cfg(feature = "otel")]
 
 mod support;
@@ -220,4 +221,60 @@ fn a_go_micro_v5_client_s_trace_continues_into_an_rmicro_service() {
             .unwrap_or_else(|| panic!("no `{name}` span of {service}: {trace:#}"))
     };
     assert_child_of(&trace, by("student_service"), by("go-micro-v5-client"));
+}
+
+/// `traced_client` calls the seed's service and publishes to the seed's subscriber inside
+/// one span: Jaeger has one tree across the three processes.
+#[test]
+fn the_seed_s_call_and_publish_are_one_tree_across_three_processes() {
+    let _lock = seed_lock();
+    let jaeger = Jaeger::start();
+    let endpoint = jaeger.otlp_endpoint();
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
+    let mut service = Proc::spawn(SERVICE, &[], &env);
+    let mut subscriber = Proc::spawn(SUBSCRIBER, &[], &env);
+    service.wait_for("registered", UP);
+    subscriber.wait_for("registered", UP);
+    let out = run(env!("CARGO_BIN_EXE_traced_client"), &[], &env);
+    assert_eq!(
+        stdout(&out).trim(),
+        "called and published davie",
+        "{}",
+        stderr(&out)
+    );
+    subscriber.wait_for("received", UP);
+    for p in [&mut service, &mut subscriber] {
+        p.signal("TERM");
+        assert_eq!(p.wait_exit(UP), Some(0), "{}", p.transcript());
+    }
+    let call = "student_service.StudentService.GetStudent";
+    let (publish, deliver) = (format!("Pub to {TOPIC}"), format!("Sub from {TOPIC}"));
+    let trace = trace_with(&jaeger, "traced_client", "enrol davie", &deliver);
+    let spans = trace["spans"].as_array().expect("spans");
+    let of = |name: &str, service: &str| {
+        spans
+            .iter()
+            .find(|s| s["operationName"] == name && service_of(&trace, s) == service)
+            .unwrap_or_else(|| panic!("no `{name}` span of {service}: {trace:#}"))
+    };
+    let root = of("enrol davie", "traced_client");
+    assert!(
+        root["references"].as_array().is_none_or(Vec::is_empty),
+        "the root has no parent: {root:#}"
+    );
+    let client = of(call, "traced_client");
+    assert_child_of(&trace, client, root);
+    assert_child_of(&trace, of(call, "student_service"), client);
+    let publish = of(&publish, "traced_client");
+    assert_child_of(&trace, publish, root);
+    assert_child_of(&trace, of(&deliver, "go.micro.srv"), publish);
+    // Every delivery (the seed's service subscribes to the topic too) hangs off the publish.
+    let deliveries: Vec<_> = spans
+        .iter()
+        .filter(|s| s["operationName"] == deliver.as_str())
+        .collect();
+    for d in &deliveries {
+        assert_child_of(&trace, d, publish);
+    }
+    assert_eq!(spans.len(), 4 + deliveries.len(), "{trace:#}");
 }

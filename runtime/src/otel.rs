@@ -138,6 +138,41 @@ pub(crate) fn layers(service: &str) -> Option<Layers> {
     tracing(service).map(|t| layers_with(&t.tracer))
 }
 
+/// Runs `work` in a span named `name` (kind internal, the child of the current context), so
+/// that the calls and publishes it makes are the span's children: one trace for a piece of
+/// work that calls several services. Without traces (no `OTEL_*` variables, or before a
+/// service or a client has set them up), runs `work` as it is.
+///
+/// ```no_run
+/// # async fn run(client: rmicro::Client) -> rmicro::Result<()> {
+/// rmicro::otel::in_span("enrol davie", async {
+///     let student: serde_json::Value = client
+///         .call("student_service", "StudentService.GetStudent", &serde_json::json!({"name": "davie"}))
+///         .await?;
+///     client.publisher("go.micro.srv.message")?.publish(&student).await
+/// })
+/// .await
+/// # }
+/// ```
+pub async fn in_span<T>(
+    name: impl Into<std::borrow::Cow<'static, str>>,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let Some(Some(t)) = TRACING.get() else {
+        return work.await;
+    };
+    let parent = Context::current();
+    let span = t
+        .tracer
+        .span_builder(name)
+        .with_kind(SpanKind::Internal)
+        .start_with_context(&t.tracer, &parent);
+    let cx = parent.with_span(span);
+    let output = work.with_context(cx.clone()).await;
+    cx.span().end();
+    output
+}
+
 /// The four tracing layers over a tracer of the program's own (its provider, sampler and
 /// exporter), for a program that sets OpenTelemetry up itself: add them with
 /// [`ServiceBuilder::layers`](crate::ServiceBuilder::layers) and
