@@ -30,7 +30,8 @@ have mvn || packages+=(maven)
 java --list-modules 2>/dev/null | grep -q '^jdk.compiler' || packages+=(default-jdk-headless)
 missing=()
 for p in "${packages[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  # Installed, not merely known (a removed package keeps a `deinstall ... config-files` entry).
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
