@@ -19,24 +19,26 @@ use support::{
 /// and flush at exit).
 const SEEN: Duration = Duration::from_secs(20);
 
-/// The spans of the first trace of `service` that has spans named `first` and `second`.
-fn trace_with(jaeger: &Jaeger, service: &str, first: &str, second: &str) -> serde_json::Value {
+/// The first trace of `service` that has, for each `(operation, process)` of `wanted`, a
+/// span of that name made by that process (spans reach Jaeger from each process on its own
+/// schedule: a trace is polled until it is complete).
+fn trace_with(jaeger: &Jaeger, service: &str, wanted: &[(&str, &str)]) -> serde_json::Value {
     let deadline = Instant::now() + SEEN;
     loop {
         for trace in jaeger.traces(service) {
-            let names: Vec<&str> = trace["spans"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|s| s["operationName"].as_str())
-                .collect();
-            if names.contains(&first) && names.contains(&second) {
+            let spans = trace["spans"].as_array().cloned().unwrap_or_default();
+            let complete = wanted.iter().all(|(name, process)| {
+                spans
+                    .iter()
+                    .any(|s| s["operationName"] == *name && service_of(&trace, s) == *process)
+            });
+            if complete {
                 return trace;
             }
         }
         assert!(
             Instant::now() < deadline,
-            "no trace of `{service}` with `{first}` and `{second}` within {SEEN:?}: {:#?}\n{}",
+            "no trace of `{service}` with {wanted:?} within {SEEN:?}: {:#?}\n{}",
             jaeger.traces(service),
             jaeger.log()
         );
@@ -94,7 +96,11 @@ fn a_call_and_a_publish_are_each_one_trace_across_two_processes() {
     assert_eq!(service.wait_exit(UP), Some(0), "{}", service.transcript());
 
     let name = "student_service.StudentService.GetStudent";
-    let trace = trace_with(&jaeger, "student_service", name, name);
+    let trace = trace_with(
+        &jaeger,
+        "student_service",
+        &[(name, "student_client"), (name, "student_service")],
+    );
     let spans = trace["spans"].as_array().expect("spans");
     let client = spans
         .iter()
@@ -132,14 +138,18 @@ fn a_call_and_a_publish_are_each_one_trace_across_two_processes() {
         subscriber.transcript()
     );
     let (publish, deliver) = (format!("Pub to {TOPIC}"), format!("Sub from {TOPIC}"));
-    let trace = trace_with(&jaeger, "message_publisher", &publish, &deliver);
+    let trace = trace_with(
+        &jaeger,
+        "message_publisher",
+        &[(&publish, "message_publisher"), (&deliver, "go.micro.srv")],
+    );
     let (publish, deliver) = (span(&trace, &publish), span(&trace, &deliver));
     // The seed's subscriber is the service `go.micro.srv`.
     assert_eq!(service_of(&trace, deliver), "go.micro.srv");
     assert_child_of(&trace, deliver, publish);
     println!(
         "jaeger: call and publish each one trace across two processes ({} and {} spans)",
-        trace_with(&jaeger, "student_service", name, name)["spans"]
+        trace_with(&jaeger, "student_service", &[(name, "student_service")])["spans"]
             .as_array()
             .map_or(0, Vec::len),
         trace["spans"].as_array().map_or(0, Vec::len)
@@ -212,7 +222,11 @@ fn a_go_micro_v5_client_s_trace_continues_into_an_rmicro_service() {
     assert_eq!(service.wait_exit(UP), Some(0), "{}", service.transcript());
 
     let name = "student_service.StudentService.GetStudent";
-    let trace = trace_with(&jaeger, "go-micro-v5-client", name, name);
+    let trace = trace_with(
+        &jaeger,
+        "go-micro-v5-client",
+        &[(name, "go-micro-v5-client"), (name, "student_service")],
+    );
     let spans = trace["spans"].as_array().expect("spans");
     let by = |service: &str| {
         spans
@@ -249,7 +263,17 @@ fn the_seed_s_call_and_publish_are_one_tree_across_three_processes() {
     }
     let call = "student_service.StudentService.GetStudent";
     let (publish, deliver) = (format!("Pub to {TOPIC}"), format!("Sub from {TOPIC}"));
-    let trace = trace_with(&jaeger, "traced_client", "enrol davie", &deliver);
+    let trace = trace_with(
+        &jaeger,
+        "traced_client",
+        &[
+            ("enrol davie", "traced_client"),
+            (call, "traced_client"),
+            (call, "student_service"),
+            (&publish, "traced_client"),
+            (&deliver, "go.micro.srv"),
+        ],
+    );
     let spans = trace["spans"].as_array().expect("spans");
     let of = |name: &str, service: &str| {
         spans

@@ -335,3 +335,42 @@ async fn call_subscriber_and_publisher_layers_see_what_go_micro_s_wrappers_see()
     assert_eq!(*delivered.lock().expect("topics"), [topic]);
     service.stop().await.expect("stop");
 }
+
+/// The attribute's `layer = ..` works as the builder's: the same auth layer, declared on the
+/// struct, refuses a call without the token with go-micro's 401 and lets the right one in.
+#[tokio::test]
+async fn a_layer_from_the_attribute_guards_the_endpoints() {
+    #[rmicro::service(
+        name = "attribute_guarded",
+        registry = "memory",
+        broker = "memory",
+        layer = require_token("s3cret")
+    )]
+    struct Guarded;
+
+    #[rmicro::handlers]
+    impl Guarded {
+        pub async fn ping(&self, n: u32) -> Result<u32, Error> {
+            Ok(n)
+        }
+    }
+
+    let service = Guarded.into_builder().free_subscribers(false).up().await;
+    let client = service.client();
+    let e = client
+        .call::<_, u32>("attribute_guarded", "Guarded.Ping", &1u32)
+        .await
+        .expect_err("no token");
+    assert_eq!((e.code, e.id.as_str()), (401, "attribute_guarded"), "{e}");
+    let n: u32 = client
+        .call_with(
+            "attribute_guarded",
+            "Guarded.Ping",
+            &9u32,
+            with_token("s3cret"),
+        )
+        .await
+        .expect("the right token");
+    assert_eq!(n, 9);
+    service.stop().await.expect("stop");
+}
