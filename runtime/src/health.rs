@@ -16,7 +16,8 @@
 //! own: `registry` (down while the first registration is under way, once the registry has
 //! refused re-registration for longer than the TTL, since the registration may have expired,
 //! and after deregistration), `broker` (down while the broker plugin reports itself
-//! disconnected; plugins that cannot tell count as up) and `server` (down from the moment a
+//! disconnected, see [`Broker::connected`](crate::broker::Broker::connected); plugins that
+//! cannot tell count as up) and `server` (down from the moment a
 //! graceful stop begins, so that a load balancer drains the node before it deregisters).
 //! Users add their own with [`ServiceBuilder::health_check`](crate::ServiceBuilder::health_check):
 //!

@@ -43,8 +43,11 @@
 //!
 //! # Recovery
 //!
-//! librdkafka reconnects by itself (with backoff up to 10 s); consumer groups are joined
+//! librdkafka reconnects by itself (with backoff up to 2 s); consumer groups are joined
 //! again after a server restart, from their committed offsets.
+//!
+//! [`Broker::connected`] (the service's readiness) is `false` while the producer or any
+//! consumer has no broker connection up, as librdkafka's statistics say each second.
 //!
 //! # Addresses and credentials
 //!
@@ -88,7 +91,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::util::Timeout;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::kit::{self, ERROR_ID, Handle, Outcome, StopFlag, lock, mask_url};
+use super::kit::{self, ERROR_ID, Handle, Link, Links, Outcome, StopFlag, lock, mask_url};
 use super::{AckFn, Broker, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp};
 use crate::config::Options;
 use crate::{Error, Result};
@@ -155,18 +158,20 @@ struct Inner {
     /// librdkafka's settings shared by producer and consumers.
     base: ClientConfig,
     printable: String,
-    producer: Mutex<Option<FutureProducer<Reported>>>,
+    producer: Mutex<Option<FutureProducer<Watched>>>,
     /// What librdkafka last reported about the connection (a refused certificate, a failed
     /// login), shared by the producer and every consumer.
     reported: Reported,
     subs: kit::Live,
     malformed: AtomicU64,
+    /// Which clients are disconnected from every broker (readiness).
+    links: Arc<Links>,
 }
 
 /// How long a reported connection error is quoted in the errors of calls that fail.
 const REPORT_FRESH: Duration = Duration::from_secs(60);
 
-/// A client context that keeps librdkafka's last error event (its own retries report each
+/// Keeps librdkafka's last error event (its own retries report each
 /// failed connection there, with the reason: "SSL handshake failed: ... certificate verify
 /// failed", "SASL authentication error: ..."), so that a call that times out can say why.
 #[derive(Clone, Default)]
@@ -182,7 +187,7 @@ impl Reported {
     }
 }
 
-impl ClientContext for Reported {
+impl Reported {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(%error, reason, "kafka: librdkafka reports");
         // "All broker connections are down" follows each failed connection: it would hide
@@ -193,6 +198,59 @@ impl ClientContext for Reported {
             return;
         }
         *lock(&self.0) = Some((std::time::Instant::now(), format!("{error}: {reason}")));
+    }
+}
+
+/// What one librdkafka client (the producer, a consumer) reports: its errors, into the
+/// broker's [`Reported`], and whether it is connected, from its statistics (every
+/// [`STATS_EVERY`]): up while any broker connection of its is `UP`.
+struct Watched {
+    reported: Reported,
+    link: Mutex<Link>,
+}
+
+/// How often each client reports its brokers' states (`statistics.interval.ms`).
+const STATS_EVERY: Duration = Duration::from_secs(1);
+
+impl Watched {
+    fn new(inner: &Inner) -> Self {
+        Self {
+            reported: inner.reported.clone(),
+            link: Mutex::new(inner.links.link()),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.reported.error(error, reason);
+    }
+
+    /// Reads the brokers' states out of librdkafka's statistics.
+    fn stats(&self, json: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Stats {
+            brokers: HashMap<String, BrokerState>,
+        }
+        #[derive(serde::Deserialize)]
+        struct BrokerState {
+            state: String,
+        }
+        match serde_json::from_slice::<Stats>(json) {
+            Ok(stats) => {
+                let up = stats.brokers.values().any(|b| b.state == "UP");
+                lock(&self.link).set(up);
+            }
+            Err(e) => tracing::debug!(error = %e, "kafka: cannot read librdkafka's statistics"),
+        }
+    }
+}
+
+impl ClientContext for Watched {
+    fn error(&self, error: KafkaError, reason: &str) {
+        Watched::error(self, error, reason);
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.stats(statistics);
     }
 }
 
@@ -300,6 +358,7 @@ impl KafkaBroker {
             .set("socket.keepalive.enable", "true")
             .set("reconnect.backoff.max.ms", "2000")
             .set("topic.metadata.refresh.interval.ms", "10000")
+            .set("statistics.interval.ms", ms(STATS_EVERY))
             .set("message.max.bytes", opts.max_message_bytes.to_string());
         let tls = tls.unwrap_or(false);
         let protocol = match (tls, credentials.is_some()) {
@@ -342,6 +401,7 @@ impl KafkaBroker {
                 reported: Reported::default(),
                 subs: kit::Live::default(),
                 malformed: AtomicU64::new(0),
+                links: Arc::new(Links::default()),
             }),
         })
     }
@@ -367,25 +427,25 @@ impl Inner {
         Error::service_unavailable(ERROR_ID, detail)
     }
 
-    fn producer(&self) -> Result<FutureProducer<Reported>> {
+    fn producer(&self) -> Result<FutureProducer<Watched>> {
         let mut guard = lock(&self.producer);
         if let Some(p) = guard.as_ref() {
             return Ok(p.clone());
         }
-        let producer: FutureProducer<Reported> = self
+        let producer: FutureProducer<Watched> = self
             .base
             .clone()
             .set("acks", "all")
             .set("message.timeout.ms", ms(self.opts.publish_timeout))
             .set("linger.ms", "0")
-            .create_with_context(self.reported.clone())
+            .create_with_context(Watched::new(self))
             .map_err(|e| self.unavailable(format!("cannot create a producer: {e}")))?;
         *guard = Some(producer.clone());
         Ok(producer)
     }
 
     /// Waits until the cluster answers a metadata request.
-    async fn reachable(&self, producer: FutureProducer<Reported>) -> Result<()> {
+    async fn reachable(&self, producer: FutureProducer<Watched>) -> Result<()> {
         let timeout = self.opts.publish_timeout;
         let answer = tokio::task::spawn_blocking(move || {
             producer
@@ -426,6 +486,12 @@ impl Broker for KafkaBroker {
 
     fn address(&self) -> String {
         self.inner.printable.clone()
+    }
+
+    /// Whether the producer and every consumer are connected to a broker (librdkafka's
+    /// statistics, every second).
+    fn connected(&self) -> Option<bool> {
+        Some(self.inner.links.all_up())
     }
 
     /// Creates the producer and waits until the cluster answers: fails, with the reason,
@@ -478,7 +544,7 @@ impl Broker for KafkaBroker {
         let context = GroupStart {
             topic: topic.to_owned(),
             start: Mutex::new(HashMap::new()),
-            reported: inner.reported.clone(),
+            watched: Watched::new(inner),
         };
         let consumer: StreamConsumer<GroupStart> = inner
             .base
@@ -582,12 +648,16 @@ fn try_end_offsets(
 struct GroupStart {
     topic: String,
     start: Mutex<HashMap<i32, i64>>,
-    reported: Reported,
+    watched: Watched,
 }
 
 impl ClientContext for GroupStart {
     fn error(&self, error: KafkaError, reason: &str) {
-        self.reported.error(error, reason);
+        self.watched.error(error, reason);
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.watched.stats(statistics);
     }
 }
 

@@ -8,11 +8,13 @@
 //! - [`retry_failed`]: the one redelivery rule (a failed message is tried at most twice);
 //! - [`decode`]: go-micro's envelope out of a record, a malformed one logged and counted;
 //! - [`Backoff`]: reconnect delays (doubling, capped, with jitter);
+//! - [`Links`] / [`Link`] / [`Publishing`]: which of a plugin's connections are down, for
+//!   [`Broker::connected`](super::Broker::connected) (readiness);
 //! - [`mask_url`], [`lock`] and [`ERROR_ID`].
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -154,6 +156,147 @@ impl Live {
     /// How many subscriptions are live.
     pub(crate) fn count(&self) -> usize {
         lock(&self.0).iter().filter(|f| !f.is_stopped()).count()
+    }
+}
+
+/// How many of a broker's connections are down, for readiness: a plugin whose client does
+/// not say whether it is connected gives each connection that can fail on its own (a
+/// subscription's, the publisher's) a [`Link`] that it marks down while it reconnects.
+#[derive(Debug, Default)]
+pub(crate) struct Links {
+    down: AtomicUsize,
+}
+
+impl Links {
+    /// Whether no connection is down.
+    pub(crate) fn all_up(&self) -> bool {
+        self.down.load(Ordering::Acquire) == 0
+    }
+
+    /// A new connection's link, up.
+    pub(crate) fn link(self: &Arc<Self>) -> Link {
+        Link {
+            links: Arc::clone(self),
+            down: false,
+        }
+    }
+}
+
+/// One connection's state in its broker's [`Links`]; a link dropped while down counts as up
+/// (its connection is gone, not failing).
+#[derive(Debug)]
+pub(crate) struct Link {
+    links: Arc<Links>,
+    down: bool,
+}
+
+impl Link {
+    /// Marks the connection down (idempotent).
+    pub(crate) fn down(&mut self) {
+        if !std::mem::replace(&mut self.down, true) {
+            self.links.down.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Marks the connection up (idempotent).
+    pub(crate) fn up(&mut self) {
+        if std::mem::replace(&mut self.down, false) {
+            self.links.down.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Marks the connection up or down.
+    pub(crate) fn set(&mut self, up: bool) {
+        if up { self.up() } else { self.down() }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.up();
+    }
+}
+
+/// The publishing side's link, for clients that make a connection only when they publish and
+/// so cannot see the server go away while idle: down from a publish that could not reach the
+/// server until a publish succeeds or a probe (the plugin's cheapest round trip, retried with
+/// backoff) reaches it again, so that a service that only publishes is not kept out of
+/// rotation for want of traffic.
+#[derive(Debug)]
+pub(crate) struct Publishing {
+    state: Mutex<Probed>,
+    backoff: (Duration, Duration),
+}
+
+/// The publisher's link and whether a probe task is running, changed together.
+#[derive(Debug)]
+struct Probed {
+    link: Link,
+    probing: bool,
+}
+
+impl Publishing {
+    pub(crate) fn new(
+        links: &Arc<Links>,
+        min_backoff: Duration,
+        max_backoff: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(Probed {
+                link: links.link(),
+                probing: false,
+            }),
+            backoff: (min_backoff, max_backoff),
+        })
+    }
+
+    /// A round trip to the server worked.
+    pub(crate) fn reached(&self) {
+        lock(&self.state).link.up();
+    }
+
+    /// A publish could not reach the server: down until `probe` (run with backoff by a task
+    /// of its own, one at a time) returns `true`, or a publish succeeds. `probe` should hold
+    /// the plugin weakly and return `true` once it is gone, which ends the task.
+    pub(crate) fn unreachable<F, Fut>(self: &Arc<Self>, probe: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = bool> + Send + 'static,
+    {
+        {
+            let mut state = lock(&self.state);
+            state.link.down();
+            if std::mem::replace(&mut state.probing, true) {
+                return;
+            }
+        }
+        let this = Arc::downgrade(self);
+        let mut backoff = Backoff::new(self.backoff.0, self.backoff.1);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(backoff.next_delay()).await;
+                {
+                    let Some(publishing) = this.upgrade() else {
+                        return;
+                    };
+                    let mut state = lock(&publishing.state);
+                    if !state.link.down {
+                        state.probing = false;
+                        return;
+                    }
+                }
+                let up = probe().await;
+                let Some(publishing) = this.upgrade() else {
+                    return;
+                };
+                if up {
+                    let mut state = lock(&publishing.state);
+                    state.link.up();
+                    state.probing = false;
+                    return;
+                }
+            }
+        });
     }
 }
 
@@ -322,6 +465,71 @@ pub(crate) fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_count_what_is_down() {
+        let links = Arc::new(Links::default());
+        let mut a = links.link();
+        let mut b = links.link();
+        assert!(links.all_up());
+        a.down();
+        a.down();
+        b.down();
+        assert!(!links.all_up());
+        a.up();
+        assert!(!links.all_up(), "b is still down");
+        drop(b);
+        assert!(links.all_up(), "a link dropped while down no longer counts");
+        a.set(false);
+        assert!(!links.all_up());
+        a.set(true);
+        assert!(links.all_up());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_publisher_is_probed_until_the_server_answers() {
+        let links = Arc::new(Links::default());
+        let publishing = Publishing::new(
+            &links,
+            Duration::from_millis(100),
+            Duration::from_millis(400),
+        );
+        let probes = Arc::new(AtomicUsize::new(0));
+        let probe = {
+            let probes = Arc::clone(&probes);
+            move || {
+                let n = probes.fetch_add(1, Ordering::SeqCst) + 1;
+                async move { n >= 3 }
+            }
+        };
+        publishing.unreachable(probe.clone());
+        publishing.unreachable(probe);
+        assert!(!links.all_up());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(links.all_up(), "up once a probe answers");
+        assert_eq!(
+            probes.load(Ordering::SeqCst),
+            3,
+            "one prober, stopped once up"
+        );
+        // A publish that succeeds ends a probe that has not answered yet.
+        publishing.unreachable(|| async { false });
+        assert!(!links.all_up());
+        publishing.reached();
+        assert!(links.all_up());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(links.all_up());
+        // Down again later: a new prober starts.
+        let again = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&again);
+        publishing.unreachable(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { true }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(again.load(Ordering::SeqCst), 1);
+        assert!(links.all_up());
+    }
 
     #[test]
     fn masks_passwords_only() {

@@ -267,8 +267,9 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     fn name(&self) -> &str;
     /// The address the broker listens on or connects to.
     fn address(&self) -> String;
-    /// Whether the broker's connection is up right now, for readiness probes: `None` when
-    /// the plugin cannot tell without doing I/O (the default). Must not block.
+    /// Whether the broker's connections are up right now, for readiness probes: `None` when
+    /// the plugin cannot tell (the default; counted as up). Must not block or do I/O: a
+    /// plugin keeps its connections' state as it goes (see each plugin's "Recovery").
     fn connected(&self) -> Option<bool> {
         None
     }

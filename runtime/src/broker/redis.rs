@@ -50,6 +50,10 @@
 //! group if needed and reads on (streams). Pub/sub connections are pinged every 15 s, so a
 //! silently dead connection is noticed too.
 //!
+//! [`Broker::connected`] (the service's readiness) is `false` while any subscription is
+//! reconnecting, and from a publish or connect that could not reach the server until a
+//! `PING`, retried with the same backoff, or a later publish reaches it again.
+//!
 //! # Address, credentials, TLS
 //!
 //! `--broker_address` takes one Redis URL, `redis://[user][:password@]host:port[/db]`;
@@ -72,7 +76,9 @@ use redis::streams::{
 use redis::{AsyncConnectionConfig, Client, RedisError, Value};
 use tokio::sync::watch;
 
-use super::kit::{self, Backoff, ERROR_ID, Handle, Outcome, Stop, StopFlag, lock, mask_url};
+use super::kit::{
+    self, Backoff, ERROR_ID, Handle, Links, Outcome, Publishing, Stop, StopFlag, lock, mask_url,
+};
 use super::{
     AckFn, Broker, Event, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp,
 };
@@ -180,6 +186,9 @@ struct Shared {
     publisher: Mutex<Option<ConnectionManager>>,
     /// Bumped by disconnect: subscriptions of an older session stop.
     session: watch::Sender<u64>,
+    /// Which connections are down (readiness): each subscription's, the publisher's.
+    links: Arc<Links>,
+    publishing: Arc<Publishing>,
 }
 
 impl fmt::Debug for RedisBroker {
@@ -224,6 +233,8 @@ impl RedisBroker {
                 ),
             )
         })?;
+        let links = Arc::new(Links::default());
+        let publishing = Publishing::new(&links, opts.min_backoff, opts.max_backoff);
         Ok(Self {
             inner: Arc::new(Inner {
                 shared: Arc::new(Shared {
@@ -233,6 +244,8 @@ impl RedisBroker {
                     script: redis::Script::new(PUBLISH_SCRIPT),
                     publisher: Mutex::new(None),
                     session: watch::channel(0).0,
+                    links,
+                    publishing,
                 }),
             }),
         })
@@ -290,6 +303,38 @@ impl Shared {
             .await
             .map_err(|e| self.cannot_connect(&e))?;
         Ok(lock(&self.publisher).get_or_insert(conn).clone())
+    }
+
+    /// Notes a round trip's outcome on the publisher's link: up when it reached the server;
+    /// down when it could not (then probed with `PING` until the server answers).
+    fn publisher_outcome<T>(self: &Arc<Self>, result: &std::result::Result<T, RedisError>) {
+        match result {
+            Ok(_) => self.publishing.reached(),
+            Err(e) if unreachable(e) => self.publisher_unreachable(),
+            Err(_) => {}
+        }
+    }
+
+    fn publisher_unreachable(self: &Arc<Self>) {
+        let shared = Arc::downgrade(self);
+        self.publishing.unreachable(move || {
+            let shared = shared.clone();
+            async move {
+                match shared.upgrade() {
+                    Some(shared) => shared.ping().await.is_ok(),
+                    None => true,
+                }
+            }
+        });
+    }
+
+    /// `PING` over the publishing connection (made if missing).
+    async fn ping(&self) -> Result<()> {
+        let mut conn = self.publisher().await?;
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.cannot_connect(&e))
     }
 
     /// `XACK`s one entry.
@@ -372,11 +417,18 @@ impl Broker for RedisBroker {
 
     async fn connect(&self) -> Result<()> {
         let shared = &self.inner.shared;
-        let mut conn = shared.publisher().await?;
-        redis::cmd("PING")
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| shared.cannot_connect(&e))
+        let result = shared.ping().await;
+        match &result {
+            Ok(()) => shared.publishing.reached(),
+            Err(_) => shared.publisher_unreachable(),
+        }
+        result
+    }
+
+    /// Whether every subscription's connection is up and the last round trip of the
+    /// publishing connection reached the server.
+    fn connected(&self) -> Option<bool> {
+        Some(self.inner.shared.links.all_up())
     }
 
     async fn disconnect(&self) -> Result<()> {
@@ -390,16 +442,24 @@ impl Broker for RedisBroker {
         let shared = &self.inner.shared;
         stamp(topic, &mut msg);
         let envelope = msg.to_envelope();
-        let mut conn = shared.publisher().await?;
+        let mut conn = match shared.publisher().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                shared.publisher_unreachable();
+                return Err(e);
+            }
+        };
         tracing::trace!(topic, id = msg.id().unwrap_or_default(), "redis: publish");
-        shared
+        let result = shared
             .script
             .key(shared.stream_key(topic))
             .arg(topic)
             .arg(envelope)
             .arg(shared.opts.max_stream_len)
             .invoke_async::<i64>(&mut conn)
-            .await
+            .await;
+        shared.publisher_outcome(&result);
+        result
             .map(|_| ())
             .map_err(|e| shared.unavailable(format_args!("cannot publish to `{topic}`"), &e))
     }
@@ -451,6 +511,11 @@ impl Broker for RedisBroker {
         }
         Ok(Handle::boxed("redis", topic, opts, ctl))
     }
+}
+
+/// Whether `e` says the server could not be reached (rather than refusing the command).
+fn unreachable(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
 }
 
 /// What a subscription's task and its handle share.
@@ -508,6 +573,7 @@ impl Base {
 
     async fn run_broadcast(mut self, stream: redis::aio::PubSubStream) {
         let mut stream = Some(stream);
+        let mut link = self.shared.links.link();
         loop {
             if let Some(s) = stream.take() {
                 self.deliver_broadcast(s).await;
@@ -516,6 +582,7 @@ impl Base {
             if self.over() {
                 return;
             }
+            link.down();
             let mut backoff =
                 Backoff::new(self.shared.opts.min_backoff, self.shared.opts.max_backoff);
             loop {
@@ -526,6 +593,7 @@ impl Base {
                 match self.shared.pubsub(&self.topic).await {
                     Ok((sink, s)) => {
                         *lock(&self.ctl.sink) = Some(sink);
+                        link.up();
                         tracing::info!(topic = %self.topic, address = %self.shared.printable, "redis: subscribed again");
                         stream = Some(s);
                         break;
@@ -589,6 +657,7 @@ impl Base {
 
     async fn run_queue(mut self, q: QueueConsumer, conn: MultiplexedConnection) {
         let mut conn = Some(conn);
+        let mut link = self.shared.links.link();
         let mut backoff = Backoff::new(self.shared.opts.min_backoff, self.shared.opts.max_backoff);
         // Claim right away: entries of a consumer that died may be waiting.
         let mut next_claim = Instant::now();
@@ -607,6 +676,7 @@ impl Base {
                     Ok(c) => {
                         tracing::info!(topic = %self.topic, group = %q.group, address = %self.shared.printable, "redis: consuming again");
                         conn = Some(c);
+                        link.up();
                         backoff.reset();
                     }
                     Err(e) => {
@@ -631,10 +701,12 @@ impl Base {
                     if let Err(err) = self.shared.create_group(&mut c, &q.key, &q.group).await {
                         tracing::warn!(error = %err.detail, "redis: cannot create the consumer group");
                         conn = None;
+                        link.down();
                     }
                 } else {
                     tracing::warn!(topic = %self.topic, group = %q.group, error = %e, "redis: queue connection failed, reconnecting");
                     conn = None;
+                    link.down();
                 }
             }
         }

@@ -41,6 +41,10 @@
 //! logged); a topic or subscription that has gone (an emulator restarted) is created again.
 //! Publish failures reach the caller.
 //!
+//! [`Broker::connected`] (the service's readiness) is `false` from a subscription's stream
+//! failing while Pub/Sub does not answer a lookup (tried before each new stream), and from a publish or connect that could not reach Pub/Sub until a
+//! lookup, tried again with the same backoff, or a later publish reaches it.
+//!
 //! # Address, project, credentials
 //!
 //! `--broker_address` is the emulator's `host:port` (plaintext gRPC); empty = the
@@ -67,7 +71,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status};
 
 use self::api::{PubSubApi, pb};
-use super::kit::{self, Backoff, ERROR_ID, Handle, Outcome, Stop, StopFlag, lock};
+use super::kit::{
+    self, Backoff, ERROR_ID, Handle, Links, Outcome, Publishing, Stop, StopFlag, lock,
+};
 use super::{AckFn, Broker, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp};
 use crate::config::Options;
 use crate::registry::Metadata;
@@ -185,6 +191,9 @@ struct Inner {
     opts: GooglePubSubOptions,
     api: PubSubApi,
     subs: kit::Live,
+    /// Which connections are down (readiness): each subscription's stream, the publisher's.
+    links: Arc<Links>,
+    publishing: Arc<Publishing>,
 }
 
 impl fmt::Debug for GooglePubSubBroker {
@@ -195,6 +204,14 @@ impl fmt::Debug for GooglePubSubBroker {
             .field("subscriptions", &self.inner.subs.count())
             .finish()
     }
+}
+
+/// Whether `status` says Pub/Sub could not be reached (rather than refusing the call).
+fn unreachable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown
+    )
 }
 
 /// Whether `name` is a valid topic or subscription id (Pub/Sub's rule).
@@ -230,11 +247,15 @@ impl GooglePubSubBroker {
             .with_token(opts.access_token.clone())
             .map_err(|e| Error::bad_request(ERROR_ID, format!("googlepubsub: {e}")))?
             .with_timeout(opts.timeout);
+        let links = Arc::new(Links::default());
+        let publishing = Publishing::new(&links, opts.min_backoff, opts.max_backoff);
         Ok(Self {
             inner: Arc::new(Inner {
                 opts,
                 api,
                 subs: kit::Live::default(),
+                links,
+                publishing,
             }),
         })
     }
@@ -246,6 +267,40 @@ impl GooglePubSubBroker {
 }
 
 impl Inner {
+    /// A lookup of a topic that need not exist: whether Pub/Sub answers.
+    async fn reach(&self) -> std::result::Result<(), Status> {
+        match self
+            .api
+            .get_topic(&self.api.topic_path("rmicro-connect"))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::NotFound => Ok(()),
+            Err(s) => Err(s),
+        }
+    }
+
+    /// Notes a publishing call's outcome on the publisher's link: up when Pub/Sub answered
+    /// (a refusal is an answer), down when it could not be reached, then probed with
+    /// [`Inner::reach`] until it answers.
+    fn publisher_outcome<T>(self: &Arc<Self>, result: &std::result::Result<T, Status>) {
+        match result {
+            Err(s) if unreachable(s) => {
+                let inner = Arc::downgrade(self);
+                self.publishing.unreachable(move || {
+                    let inner = inner.clone();
+                    async move {
+                        match inner.upgrade() {
+                            Some(inner) => inner.reach().await.is_ok(),
+                            None => true,
+                        }
+                    }
+                });
+            }
+            _ => self.publishing.reached(),
+        }
+    }
+
     fn error(&self, what: &str, status: &Status) -> Error {
         let detail = format!(
             "googlepubsub at `{}`: {what}: {} ({:?})",
@@ -309,18 +364,17 @@ impl Broker for GooglePubSubBroker {
         self.inner.opts.endpoint.clone()
     }
 
+    /// Whether every subscription's stream is open and the last publish (or connect)
+    /// reached Pub/Sub.
+    fn connected(&self) -> Option<bool> {
+        Some(self.inner.links.all_up())
+    }
+
     /// Checks that Pub/Sub answers (a lookup of a topic that need not exist).
     async fn connect(&self) -> Result<()> {
-        match self
-            .inner
-            .api
-            .get_topic(&self.inner.api.topic_path("rmicro-connect"))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(s) if s.code() == Code::NotFound => Ok(()),
-            Err(s) => Err(self.inner.error("cannot connect", &s)),
-        }
+        let reached = self.inner.reach().await;
+        self.inner.publisher_outcome(&reached);
+        reached.map_err(|s| self.inner.error("cannot connect", &s))
     }
 
     async fn disconnect(&self) -> Result<()> {
@@ -358,7 +412,9 @@ impl Broker for GooglePubSubBroker {
                 ..pb::PubsubMessage::default()
             }],
         };
-        match self.inner.api.publish(request.clone()).await {
+        let published = self.inner.api.publish(request.clone()).await;
+        self.inner.publisher_outcome(&published);
+        match published {
             Ok(_) => return Ok(()),
             Err(s) if s.code() == Code::NotFound => {}
             Err(s) => {
@@ -372,15 +428,12 @@ impl Broker for GooglePubSubBroker {
             self.inner
                 .error(&format!("cannot create topic `{topic}`"), &s)
         })?;
-        self.inner
-            .api
-            .publish(request)
-            .await
-            .map(drop)
-            .map_err(|s| {
-                self.inner
-                    .error(&format!("cannot publish to `{topic}`"), &s)
-            })
+        let published = self.inner.api.publish(request).await;
+        self.inner.publisher_outcome(&published);
+        published.map(drop).map_err(|s| {
+            self.inner
+                .error(&format!("cannot publish to `{topic}`"), &s)
+        })
     }
 
     async fn subscribe(
@@ -471,7 +524,11 @@ struct Subscription {
 /// How a stream ended.
 enum Ended {
     Stopped,
-    Failed(Status),
+    Failed {
+        status: Status,
+        /// Whether it delivered anything before it failed.
+        delivered: bool,
+    },
 }
 
 impl Subscription {
@@ -479,14 +536,28 @@ impl Subscription {
         let opts = &self.inner.opts;
         let mut backoff = Backoff::new(opts.min_backoff, opts.max_backoff);
         let mut stop = self.flag.watch();
+        let mut link = self.inner.links.link();
         loop {
-            match self.stream().await {
+            let status = match self.stream().await {
                 Ended::Stopped => return,
-                Ended::Failed(status) => {
-                    if self.flag.is_stopped() {
-                        return;
+                Ended::Failed { status, delivered } => {
+                    // A stream that delivered before it failed starts the backoff afresh.
+                    if delivered {
+                        backoff.reset();
                     }
-                    let delay = backoff.next_delay();
+                    status
+                }
+            };
+            if self.flag.is_stopped() {
+                return;
+            }
+            let mut status = Some(status);
+            // Until Pub/Sub answers again: a stream that cannot be opened need not fail
+            // (Pub/Sub may hold its headers back until there is a message), so the link
+            // follows a lookup, made before each new stream.
+            loop {
+                let delay = backoff.next_delay();
+                if let Some(status) = status.take() {
                     tracing::warn!(
                         topic = %self.topic,
                         subscription = %self.subscription,
@@ -495,10 +566,6 @@ impl Subscription {
                         retry_in = ?delay,
                         "googlepubsub: stream failed, opening it again"
                     );
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        _ = stop.wait_for(|s| *s) => return,
-                    }
                     if status.code() == Code::NotFound
                         && let Err(s) = self
                             .inner
@@ -508,10 +575,20 @@ impl Subscription {
                         tracing::warn!(subscription = %self.subscription, error = %s.message(), "googlepubsub: cannot create the subscription again");
                     }
                 }
-            }
-            // A stream that delivered before it failed starts the backoff afresh.
-            if !self.flag.is_stopped() {
-                backoff.reset();
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                match self.inner.reach().await {
+                    Err(s) if unreachable(&s) => {
+                        link.down();
+                        tracing::debug!(subscription = %self.subscription, error = %s.message(), "googlepubsub: still unreachable");
+                    }
+                    _ => {
+                        link.up();
+                        break;
+                    }
+                }
             }
         }
     }
@@ -536,8 +613,14 @@ impl Subscription {
         };
         let mut responses = match opened {
             Ok(r) => r,
-            Err(status) => return Ended::Failed(status),
+            Err(status) => {
+                return Ended::Failed {
+                    status,
+                    delivered: false,
+                };
+            }
         };
+        let mut delivered = false;
         let ended = loop {
             let next = tokio::select! {
                 biased;
@@ -546,6 +629,7 @@ impl Subscription {
             };
             match next {
                 Ok(Some(batch)) => {
+                    delivered |= !batch.received_messages.is_empty();
                     for received in batch.received_messages {
                         if self.flag.is_stopped() {
                             // Not acked: Pub/Sub delivers it again after its deadline.
@@ -555,9 +639,12 @@ impl Subscription {
                     }
                 }
                 Ok(None) => {
-                    break Ended::Failed(Status::unavailable("the server ended the stream"));
+                    break Ended::Failed {
+                        status: Status::unavailable("the server ended the stream"),
+                        delivered,
+                    };
                 }
-                Err(status) => break Ended::Failed(status),
+                Err(status) => break Ended::Failed { status, delivered },
             }
         };
         // End the stream with a half-close (see `api::PubSubApi::streaming_pull`), then wait

@@ -41,6 +41,11 @@
 //! Publishing uses one connection, made again on the next publish after a failure; a publish
 //! during an outage fails with the reason.
 //!
+//! [`Broker::connected`] (the service's readiness) is `false` while any subscription's
+//! connection to an nsqd is being made again, and from a publish or connect that reached no
+//! nsqd until the publishing connection, tried again with the same backoff, or a later
+//! publish gets through.
+//!
 //! # Addresses
 //!
 //! `--broker_address` takes nsqd TCP addresses, `host:port`, comma-separated (a
@@ -80,7 +85,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
 use self::wire::{Frame, Negotiated, NsqMessage};
-use super::kit::{self, Backoff, ERROR_ID, Handle, Outcome, StopFlag, mask_url};
+use super::kit::{self, Backoff, ERROR_ID, Handle, Links, Outcome, Publishing, StopFlag, mask_url};
 use super::{AckFn, Broker, Handler, Message, PublishOptions, SubscribeOptions, Subscriber, stamp};
 use crate::config::Options;
 use crate::{Error, Result};
@@ -240,6 +245,10 @@ struct Inner {
     publisher: AsyncMutex<Option<Producer>>,
     subs: kit::Live,
     malformed: AtomicU64,
+    /// Which connections are down (readiness): each subscription's to each nsqd, the
+    /// publisher's.
+    links: Arc<Links>,
+    publishing: Arc<Publishing>,
 }
 
 impl fmt::Debug for NsqBroker {
@@ -264,8 +273,12 @@ impl NsqBroker {
             (Some(config), true) => Some(Arc::clone(config)),
             (None, true) => Some(crate::tls::system_roots("nsq", ERROR_ID)?),
         };
+        let links = Arc::new(Links::default());
+        let publishing = Publishing::new(&links, opts.min_backoff, opts.max_backoff);
         Ok(Self {
             inner: Arc::new(Inner {
+                links,
+                publishing,
                 client_id: format!("rmicro-{}", &crate::id::uuid().simple().to_string()[..8]),
                 nsqds,
                 tls: tls.map(tokio_rustls::TlsConnector::from),
@@ -464,6 +477,40 @@ struct Producer {
 }
 
 impl Inner {
+    /// Opens the publishing connection if there is none.
+    async fn open_publisher(&self) -> Result<()> {
+        let mut guard = self.publisher.lock().await;
+        if guard.is_none() {
+            *guard = Some(Producer {
+                conn: self.open_any().await?,
+                buf: BytesMut::new(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Notes a publish's outcome on the publisher's link: up when an nsqd took it; down
+    /// when none could be reached (a 503; an nsqd refusing the message is no outage), then
+    /// probed by opening the publishing connection until one answers.
+    fn publisher_outcome(self: &Arc<Self>, result: &Result<()>) {
+        match result {
+            Ok(()) => self.publishing.reached(),
+            Err(e) if e.code == 503 => {
+                let inner = Arc::downgrade(self);
+                self.publishing.unreachable(move || {
+                    let inner = inner.clone();
+                    async move {
+                        match inner.upgrade() {
+                            Some(inner) => inner.open_publisher().await.is_ok(),
+                            None => true,
+                        }
+                    }
+                });
+            }
+            Err(_) => {}
+        }
+    }
+
     /// A connection to the first nsqd that answers.
     async fn open_any(&self) -> Result<Conn> {
         let mut last = None;
@@ -548,16 +595,17 @@ impl Broker for NsqBroker {
         shown.join(",")
     }
 
+    /// Whether every subscription's connection is up and the last publish (or connect)
+    /// reached an nsqd.
+    fn connected(&self) -> Option<bool> {
+        Some(self.inner.links.all_up())
+    }
+
     /// Opens the publishing connection: fails, with the reason, when no nsqd answers.
     async fn connect(&self) -> Result<()> {
-        let mut guard = self.inner.publisher.lock().await;
-        if guard.is_none() {
-            *guard = Some(Producer {
-                conn: self.inner.open_any().await?,
-                buf: BytesMut::new(),
-            });
-        }
-        Ok(())
+        let opened = self.inner.open_publisher().await;
+        self.inner.publisher_outcome(&opened);
+        opened
     }
 
     async fn disconnect(&self) -> Result<()> {
@@ -569,7 +617,9 @@ impl Broker for NsqBroker {
     async fn publish(&self, topic: &str, mut msg: Message, _opts: PublishOptions) -> Result<()> {
         check_name("topic", topic)?;
         stamp(topic, &mut msg);
-        self.inner.publish(topic, &msg.to_envelope()).await
+        let published = self.inner.publish(topic, &msg.to_envelope()).await;
+        self.inner.publisher_outcome(&published);
+        published
     }
 
     async fn subscribe(
@@ -667,10 +717,12 @@ impl Consumer {
         let address = nsqd.shown.as_str();
         let mut backoff = Backoff::new(opts.min_backoff, opts.max_backoff);
         let mut stop = self.flag.watch();
+        let mut link = self.inner.links.link();
         loop {
             if self.flag.is_stopped() {
                 return;
             }
+            link.set(conn.is_some());
             let Some(c) = conn.take() else {
                 let delay = backoff.next_delay();
                 tokio::select! {
