@@ -85,6 +85,8 @@ pub struct Layer {
     pub log_format: Option<String>,
     /// `--log_level`.
     pub log_level: Option<String>,
+    /// `--health_address`.
+    pub health_address: Option<String>,
 }
 
 /// The merged, validated configuration.
@@ -128,6 +130,9 @@ pub struct Options {
     pub log_format: String,
     /// `trace`, `debug`, `info`, `warn` or `error` (`RUST_LOG` wins when set).
     pub log_level: String,
+    /// Where the health paths and `/metrics` are served; empty = on the server's own
+    /// address, beside mucp.
+    pub health_address: String,
 }
 
 impl Default for Options {
@@ -151,6 +156,7 @@ impl Default for Options {
             client_content_type: String::new(),
             log_format: "text".to_owned(),
             log_level: "info".to_owned(),
+            health_address: String::new(),
         }
     }
 }
@@ -229,6 +235,10 @@ const SPECS: &[Spec] = &[
     Spec {
         flag: "log_format",
         help: "Log output on stderr: text or json (one object per line)",
+    },
+    Spec {
+        flag: "health_address",
+        help: "Serve /health, /health/live, /health/ready and /metrics on this address (such as 0.0.0.0:9090) instead of beside mucp on the server's",
     },
     Spec {
         flag: "log_level",
@@ -418,7 +428,8 @@ impl Layer {
             selector,
             client_content_type,
             log_format,
-            log_level
+            log_level,
+            health_address
         );
         for (k, v) in &other.server_metadata {
             self.server_metadata.insert(k.clone(), v.clone());
@@ -450,7 +461,8 @@ impl Options {
             selector,
             client_content_type,
             log_format,
-            log_level
+            log_level,
+            health_address
         );
         for (k, v) in &layer.server_metadata {
             self.server_metadata.insert(k.clone(), v.clone());
@@ -568,6 +580,15 @@ impl Options {
             ));
         }
         check_address(&self.server_advertise).map_err(|m| fail("server_advertise", m))?;
+        if !self.health_address.is_empty() && socket_address(&self.health_address).is_none() {
+            return Err(fail(
+                "health_address",
+                format!(
+                    "`{}` is not an IP address and port such as 0.0.0.0:9090",
+                    self.health_address
+                ),
+            ));
+        }
         if !self.client_content_type.is_empty()
             && crate::codec::Format::of(&self.client_content_type).is_none()
         {
@@ -613,15 +634,25 @@ impl Options {
 
     /// The socket address the server binds (`:8080` and `localhost:8080` mean loopback).
     pub fn bind_address(&self) -> SocketAddr {
-        let text = self.server_address.as_str();
-        let text = text
-            .strip_prefix("localhost:")
-            .map(|p| format!("127.0.0.1:{p}"))
-            .or_else(|| text.strip_prefix(':').map(|p| format!("127.0.0.1:{p}")))
-            .unwrap_or_else(|| text.to_owned());
-        text.parse()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        socket_address(&self.server_address)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
+
+    /// The address `--health_address` names, when it names one.
+    pub fn health_bind_address(&self) -> Option<SocketAddr> {
+        socket_address(&self.health_address)
+    }
+}
+
+/// `ip:port`, `localhost:port` or `:port` (both loopback).
+fn socket_address(text: &str) -> Option<SocketAddr> {
+    let text = text.trim();
+    text.strip_prefix("localhost:")
+        .or_else(|| text.strip_prefix(':'))
+        .map(|p| format!("127.0.0.1:{p}"))
+        .unwrap_or_else(|| text.to_owned())
+        .parse()
+        .ok()
 }
 
 /// The values of `--log_format`.
@@ -702,6 +733,7 @@ fn code_gives(code: &Layer, flag: &str) -> bool {
         "client_content_type" => code.client_content_type.is_some(),
         "log_format" => code.log_format.is_some(),
         "log_level" => code.log_level.is_some(),
+        "health_address" => code.health_address.is_some(),
         _ => false,
     }
 }
@@ -739,6 +771,7 @@ fn effective(opts: &Options, flag: &str) -> Option<String> {
         "client_content_type" => opts.client_content_type.clone(),
         "log_format" => opts.log_format.clone(),
         "log_level" => opts.log_level.clone(),
+        "health_address" => opts.health_address.clone(),
         _ => String::new(),
     };
     (!text.is_empty()).then_some(text)
@@ -851,6 +884,7 @@ fn given_layer(
                 }
                 "log_format" => layer.log_format = Some(value.trim().to_ascii_lowercase()),
                 "log_level" => layer.log_level = Some(value.trim().to_ascii_lowercase()),
+                "health_address" => layer.health_address = Some(value.trim().to_owned()),
                 _ => {}
             }
             origins.0.insert(spec.flag, source);
@@ -947,6 +981,31 @@ mod tests {
         .expect("flag");
         assert_eq!(o.register_ttl, Duration::from_secs(30));
         assert_eq!(o.registry, "mdns");
+    }
+
+    #[test]
+    fn health_address_is_an_ip_and_port() {
+        let o = resolve(&Layer::default(), &[], &[]).expect("default");
+        assert_eq!(o.health_bind_address(), None, "beside mucp unless set");
+        let o = resolve(&Layer::default(), &[("MICRO_HEALTH_ADDRESS", ":9090")], &[]).expect("env");
+        assert_eq!(o.health_bind_address(), Some(([127, 0, 0, 1], 9090).into()));
+        let o = resolve(
+            &Layer::default(),
+            &[],
+            &["--health_address", "0.0.0.0:9091"],
+        )
+        .expect("flag");
+        assert_eq!(o.health_bind_address(), Some(([0, 0, 0, 0], 9091).into()));
+        let e = invalid(resolve(
+            &Layer::default(),
+            &[("MICRO_HEALTH_ADDRESS", "probes:9090")],
+            &[],
+        ));
+        assert_eq!(e.source, "`MICRO_HEALTH_ADDRESS`");
+        assert!(
+            e.message.contains("`probes:9090` is not an IP address"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -372,6 +372,21 @@ pub(crate) fn web_routes(health: Health) -> crate::rpc::server::WebRoutes {
     })
 }
 
+/// `routes` alone, for a listener of their own: anything else is a plain 404 (no mucp).
+pub(crate) fn web_only(routes: crate::rpc::server::WebRoutes) -> crate::rpc::server::WebRoutes {
+    Arc::new(move |method: &http::Method, path: &str| {
+        routes(method, path).or_else(|| {
+            Some(Box::pin(async {
+                let mut rsp = http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+                    b"not found: this address serves GET /health, /health/live, /health/ready and /metrics\n",
+                )));
+                *rsp.status_mut() = http::StatusCode::NOT_FOUND;
+                rsp
+            }))
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -402,6 +402,87 @@ async fn health_paths_follow_registration_user_checks_and_shutdown() {
     );
 }
 
+/// `--health_address` moves the health paths and `/metrics` to a listener of their own: the
+/// server's address no longer serves them (mucp goes on), the health address serves nothing
+/// else, and it answers 503 while the service stops, then closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_address_moves_the_probes_and_metrics_to_their_own_listener() {
+    let name = unique("healthaddr");
+    let mut code = rmicro::config::Layer::default();
+    code.server_name = Some(name.clone());
+    let options = rmicro::config::Options::resolve(
+        &code,
+        |_| None,
+        [
+            "svc",
+            "--health_address",
+            "127.0.0.1:0",
+            "--registry",
+            "memory",
+        ],
+    )
+    .expect("options");
+    let during_stop = Arc::new(std::sync::Mutex::new(None));
+    let health_at = Arc::new(std::sync::OnceLock::new());
+    let (seen, at) = (Arc::clone(&during_stop), Arc::clone(&health_at));
+    let service = Service::builder(&name)
+        .with_registry(Arc::new(MemoryRegistry::new()))
+        .with_broker(Arc::new(MemoryBroker::new()))
+        .free_subscribers(false)
+        .handler(Echo, routes())
+        .before_stop(move || async move {
+            let address = *at.get().expect("set");
+            *seen.lock().expect("lock") = Some(probe(address, "/health/ready").await.0);
+            Ok(())
+        })
+        .start_with(options)
+        .await
+        .expect("start");
+    let (rpc, health) = (service.address(), service.health_address());
+    assert_ne!(rpc, health);
+    health_at.set(health).expect("once");
+    ready_becomes(health, 200, Duration::from_secs(5)).await;
+    let metrics = reqwest::get(format!("http://{health}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    assert!(metrics.contains("micro_requests_in_flight"), "{metrics}");
+    for path in ["/health/ready", "/metrics"] {
+        let rsp = reqwest::get(format!("http://{rpc}{path}"))
+            .await
+            .expect("get");
+        assert_eq!(
+            rsp.status(),
+            404,
+            "{path} is no longer on the server's address"
+        );
+    }
+    let rsp = reqwest::Client::new()
+        .post(format!("http://{health}/"))
+        .header("Micro-Endpoint", "Echo.Ping")
+        .body("{}")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(rsp.status(), 404, "no mucp on the health address");
+    let reply: serde_json::Value = service
+        .client()
+        .call(&name, "Echo.Ping", &serde_json::json!({"n": 1}))
+        .await
+        .expect("mucp still on the server's address");
+    assert_eq!(reply["n"], 2);
+    service.stop().await.expect("stop");
+    assert_eq!(*during_stop.lock().expect("lock"), Some(503));
+    assert!(
+        reqwest::get(format!("http://{health}/health/live"))
+            .await
+            .is_err(),
+        "closed once stopped"
+    );
+}
+
 /// go-micro's `Debug.Health`, in JSON and protobuf; served, not advertised.
 #[tokio::test]
 async fn debug_health_answers_go_micro_s_rpc() {

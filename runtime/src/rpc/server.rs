@@ -441,8 +441,7 @@ async fn handle(
     peer: SocketAddr,
     req: http::Request<Incoming>,
 ) -> HttpResponse {
-    if req.uri().path() != "/"
-        && let Some(web) = &shared.web
+    if let Some(web) = &shared.web
         && let Some(reply) = web(req.method(), req.uri().path())
     {
         return reply.await;

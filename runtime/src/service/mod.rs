@@ -72,6 +72,8 @@ pub struct Service {
     broker: SharedBroker,
     client: Client,
     server: Option<ServerHandle>,
+    /// The listener of `--health_address`, when set.
+    health_server: Option<ServerHandle>,
     subscribers: Vec<Box<dyn Subscriber>>,
     heartbeat: heartbeat::Heartbeat,
     health: Health,
@@ -166,6 +168,14 @@ impl Service {
         self.address
     }
 
+    /// Where the health paths and `/metrics` are served: the address `--health_address`
+    /// bound, or the server's own.
+    pub fn health_address(&self) -> SocketAddr {
+        self.health_server
+            .as_ref()
+            .map_or(self.address, ServerHandle::local_addr)
+    }
+
     /// The merged configuration.
     pub fn options(&self) -> &Options {
         &self.options
@@ -242,6 +252,10 @@ impl Service {
                 tracing::warn!(service = %name, aborted, grace = ?self.grace, "requests still running after the grace period were aborted");
             }
         }
+        // Probes are answered (503) until the service has stopped serving.
+        if let Some(health_server) = self.health_server.take() {
+            health_server.shutdown(Duration::from_secs(1)).await;
+        }
         keep(self.broker.disconnect().await, "broker disconnect");
         #[cfg(feature = "otel")]
         crate::otel::flush().await;
@@ -301,6 +315,14 @@ impl ServiceBuilder {
     #[must_use]
     pub fn address(mut self, address: impl Into<String>) -> Self {
         self.code.server_address = Some(address.into());
+        self
+    }
+
+    /// `--health_address`: serve the health paths and `/metrics` on a listener of their own
+    /// at `address` (such as `0.0.0.0:9090`) instead of beside mucp on the server's address.
+    #[must_use]
+    pub fn health_address(mut self, address: impl Into<String>) -> Self {
+        self.code.health_address = Some(address.into());
         self
     }
 
@@ -580,6 +602,10 @@ impl ServiceBuilder {
         // Listen.
         let server = Server::bind(options.bind_address()).await?;
         let address = server.local_addr();
+        let health_server = match options.health_bind_address() {
+            Some(at) => Some(Server::bind(at).await?),
+            None => None,
+        };
 
         // Plugins.
         let registry = match self.registry.take() {
@@ -649,7 +675,26 @@ impl ServiceBuilder {
         }
         endpoints.push(debug_health(&name, health.clone()));
 
-        // Serve.
+        // Serve: the health paths and /metrics beside mucp, or on their own listener.
+        let web = health::web_routes(health.clone());
+        let (web, health_server) = match health_server {
+            None => (Some(web), None),
+            Some(listener) => {
+                let at = listener.local_addr();
+                tracing::info!(service = %name, address = %at, "health and metrics on their own address");
+                let only_web = listener.serve_with(
+                    Vec::new(),
+                    ServerOptions {
+                        name: name.clone(),
+                        metrics: false,
+                        ..ServerOptions::default()
+                    },
+                    Some(health::web_only(web)),
+                    &crate::layer::Layers::new(),
+                );
+                (None, Some(only_web))
+            }
+        };
         let server = server.serve_with(
             endpoints,
             ServerOptions {
@@ -657,7 +702,7 @@ impl ServiceBuilder {
                 metrics: self.metrics,
                 ..ServerOptions::default()
             },
-            Some(health::web_routes(health.clone())),
+            web,
             &self.layers,
         );
 
@@ -717,6 +762,7 @@ impl ServiceBuilder {
             broker,
             client,
             server: Some(server),
+            health_server,
             subscribers,
             heartbeat,
             health,
