@@ -2,7 +2,8 @@
 //! seed's client calling the seed's service, and the seed's publisher reaching the seed's
 //! subscriber, each pair one trace in Jaeger whose second process's span is the child of
 //! the first's, as go-micro's opentelemetry wrapper names and links them; the seed's call
-//! and publish made in one span (`traced_client`), one tree across three processes.
+//! and publish made in one span (`traced_client`), one tree across three processes; and
+//! go-micro v5 with its own wrappers on either side of a call.
 #![cfg(feature = "otel")]
 
 mod support;
@@ -301,4 +302,60 @@ fn the_seed_s_call_and_publish_are_one_tree_across_three_processes() {
         assert_child_of(&trace, d, publish);
     }
     assert_eq!(spans.len(), 4 + deliveries.len(), "{trace:#}");
+}
+
+/// The other way: the seed's client (`traced_client`, on the nats registry) calls a go-micro
+/// v5 service (`tests/interop/v5/traceserve`, go-micro's server with its opentelemetry handler
+/// wrapper, on go-micro's own nats registry): go-micro's server span is the child of rmicro's
+/// client span, in the trace rmicro started.
+#[cfg(feature = "nats")]
+#[test]
+fn an_rmicro_client_s_trace_continues_into_a_go_micro_v5_service() {
+    use rmicro_conformance::servers::nats::Nats;
+    let _lock = seed_lock();
+    let jaeger = Jaeger::start();
+    let nats = Nats::start();
+    let endpoint = jaeger.otlp_endpoint();
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
+    let registry = format!("--registry_address={}", nats.url());
+    let mut server = Proc::spawn(&go("v5/traceserve"), &[&registry], &env);
+    server.wait_for("ready", UP);
+    let out = run(
+        env!("CARGO_BIN_EXE_traced_client"),
+        // go-micro's handler here takes Go structs, so JSON (the seed's types are prost's,
+        // protobuf by default).
+        &[
+            "--registry=nats",
+            &registry,
+            "--client_content_type=application/json",
+        ],
+        &env,
+    );
+    assert_eq!(
+        stdout(&out).trim(),
+        "called and published davie",
+        "{}",
+        stderr(&out)
+    );
+    server.close_stdin();
+    assert_eq!(server.wait_exit(UP), Some(0), "{}", server.transcript());
+
+    let call = "student_service.StudentService.GetStudent";
+    let trace = trace_with(
+        &jaeger,
+        "traced_client",
+        &[
+            ("enrol davie", "traced_client"),
+            (call, "traced_client"),
+            (call, "go-micro-v5-server"),
+        ],
+    );
+    let spans = trace["spans"].as_array().expect("spans");
+    let of = |service: &str| {
+        spans
+            .iter()
+            .find(|s| s["operationName"] == call && service_of(&trace, s) == service)
+            .unwrap_or_else(|| panic!("no `{call}` span of {service}: {trace:#}"))
+    };
+    assert_child_of(&trace, of("go-micro-v5-server"), of("traced_client"));
 }
