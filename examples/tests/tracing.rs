@@ -48,6 +48,16 @@ fn trace_with(jaeger: &Jaeger, service: &str, wanted: &[(&str, &str)]) -> serde_
 }
 
 /// The span named `name` in `trace`.
+/// A span's tag, as text (empty when missing).
+fn tag(span: &serde_json::Value, key: &str) -> String {
+    span["tags"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["key"] == key))
+        .and_then(|t| t["value"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn span<'a>(trace: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     trace["spans"]
         .as_array()
@@ -112,18 +122,22 @@ fn a_call_and_a_publish_are_each_one_trace_across_two_processes() {
         .find(|s| s["operationName"] == name && service_of(&trace, s) == "student_service")
         .unwrap_or_else(|| panic!("no server span: {trace:#}"));
     assert_child_of(&trace, server, client);
-    let kind = |s: &serde_json::Value| {
-        s["tags"]
-            .as_array()
-            .and_then(|t| t.iter().find(|t| t["key"] == "span.kind"))
-            .and_then(|t| t["value"].as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let kind = |s: &serde_json::Value| tag(s, "span.kind");
     assert_eq!(
         (kind(client).as_str(), kind(server).as_str()),
         ("client", "server")
     );
+    for s in [client, server] {
+        assert_eq!(
+            (
+                tag(s, "rpc.system").as_str(),
+                tag(s, "rpc.service").as_str(),
+                tag(s, "rpc.method").as_str()
+            ),
+            ("go-micro", "student_service", "StudentService.GetStudent"),
+            "{s:#}"
+        );
+    }
 
     // The publish: message_publisher -> message_subscriber.
     let mut subscriber = Proc::spawn(SUBSCRIBER, &[], &env);
@@ -148,6 +162,10 @@ fn a_call_and_a_publish_are_each_one_trace_across_two_processes() {
     // The seed's subscriber is the service `go.micro.srv`.
     assert_eq!(service_of(&trace, deliver), "go.micro.srv");
     assert_child_of(&trace, deliver, publish);
+    for (s, operation) in [(publish, "send"), (deliver, "process")] {
+        assert_eq!(tag(s, "messaging.destination.name"), TOPIC, "{s:#}");
+        assert_eq!(tag(s, "messaging.operation.type"), operation, "{s:#}");
+    }
     println!(
         "jaeger: call and publish each one trace across two processes ({} and {} spans)",
         trace_with(&jaeger, "student_service", &[(name, "student_service")])["spans"]

@@ -27,7 +27,8 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
 use opentelemetry::trace::{
-    FutureExt as _, SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
+    FutureExt as _, Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _,
+    TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -334,6 +335,16 @@ fn traced<T: Send + 'static>(
     .boxed()
 }
 
+/// A call's attributes, set only on a span that records (a sampled-out span is spared the
+/// copies; go-micro's wrapper gives the sampler no attributes either).
+fn rpc_attributes(service: &str, endpoint: &str) -> [KeyValue; 3] {
+    [
+        KeyValue::new("rpc.system", "go-micro"),
+        KeyValue::new("rpc.service", service.to_owned()),
+        KeyValue::new("rpc.method", endpoint.to_owned()),
+    ]
+}
+
 fn handler_layer(
     tracer: SdkTracer,
 ) -> impl tower::Layer<HandlerService, Service = HandlerService> + Clone {
@@ -341,15 +352,13 @@ fn handler_layer(
         let tracer = tracer.clone();
         HandlerService::new(tower::service_fn(move |req: rpc::Request| {
             let parent = extract(&req.header);
-            let span = tracer
+            let mut span = tracer
                 .span_builder(format!("{}.{}", req.service, req.endpoint))
                 .with_kind(SpanKind::Server)
-                .with_attributes([
-                    KeyValue::new("rpc.system", "go-micro"),
-                    KeyValue::new("rpc.service", req.service.clone()),
-                    KeyValue::new("rpc.method", req.endpoint.clone()),
-                ])
                 .start_with_context(&tracer, &parent);
+            if span.is_recording() {
+                span.set_attributes(rpc_attributes(&req.service, &req.endpoint));
+            }
             let cx = parent.with_span(span);
             traced(cx, inner.clone().oneshot(req))
         }))
@@ -361,15 +370,13 @@ fn call_layer(tracer: SdkTracer) -> impl tower::Layer<CallService, Service = Cal
         let tracer = tracer.clone();
         CallService::new(tower::service_fn(move |mut call: Call| {
             let parent = Context::current();
-            let span = tracer
+            let mut span = tracer
                 .span_builder(format!("{}.{}", call.service, call.endpoint))
                 .with_kind(SpanKind::Client)
-                .with_attributes([
-                    KeyValue::new("rpc.system", "go-micro"),
-                    KeyValue::new("rpc.service", call.service.clone()),
-                    KeyValue::new("rpc.method", call.endpoint.clone()),
-                ])
                 .start_with_context(&tracer, &parent);
+            if span.is_recording() {
+                span.set_attributes(rpc_attributes(&call.service, &call.endpoint));
+            }
             let cx = parent.with_span(span);
             inject(&cx, &mut call.options.metadata);
             traced(cx, inner.clone().oneshot(call))
@@ -384,14 +391,16 @@ fn publisher_layer(
         let tracer = tracer.clone();
         PublisherService::new(tower::service_fn(move |mut publish: Publish| {
             let parent = Context::current();
-            let span = tracer
+            let mut span = tracer
                 .span_builder(format!("Pub to {}", publish.topic))
                 .with_kind(SpanKind::Producer)
-                .with_attributes([
+                .start_with_context(&tracer, &parent);
+            if span.is_recording() {
+                span.set_attributes([
                     KeyValue::new("messaging.destination.name", publish.topic.clone()),
                     KeyValue::new("messaging.operation.type", "send"),
-                ])
-                .start_with_context(&tracer, &parent);
+                ]);
+            }
             let cx = parent.with_span(span);
             inject(&cx, &mut publish.message.header);
             traced(cx, inner.clone().oneshot(publish))
@@ -406,14 +415,16 @@ fn subscriber_layer(
         let tracer = tracer.clone();
         SubscriberService::new(tower::service_fn(move |event: broker::Event| {
             let parent = extract(&event.message().header);
-            let span = tracer
+            let mut span = tracer
                 .span_builder(format!("Sub from {}", event.topic()))
                 .with_kind(SpanKind::Consumer)
-                .with_attributes([
+                .start_with_context(&tracer, &parent);
+            if span.is_recording() {
+                span.set_attributes([
                     KeyValue::new("messaging.destination.name", event.topic().to_owned()),
                     KeyValue::new("messaging.operation.type", "process"),
-                ])
-                .start_with_context(&tracer, &parent);
+                ]);
+            }
             let cx = parent.with_span(span);
             traced(cx, inner.clone().oneshot(event))
         }))
