@@ -8,6 +8,8 @@
 //! ```
 
 pub mod broker;
+pub mod gomicro;
+pub mod process;
 #[cfg(feature = "googlepubsub")]
 pub mod pubsub_raw;
 pub mod registry;
