@@ -521,9 +521,29 @@ impl Options {
                     .insert(spec.flag, format!("`{}` (set in code)", spec.flag));
             }
         }
-        let given = given_layer(&matches, &env, &mut origins).map_err(Resolve::Invalid)?;
+        let given =
+            given_layer(&matches, &env, &mut origins, |_| true).map_err(Resolve::Invalid)?;
         let opts = effective_default.apply(&given);
         opts.validate(&origins).map_err(Resolve::Invalid)?;
+        Ok(opts)
+    }
+
+    /// The options of a tool built on rmicro (the `rmicro` command), from the matches of a
+    /// command that [`with_client_flags`] gave the client's flags: defaults < `code` <
+    /// environment (the `MICRO_*` variables of [`CLIENT_FLAGS`] only) < flags, validated as
+    /// a service's are.
+    pub fn from_matches(
+        code: &Layer,
+        matches: &ArgMatches,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Options, ConfigError> {
+        let effective_default = Options::default().apply(code);
+        let mut origins = Origins::default();
+        let given = given_layer(matches, &env, &mut origins, |flag| {
+            CLIENT_FLAGS.contains(&flag)
+        })?;
+        let opts = effective_default.apply(&given);
+        opts.validate(&origins)?;
         Ok(opts)
     }
 
@@ -777,6 +797,52 @@ fn effective(opts: &Options, flag: &str) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
+/// The options a program that calls services takes, besides a service's own: registry,
+/// broker, client and logs.
+pub const CLIENT_FLAGS: &[&str] = &[
+    "registry",
+    "registry_address",
+    "broker",
+    "broker_address",
+    "client_retries",
+    "client_request_timeout",
+    "selector",
+    "client_content_type",
+    "log_format",
+    "log_level",
+];
+
+/// `cmd` with the [`CLIENT_FLAGS`] as global long options, their help naming their `MICRO_*`
+/// variables and defaults as a service's `--help` does; read them back with
+/// [`Options::from_matches`].
+pub fn with_client_flags(mut cmd: Command) -> Command {
+    let defaults = Options::default();
+    for spec in SPECS.iter().filter(|s| CLIENT_FLAGS.contains(&s.flag)) {
+        cmd = cmd.arg(flag_arg(spec, &defaults, &Layer::default()).global(true));
+    }
+    cmd
+}
+
+fn flag_arg(spec: &Spec, effective_default: &Options, code: &Layer) -> Arg {
+    let mut help = format!("{} [env: {}]", spec.help, env_var(spec.flag));
+    match effective(effective_default, spec.flag) {
+        Some(value) if code_gives(code, spec.flag) => {
+            help.push_str(&format!(" [default: {value}, set in code]"));
+        }
+        Some(value) => help.push_str(&format!(" [default: {value}]")),
+        None => {}
+    }
+    let arg = Arg::new(spec.flag)
+        .long(spec.flag)
+        .value_name("VALUE")
+        .help(help);
+    if spec.flag == "server_metadata" {
+        arg.action(ArgAction::Append)
+    } else {
+        arg.action(ArgAction::Set)
+    }
+}
+
 /// The clap command: one long flag per option, help showing the effective default (framework
 /// default overlaid by the code's values). The environment is read separately so that its
 /// errors can name the variable.
@@ -790,24 +856,7 @@ fn command(effective_default: &Options, code: &Layer) -> Command {
     .about("An rmicro service. Every option may also be set by its MICRO_* environment variable; a flag wins over the variable, which wins over the code.")
     .disable_version_flag(true);
     for spec in SPECS {
-        let mut help = format!("{} [env: {}]", spec.help, env_var(spec.flag));
-        match effective(effective_default, spec.flag) {
-            Some(value) if code_gives(code, spec.flag) => {
-                help.push_str(&format!(" [default: {value}, set in code]"));
-            }
-            Some(value) => help.push_str(&format!(" [default: {value}]")),
-            None => {}
-        }
-        let arg = Arg::new(spec.flag)
-            .long(spec.flag)
-            .value_name("VALUE")
-            .help(help);
-        let arg = if spec.flag == "server_metadata" {
-            arg.action(ArgAction::Append)
-        } else {
-            arg.action(ArgAction::Set)
-        };
-        cmd = cmd.arg(arg);
+        cmd = cmd.arg(flag_arg(spec, effective_default, code));
     }
     cmd
 }
@@ -817,9 +866,10 @@ fn given_layer(
     matches: &ArgMatches,
     env: &impl Fn(&str) -> Option<String>,
     origins: &mut Origins,
+    read: impl Fn(&str) -> bool,
 ) -> Result<Layer, ConfigError> {
     let mut layer = Layer::default();
-    for spec in SPECS {
+    for spec in SPECS.iter().filter(|s| read(s.flag)) {
         let var = env_var(spec.flag);
         // The environment first, then the flag over it.
         let mut values: Vec<(String, String)> = Vec::new();

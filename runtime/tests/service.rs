@@ -130,6 +130,15 @@ async fn registers_with_go_micro_s_record_and_deregisters_on_stop() {
     ] {
         assert_eq!(node.metadata.get(k).map(String::as_str), Some(v), "{k}");
     }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let registered: u64 = node.metadata["registered"].parse().expect("Unix seconds");
+    assert!(
+        registered <= now && now - registered < 60,
+        "registered {registered}, now {now}"
+    );
 
     let reply: Ping = service
         .client()

@@ -806,6 +806,12 @@ impl ServiceBuilder {
         ] {
             metadata.insert(k.to_owned(), v.to_owned());
         }
+        // When the node started (Unix seconds), for tools that show a node's age (`rmicro
+        // describe`); go-micro's nodes have no such key.
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        metadata.insert("registered".to_owned(), started.to_string());
         metadata.extend(options.server_metadata.clone());
         let mut advertised_endpoints: Vec<Endpoint> =
             endpoints.iter().map(|(e, _)| e.clone()).collect();

@@ -1,0 +1,443 @@
+//! The `rmicro` command against real services: an rmicro service in this process on the
+//! default registry (mDNS on loopback) and broker (http), and the go-micro v4 service of the
+//! interop suite on a Consul agent. Every command, its JSON output, its exit status, and the
+//! bad input it refuses before sending anything.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rmicro::broker::memory::MemoryBroker;
+use rmicro::layer::{HandlerService, Layers};
+use rmicro::registry::Metadata;
+use rmicro::rpc::describe::describe;
+use rmicro::{Error, Routes, Service};
+use rmicro_conformance::process::{Proc, run, stderr, stdout};
+use serde::{Deserialize, Serialize};
+use tower::ServiceExt as _;
+
+const RMICRO: &str = env!("CARGO_BIN_EXE_rmicro");
+const UP: Duration = Duration::from_secs(30);
+const DAVIE: &str = r#"{"classes":"软件工程专业","grade":80,"name":"davie","phone":"12345678901"}"#;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StudentRequest {
+    name: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Student {
+    name: String,
+    classes: String,
+    grade: i32,
+    phone: String,
+}
+
+struct Students;
+
+fn routes() -> Routes<Students> {
+    Routes::new().endpoint(
+        "StudentService.GetStudent",
+        describe::<StudentRequest>(),
+        describe::<Student>(),
+        |_: Arc<Students>, req: StudentRequest| async move {
+            if req.name == "davie" {
+                Ok(Student {
+                    name: "davie".to_owned(),
+                    classes: "软件工程专业".to_owned(),
+                    grade: 80,
+                    phone: "12345678901".to_owned(),
+                })
+            } else {
+                Err(Error::not_found(
+                    "student_service",
+                    format!("no student named `{}`", req.name),
+                ))
+            }
+        },
+    )
+}
+
+/// A service on the default registry (mDNS, loopback) under a name of its own; the headers
+/// of every call it serves are kept in `seen`.
+async fn student_service(name: &str, seen: Arc<Mutex<Vec<Metadata>>>) -> Service {
+    let keep = tower::layer::layer_fn(move |inner: HandlerService| {
+        let seen = Arc::clone(&seen);
+        HandlerService::new(tower::service_fn(move |req: rmicro::rpc::Request| {
+            seen.lock().expect("lock").push(req.header.clone());
+            inner.clone().oneshot(req)
+        }))
+    });
+    let service = Service::builder(name)
+        .with_broker(Arc::new(MemoryBroker::new()))
+        .free_subscribers(false)
+        .layers(&Layers::new().handler(keep))
+        .handler(Students, routes())
+        .start()
+        .await
+        .expect("start");
+    service.registered().await.expect("registered");
+    service
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid_like())
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+            & 0xffff_ffff
+    )
+}
+
+/// Runs `rmicro args...`: (exit code, stdout, stderr).
+fn rmicro(args: &[&str]) -> (i32, String, String) {
+    let out = run(RMICRO, args, &[]);
+    (out.status.code().unwrap_or(-1), stdout(&out), stderr(&out))
+}
+
+/// `rmicro` until `ok` accepts its output (the registry may take a moment to show a change).
+fn rmicro_until(args: &[&str], ok: impl Fn(i32, &str) -> bool) -> (i32, String, String) {
+    let deadline = Instant::now() + UP;
+    loop {
+        let (code, out, err) = rmicro(args);
+        if ok(code, &out) {
+            return (code, out, err);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rmicro {args:?}: still {code} after {UP:?}:\n{out}{err}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_describe_call_and_health_on_the_default_registry() {
+    let name = unique("cli-students");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let service = student_service(&name, Arc::clone(&seen)).await;
+    let address = service.address().to_string();
+    tokio::task::block_in_place(|| {
+        // services: a table with the service, its version and its node count.
+        let (_, out, _) = rmicro_until(&["services"], |code, out| code == 0 && out.contains(&name));
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(&name))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert_eq!(
+            row.split_whitespace().collect::<Vec<_>>(),
+            [name.as_str(), "latest", "1"]
+        );
+        assert!(out.starts_with("SERVICE"), "{out}");
+        let (code, out, _) = rmicro(&["services", "--output", "json"]);
+        assert_eq!(code, 0);
+        let list: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        assert!(
+            list.as_array()
+                .expect("array")
+                .contains(&serde_json::json!({"name": name, "version": "latest", "nodes": 1})),
+            "{list}"
+        );
+
+        // describe: the node, its age, the endpoint's shapes.
+        let (code, out, err) = rmicro(&["describe", &name]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(&address), "{out}");
+        assert!(
+            out.contains("StudentService.GetStudent  StudentRequest {name string}  Student {name string, classes string, grade int32, phone string}"),
+            "{out}"
+        );
+        let node = out
+            .lines()
+            .find(|l| l.contains(&address))
+            .unwrap_or_else(|| panic!("{out}"));
+        let age = node.split_whitespace().nth(2).expect("age");
+        assert!(
+            age.ends_with('s') && age != "-",
+            "an age in seconds: {node}"
+        );
+        let (_, out, _) = rmicro(&["describe", &name, "--output", "json"]);
+        let records: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!(records[0]["nodes"][0]["address"], address.as_str());
+
+        // call: the reply, headers and metadata sent as call headers.
+        let (code, out, err) = rmicro(&[
+            "call",
+            &name,
+            "StudentService.GetStudent",
+            r#"{"name":"davie"}"#,
+            "--header",
+            "X-Trace:abc",
+            "--metadata",
+            "Tenant:t1",
+            "--output",
+            "json",
+        ]);
+        assert_eq!((code, out.trim()), (0, DAVIE), "{err}");
+        let headers = seen.lock().expect("lock").last().cloned().expect("served");
+        assert_eq!(
+            headers.get("X-Trace").map(String::as_str),
+            Some("abc"),
+            "{headers:?}"
+        );
+        assert_eq!(
+            headers.get("Tenant").map(String::as_str),
+            Some("t1"),
+            "{headers:?}"
+        );
+        // Straight to an address, the registry not asked (a memory registry is empty).
+        let (code, out, err) = rmicro(&[
+            "--registry",
+            "memory",
+            "call",
+            &name,
+            "StudentService.GetStudent",
+            r#"{"name":"davie"}"#,
+            "--address",
+            &address,
+            "--output",
+            "json",
+        ]);
+        assert_eq!((code, out.trim()), (0, DAVIE), "{err}");
+
+        // health: every node ready.
+        let (code, out, err) = rmicro(&["health", &name]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains(&address) && out.contains("ready"), "{out}");
+    });
+    service.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_go_micro_s_json_and_bad_input_is_refused_before_sending() {
+    let name = unique("cli-errors");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let service = student_service(&name, Arc::clone(&seen)).await;
+    tokio::task::block_in_place(|| {
+        rmicro_until(&["services"], |_, out| out.contains(&name));
+        // A service nobody registered: the seed's error, to the letter, exit 1.
+        let (code, out, _) = rmicro(&["call", "nobody_service", "X.Y", "{}"]);
+        assert_eq!(code, 1);
+        assert_eq!(
+            out.trim(),
+            r#"{"id":"go.micro.client","code":500,"detail":"error selecting nobody_service node: not found","status":"Internal Server Error"}"#
+        );
+        // The service's own error.
+        let (code, out, _) = rmicro(&[
+            "call",
+            &name,
+            "StudentService.GetStudent",
+            r#"{"name":"x"}"#,
+        ]);
+        assert_eq!(code, 1);
+        let err: serde_json::Value = serde_json::from_str(out.trim()).expect("error JSON");
+        assert_eq!(
+            (err["code"].as_i64(), err["id"].as_str()),
+            (Some(404), Some("student_service"))
+        );
+        // An unknown endpoint.
+        let (code, out, _) = rmicro(&["call", &name, "StudentService.Expel", "{}"]);
+        assert_eq!(code, 1);
+        assert!(
+            out.contains("unknown service endpoint `StudentService.Expel`"),
+            "{out}"
+        );
+        let served = seen.lock().expect("lock").len();
+        // Not JSON, a header without a colon, a bad timeout, an unknown registry: exit 2 with
+        // one line, nothing sent.
+        for (args, says) in [
+            (
+                vec!["call", &name, "StudentService.GetStudent", "{name:"],
+                "the request is not JSON",
+            ),
+            (
+                vec![
+                    "call",
+                    &name,
+                    "StudentService.GetStudent",
+                    "{}",
+                    "--header",
+                    "nocolon",
+                ],
+                "--header `nocolon`: expected `key:value`",
+            ),
+            (
+                vec![
+                    "call",
+                    &name,
+                    "StudentService.GetStudent",
+                    "{}",
+                    "--timeout",
+                    "soon",
+                ],
+                "--timeout `soon`",
+            ),
+            (vec!["--registry", "zk9", "services"], "registry"),
+            (
+                vec!["broker", "publish", "t", "not json"],
+                "the message is not JSON",
+            ),
+        ] {
+            let (code, out, err) = rmicro(&args);
+            assert_eq!(code, 2, "{args:?}: {out}{err}");
+            assert!(err.contains(says), "{args:?}: {err}");
+            assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+            assert!(
+                !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            seen.lock().expect("lock").len(),
+            served,
+            "nothing reached the service"
+        );
+        // A registry that cannot be reached: one line, exit 1.
+        let (code, _, err) = rmicro(&[
+            "--registry",
+            "consul",
+            "--registry_address",
+            "127.0.0.1:1",
+            "services",
+        ]);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.starts_with("error: ") && err.contains("127.0.0.1:1"),
+            "{err}"
+        );
+        // A node that is down is reported, exit 1.
+        let (code, out, _) = rmicro(&["health", "nobody_service"]);
+        assert_eq!(code, 1, "{out}");
+    });
+    service.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_watch_streams_changes_and_broker_round_trips() {
+    let name = unique("cli-watch");
+    let mut watch = Proc::spawn(
+        RMICRO,
+        &["registry", "watch", &name, "--output", "json"],
+        &[],
+    );
+    watch.wait_for("watching the registry", UP);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let service = student_service(&name, seen).await;
+    let address = service.address().to_string();
+    let line = tokio::task::block_in_place(|| watch.wait_for(r#""action":"create""#, UP));
+    let change: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
+    assert_eq!(change["service"]["name"], name.as_str());
+    assert_eq!(change["service"]["nodes"][0]["address"], address.as_str());
+    service.stop().await.expect("stop");
+    tokio::task::block_in_place(|| {
+        watch.wait_for(r#""action":"delete""#, UP);
+        watch.signal("INT");
+        assert_eq!(watch.wait_exit(UP), Some(0), "{}", watch.transcript());
+
+        // A message published by one rmicro command reaches another's subscription (the http
+        // broker, found through mDNS), headers and all.
+        let topic = unique("cli.topic");
+        let mut sub = Proc::spawn(
+            RMICRO,
+            &[
+                "broker",
+                "subscribe",
+                &topic,
+                "--count",
+                "1",
+                "--output",
+                "json",
+            ],
+            &[],
+        );
+        sub.wait_for("subscribed to", UP);
+        let deadline = Instant::now() + UP;
+        let line = loop {
+            let (code, out, err) = rmicro(&[
+                "broker",
+                "publish",
+                &topic,
+                r#"{"name":"davie"}"#,
+                "--header",
+                "X-Source:cli",
+            ]);
+            assert_eq!(code, 0, "{out}{err}");
+            assert_eq!(out.trim(), format!("published to {topic}"));
+            sub.drain(Duration::from_millis(500));
+            if let Some((_, l)) = sub.seen.iter().find(|(_, l)| l.contains(r#""body""#)) {
+                break l.clone();
+            }
+            assert!(Instant::now() < deadline, "{}", sub.transcript());
+        };
+        let msg: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
+        assert_eq!(msg["body"], serde_json::json!({"name": "davie"}));
+        assert_eq!(msg["header"]["X-Source"], "cli");
+        assert_eq!(msg["header"]["Micro-Topic"], topic.as_str());
+        assert_eq!(
+            sub.wait_exit(UP),
+            Some(0),
+            "--count 1: {}",
+            sub.transcript()
+        );
+    });
+}
+
+/// go-micro v4's student service (the interop suite's) on Consul: listed, described, called,
+/// probed through its `Debug.Health`, and sent the seed's message.
+#[cfg(feature = "consul")]
+#[test]
+fn a_go_micro_service_is_listed_described_called_and_sent_messages() {
+    use rmicro_conformance::servers::consul;
+    let go_service = rmicro_conformance::gomicro::program("service");
+    let agent = consul::start();
+    let registry = format!("--registry_address={}", consul::address(&agent));
+    let mut service = Proc::spawn(&go_service, &[&registry], &[]);
+    service.wait_for("ready 127.0.0.1:", UP);
+    let on = |args: &[&str]| {
+        let mut all = vec!["--registry=consul", registry.as_str()];
+        all.extend_from_slice(args);
+        rmicro(&all)
+    };
+    let (code, out, err) = on(&["services"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines().any(|l| l.starts_with("student_service ")),
+        "{out}"
+    );
+    let (code, out, err) = on(&["describe", "student_service"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("StudentService.GetStudent"), "{out}");
+    assert!(
+        out.contains("go.micro.srv.message"),
+        "the subscriber: {out}"
+    );
+    let (code, out, err) = on(&[
+        "call",
+        "student_service",
+        "StudentService.GetStudent",
+        r#"{"name":"davie"}"#,
+        "--output",
+        "json",
+    ]);
+    assert_eq!((code, out.trim()), (0, DAVIE), "{err}");
+    service.wait_for(r#"called {"name":"davie"} as application/json"#, UP);
+    let (code, out, err) = on(&["health", "student_service"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // go-micro v4 has no Debug handler: the node answers, so it serves; readiness unknown.
+    assert!(
+        out.contains("serving; no health endpoint (rpc: can't find service Debug)"),
+        "{out}"
+    );
+    let (code, out, err) = on(&[
+        "broker",
+        "publish",
+        "go.micro.srv.message",
+        r#"{"name":"davie","classes":"软件工程专业","grade":80,"phone":"12345678901"}"#,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    service.wait_for(r#"event {"name":"davie""#, UP);
+}
