@@ -522,10 +522,9 @@ async fn probe(client: &Client, service: &str, address: &str) -> (bool, String) 
                 }
                 // The node answered, without a Debug handler (go-micro v4 has none): it
                 // serves, readiness unknown.
-                Err(e) if e.id != "go.micro.client" => (
-                    true,
-                    format!("serving; no health endpoint ({})", e.detail),
-                ),
+                Err(e) if e.id != "go.micro.client" => {
+                    (true, format!("serving; no health endpoint ({})", e.detail))
+                }
                 Err(e) => (false, format!("unreachable: {}", e.detail)),
             }
         }

@@ -10,6 +10,7 @@
 //! and one line naming the problem otherwise; 2 bad usage or bad input (an unknown flag, a
 //! request that is not JSON, an invalid option value), before anything is sent.
 
+mod api;
 mod commands;
 mod output;
 
@@ -65,6 +66,13 @@ enum Command {
     Health {
         /// The service's name
         service: String,
+    },
+    /// An HTTP gateway: `POST /{service}/{Endpoint}` with a JSON body answers the endpoint's
+    /// JSON reply, or go-micro's error JSON with the error's code as the status
+    Api {
+        /// Where to listen (loopback unless told otherwise)
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        address: String,
     },
 }
 
@@ -199,5 +207,6 @@ async fn run(cli: Cli, options: rmicro::config::Options) -> Result<(), Failure> 
             }
         },
         Command::Health { service } => commands::health(&client, &service, &out).await,
+        Command::Api { address } => api::serve(client, &address).await,
     }
 }

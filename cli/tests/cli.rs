@@ -441,3 +441,97 @@ fn a_go_micro_service_is_listed_described_called_and_sent_messages() {
     assert_eq!(code, 0, "{out}{err}");
     service.wait_for(r#"event {"name":"davie""#, UP);
 }
+
+/// `method path` with `body` over HTTP/1.0: (status, body).
+fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("head");
+    // A body the gateway refuses may be cut off while it is written.
+    let _ = stream.write_all(body);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_gateway_calls_endpoints_and_answers_errors_with_their_status() {
+    let name = unique("cli-api");
+    let service = student_service(&name, Arc::new(Mutex::new(Vec::new()))).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut api = Proc::spawn(RMICRO, &["api", "--address", &addr], &[]);
+    tokio::task::block_in_place(|| {
+        api.wait_for("api gateway listening", UP);
+        let path = format!("/{name}/StudentService.GetStudent");
+        let deadline = Instant::now() + UP;
+        let (status, body) = loop {
+            let answer = http(&addr, "POST", &path, br#"{"name":"davie"}"#);
+            if answer.0 == 200 || Instant::now() > deadline {
+                break answer;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert_eq!(status, 200, "{body}");
+        let reply: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let davie: serde_json::Value = serde_json::from_str(DAVIE).expect("JSON");
+        assert_eq!(reply, davie);
+
+        let error = |status: u16, body: &str| -> serde_json::Value {
+            let e: serde_json::Value =
+                serde_json::from_str(body).unwrap_or_else(|e| panic!("{status}: {e}: {body}"));
+            assert_eq!(e["code"].as_u64(), Some(u64::from(status)), "{body}");
+            e
+        };
+        // The service's own error, its code as the status.
+        let (status, body) = http(&addr, "POST", &path, br#"{"name":"x"}"#);
+        assert_eq!(status, 404);
+        assert_eq!(error(status, &body)["id"], "student_service");
+        // A service nobody registered: go-micro's client error.
+        let (status, body) = http(&addr, "POST", "/nobody_service/X.Y", b"{}");
+        assert_eq!(status, 500);
+        assert_eq!(
+            error(status, &body)["detail"],
+            "error selecting nobody_service node: not found"
+        );
+        // Not JSON, not POST, not a call's path, too large.
+        let (status, body) = http(&addr, "POST", &path, b"{name:");
+        assert_eq!(status, 400);
+        assert!(
+            error(status, &body)["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("not JSON"))
+        );
+        let (status, body) = http(&addr, "GET", &path, b"");
+        assert_eq!(status, 405);
+        error(status, &body);
+        let (status, body) = http(&addr, "POST", "/", b"{}");
+        assert_eq!(status, 404);
+        error(status, &body);
+        let big = vec![b' '; 5 << 20];
+        let (status, _) = http(&addr, "POST", &path, &big);
+        assert_eq!(status, 413);
+        // Still serving after all that.
+        assert_eq!(http(&addr, "POST", &path, br#"{"name":"davie"}"#).0, 200);
+        api.signal("INT");
+        assert_eq!(api.wait_exit(UP), Some(0), "{}", api.transcript());
+    });
+    service.stop().await.expect("stop");
+}
