@@ -19,7 +19,9 @@ fi
 # needs a system library or protoc.
 # dnsmasq-base: the DNS server of the dns registry's tests (the binary only, no service).
 # prometheus: scrapes a service's /metrics in the metrics test.
-packages=(mosquitto nats-server rabbitmq-server redis-server etcd-server openssl dnsmasq-base prometheus)
+# chromium, chromium-driver: the headless browser the dashboard's test drives (WebDriver);
+# fonts-wqy-microhei: the CJK glyphs of the seed's data in its screenshot.
+packages=(mosquitto nats-server rabbitmq-server redis-server etcd-server openssl dnsmasq-base prometheus chromium chromium-driver fonts-wqy-microhei)
 have cc || packages+=(gcc)
 have make || packages+=(make)
 have perl && perl -MIPC::Cmd -MFile::Compare -e1 2>/dev/null || packages+=(perl)

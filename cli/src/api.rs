@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -21,8 +22,35 @@ pub const MAX_BODY: usize = 4 << 20;
 /// The id of the gateway's own errors.
 const ID: &str = "go.micro.api";
 
-/// Serves until Ctrl-C.
+/// A response body: whole, or streamed (the dashboard's server-sent events).
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// Serves the gateway until Ctrl-C.
 pub async fn serve(client: Client, address: &str) -> Result<(), Failure> {
+    let client = Arc::new(client);
+    listen(
+        address,
+        |at| format!("api gateway listening on http://{at} (POST /{{service}}/{{Endpoint}}; Ctrl-C to stop)"),
+        move |req| {
+            let client = Arc::clone(&client);
+            async move { handle(&client, req).await }
+        },
+    )
+    .await
+}
+
+/// Listens on `address` and answers each request with `handler` until Ctrl-C, printing
+/// `banner` (given the bound address) on stderr once listening. HTTP/1 with a header-read
+/// timeout, so an idle or slow client cannot hold a connection forever.
+pub async fn listen<F, Fut>(
+    address: &str,
+    banner: impl Fn(SocketAddr) -> String,
+    handler: F,
+) -> Result<(), Failure>
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
     let addr: SocketAddr = address.parse().map_err(|_| {
         Failure::Usage(format!(
             "--address `{address}` is not an IP address and port such as 127.0.0.1:8080"
@@ -34,10 +62,7 @@ pub async fn serve(client: Client, address: &str) -> Result<(), Failure> {
     let bound = listener
         .local_addr()
         .map_err(|e| Failure::Failed(e.to_string()))?;
-    eprintln!(
-        "api gateway listening on http://{bound} (POST /{{service}}/{{Endpoint}}; Ctrl-C to stop)"
-    );
-    let client = Arc::new(client);
+    eprintln!("{}", banner(bound));
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
@@ -46,16 +71,16 @@ pub async fn serve(client: Client, address: &str) -> Result<(), Failure> {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    eprintln!("api: accept failed: {e}");
+                    eprintln!("accept failed: {e}");
                     continue;
                 }
             },
         };
-        let client = Arc::clone(&client);
+        let handler = handler.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let client = Arc::clone(&client);
-                async move { Ok::<_, Infallible>(handle(&client, req).await) }
+                let handler = handler.clone();
+                async move { Ok::<_, Infallible>(handler(req).await) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .http1()
@@ -68,7 +93,7 @@ pub async fn serve(client: Client, address: &str) -> Result<(), Failure> {
 }
 
 /// go-micro's error JSON, with its code as the status (500 when it is no HTTP status).
-fn error(err: &Error) -> Response<Full<Bytes>> {
+pub fn error(err: &Error) -> Response<Body> {
     let status = u16::try_from(err.code)
         .ok()
         .and_then(|c| StatusCode::from_u16(c).ok())
@@ -77,8 +102,8 @@ fn error(err: &Error) -> Response<Full<Bytes>> {
     json(status, Bytes::from(err.to_json()))
 }
 
-fn json(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
-    let mut rsp = Response::new(Full::new(body));
+pub fn json(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut rsp = Response::new(Full::new(body).boxed());
     *rsp.status_mut() = status;
     rsp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -94,7 +119,7 @@ fn target(path: &str) -> Option<(&str, &str)> {
         .then_some((service, endpoint))
 }
 
-async fn handle(client: &Client, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(client: &Client, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let Some((service, endpoint)) = target(&path) else {
         return error(&Error::not_found(
@@ -102,6 +127,17 @@ async fn handle(client: &Client, req: Request<Incoming>) -> Response<Full<Bytes>
             format!("no such path `{path}`: calls are POST /{{service}}/{{Endpoint}}"),
         ));
     };
+    let (service, endpoint) = (service.to_owned(), endpoint.to_owned());
+    call(client, &service, &endpoint, req).await
+}
+
+/// Calls `endpoint` of `service` with the request's JSON body.
+pub async fn call(
+    client: &Client,
+    service: &str,
+    endpoint: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
     if req.method() != Method::POST {
         let mut rsp = error(&Error::new(
             ID,
@@ -112,7 +148,6 @@ async fn handle(client: &Client, req: Request<Incoming>) -> Response<Full<Bytes>
             .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
         return rsp;
     }
-    let (service, endpoint) = (service.to_owned(), endpoint.to_owned());
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
@@ -143,8 +178,8 @@ async fn handle(client: &Client, req: Request<Incoming>) -> Response<Full<Bytes>
     }
     match client
         .call_raw_with(
-            &service,
-            &endpoint,
+            service,
+            endpoint,
             codec::JSON,
             body,
             rmicro::rpc::CallOptions::default(),

@@ -45,7 +45,7 @@ pub struct CallArgs {
     address: Option<String>,
 }
 
-fn registry(client: &Client) -> &rmicro::registry::SharedRegistry {
+pub fn registry(client: &Client) -> &rmicro::registry::SharedRegistry {
     client.selector().registry()
 }
 
@@ -111,7 +111,7 @@ pub async fn services(client: &Client, out: &Out) -> Result<(), Failure> {
 }
 
 /// A service's records, or go-micro's not-found error.
-async fn records(client: &Client, service: &str) -> Result<Vec<Service>, Failure> {
+pub async fn records(client: &Client, service: &str) -> Result<Vec<Service>, Failure> {
     let records = registry(client).get_service(service).await?;
     if records.is_empty() {
         return Err(Failure::Failed(format!(
@@ -435,25 +435,29 @@ pub async fn subscribe(
     Ok(())
 }
 
-/// One node's readiness: `/health/ready` over HTTP (rmicro), else go-micro's `Debug.Health`.
-async fn probe(client: &Client, service: &str, address: &str) -> (bool, String) {
+/// `GET http://{address}{path}`, bounded by [`PROBE_TIMEOUT`]: the status and the body.
+pub async fn http_get(address: &str, path: &str) -> Result<(http::StatusCode, Bytes), String> {
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<Bytes>>();
-    let uri = format!("http://{address}/health/ready");
-    let answer = match uri.parse::<http::Uri>() {
-        Ok(uri) => tokio::time::timeout(PROBE_TIMEOUT, async {
-            let rsp = http.get(uri).await.map_err(|e| e.to_string())?;
-            let status = rsp.status();
-            let body = http_body_util::BodyExt::collect(rsp.into_body())
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            Ok::<_, String>((status, body))
-        })
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {PROBE_TIMEOUT:?}"))),
-        Err(e) => Err(e.to_string()),
-    };
+    let uri: http::Uri = format!("http://{address}{path}")
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+    tokio::time::timeout(PROBE_TIMEOUT, async {
+        let rsp = http.get(uri).await.map_err(|e| e.to_string())?;
+        let status = rsp.status();
+        let body = http_body_util::BodyExt::collect(rsp.into_body())
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, body))
+    })
+    .await
+    .unwrap_or_else(|_| Err(format!("no answer within {PROBE_TIMEOUT:?}")))
+}
+
+/// One node's readiness: `/health/ready` over HTTP (rmicro), else go-micro's `Debug.Health`.
+async fn probe(client: &Client, service: &str, address: &str) -> (bool, String) {
+    let answer = http_get(address, "/health/ready").await;
     // rmicro's report: JSON with a `status`; anything else (go-micro's transport answers any
     // GET with a body of its own) is no health path.
     let report = answer.ok().and_then(|(status, body)| {
@@ -531,35 +535,52 @@ async fn probe(client: &Client, service: &str, address: &str) -> (bool, String) 
     }
 }
 
-pub async fn health(client: &Client, service: &str, out: &Out) -> Result<(), Failure> {
+/// One node's readiness, as `rmicro health` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeHealth {
+    pub node: String,
+    pub address: String,
+    pub ready: bool,
+    pub detail: String,
+}
+
+/// Every node of `service`, probed at once.
+pub async fn node_health(client: &Client, service: &str) -> Result<Vec<NodeHealth>, Failure> {
     let records = records(client, service).await?;
     let nodes: Vec<_> = records.iter().flat_map(|r| r.nodes.iter()).collect();
     let probes =
         futures::future::join_all(nodes.iter().map(|n| probe(client, service, &n.address))).await;
-    let all_ready = probes.iter().all(|(ready, _)| *ready);
+    Ok(nodes
+        .iter()
+        .zip(probes)
+        .map(|(n, (ready, detail))| NodeHealth {
+            node: n.id.clone(),
+            address: n.address.clone(),
+            ready,
+            detail,
+        })
+        .collect())
+}
+
+pub async fn health(client: &Client, service: &str, out: &Out) -> Result<(), Failure> {
+    let nodes = node_health(client, service).await?;
     if out.json() {
-        let items: Vec<_> = nodes
-            .iter()
-            .zip(&probes)
-            .map(|(n, (ready, why))| json!({"node": n.id, "address": n.address, "ready": ready, "detail": why}))
-            .collect();
-        out.value(&json!(items));
+        out.value(&serde_json::to_value(&nodes).unwrap_or_default());
     } else {
         let rows: Vec<Vec<String>> = nodes
             .iter()
-            .zip(&probes)
-            .map(|(n, (ready, why))| {
+            .map(|n| {
                 vec![
-                    n.id.clone(),
+                    n.node.clone(),
                     n.address.clone(),
-                    if *ready { "ready" } else { "NOT READY" }.to_owned(),
-                    why.clone(),
+                    if n.ready { "ready" } else { "NOT READY" }.to_owned(),
+                    n.detail.clone(),
                 ]
             })
             .collect();
         out.table(&["NODE", "ADDRESS", "STATUS", "DETAIL"], &rows);
     }
-    if all_ready {
+    if nodes.iter().all(|n| n.ready) {
         Ok(())
     } else {
         Err(Failure::Failed(format!(

@@ -13,6 +13,7 @@
 mod api;
 mod commands;
 mod output;
+mod web;
 
 use std::process::ExitCode;
 
@@ -72,6 +73,13 @@ enum Command {
     Api {
         /// Where to listen (loopback unless told otherwise)
         #[arg(long, default_value = "127.0.0.1:8080")]
+        address: String,
+    },
+    /// A web dashboard: services, nodes with their health and metrics, a form to call an
+    /// endpoint, the registry's changes live, a topic's messages
+    Web {
+        /// Where to listen (loopback unless told otherwise)
+        #[arg(long, default_value = "127.0.0.1:8082")]
         address: String,
     },
 }
@@ -185,6 +193,11 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli, options: rmicro::config::Options) -> Result<(), Failure> {
     let out = output::Out::new(cli.output);
     let client = rmicro::Client::from_options(&options)?;
+    let registry = if options.registry_address.is_empty() {
+        options.registry.clone()
+    } else {
+        format!("{} at {}", options.registry, options.registry_address)
+    };
     match cli.command {
         Command::Services => commands::services(&client, &out).await,
         Command::Describe { service } => commands::describe(&client, &service, &out).await,
@@ -208,5 +221,6 @@ async fn run(cli: Cli, options: rmicro::config::Options) -> Result<(), Failure> 
         },
         Command::Health { service } => commands::health(&client, &service, &out).await,
         Command::Api { address } => api::serve(client, &address).await,
+        Command::Web { address } => web::serve(client, &address, registry).await,
     }
 }
