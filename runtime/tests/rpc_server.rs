@@ -530,3 +530,55 @@ async fn slow_and_idle_connections_are_cut_off_after_the_header_read_timeout() {
         .expect("a well-behaved call");
     assert_eq!(student.name, "davie");
 }
+
+/// A request whose endpoint header is blank or not text is told which, the bytes shown;
+/// one without it, that it is missing. The server serves on.
+#[tokio::test]
+async fn a_bad_endpoint_header_is_named() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = start("a").await;
+    let exchange = |endpoint: &'static [u8]| {
+        let address = server.address();
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(&address)
+                .await
+                .expect("connect");
+            let mut request =
+                b"POST / HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n".to_vec();
+            request.extend_from_slice(endpoint);
+            request.extend_from_slice(b"\r\n{}");
+            stream.write_all(&request).await.expect("write");
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).await.expect("read");
+            // go-micro's reply to a failed call: 200, the error in `Micro-Error`.
+            let answer = String::from_utf8_lossy(&answer).into_owned();
+            let error = answer
+                .lines()
+                .find_map(|l| l.strip_prefix("micro-error: "))
+                .unwrap_or_else(|| panic!("no Micro-Error in {answer}"));
+            rmicro::Error::parse(error)
+        }
+    };
+    let err = exchange(b"Micro-Endpoint: Student\xffService.Get\r\n").await;
+    assert_eq!(err.code, 400);
+    assert_eq!(
+        err.detail,
+        "the `Micro-Endpoint` header is not valid UTF-8: `Student\\xffService.Get`; it names the endpoint, `Handler.Method`"
+    );
+    let err = exchange(b"Micro-Endpoint:   \r\n").await;
+    assert_eq!(
+        err.detail,
+        "the `Micro-Endpoint` header is blank; it names the endpoint, `Handler.Method`"
+    );
+    let err = exchange(b"X-Other: 1\r\n").await;
+    assert_eq!(
+        err.detail,
+        "missing `Micro-Endpoint` header naming the endpoint"
+    );
+    let client = client(Arc::new(MemoryRegistry::new()), Strategy::Random);
+    let student: Student = client
+        .call_with(SERVICE, GET, &davie(), server.direct())
+        .await
+        .expect("still serving");
+    assert_eq!(student.name, "davie");
+}

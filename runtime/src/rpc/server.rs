@@ -530,6 +530,24 @@ fn observe(shared: &Shared, endpoint: &str, result: &Result<Response>, took: Dur
     }
 }
 
+/// Why a request names no endpoint: its `Micro-Endpoint` (or `Micro-Method`) is missing,
+/// blank, or not text (the bytes shown escaped).
+fn no_endpoint(headers: &HeaderMap) -> String {
+    let given = [names::ENDPOINT, names::METHOD]
+        .iter()
+        .find_map(|name| headers.get(name).map(|v| (canonical(name.as_str()), v)));
+    match given {
+        Some((name, value)) if value.to_str().is_err() => format!(
+            "the `{name}` header is not valid UTF-8: `{}`; it names the endpoint, `Handler.Method`",
+            value.as_bytes().escape_ascii()
+        ),
+        Some((name, _)) => {
+            format!("the `{name}` header is blank; it names the endpoint, `Handler.Method`")
+        }
+        None => format!("missing `{}` header naming the endpoint", mucp::ENDPOINT),
+    }
+}
+
 async fn serve_request(
     shared: &Shared,
     mut state: watch::Receiver<State>,
@@ -538,10 +556,7 @@ async fn serve_request(
     body: Incoming,
 ) -> Result<Response> {
     if endpoint.is_empty() {
-        return Err(Error::bad_request(
-            &shared.id,
-            format!("missing `{}` header naming the endpoint", mucp::ENDPOINT),
-        ));
+        return Err(Error::bad_request(&shared.id, no_endpoint(headers)));
     }
     let service = header_str(headers, &names::SERVICE);
     if let Some(service) = service
