@@ -205,13 +205,22 @@ pub async fn describe(client: &Client, service: &str, out: &Out) -> Result<(), F
                     e.name.clone(),
                     shape(e.request.as_ref()),
                     shape(e.response.as_ref()),
+                    // The first line of the handler's doc comment.
+                    e.metadata
+                        .get("description")
+                        .and_then(|d| d.lines().next())
+                        .unwrap_or("")
+                        .to_owned(),
                 ]);
             }
         }
         if endpoints.is_empty() {
             out.line("no endpoints");
         } else {
-            out.table(&["ENDPOINT", "REQUEST", "RESPONSE"], &endpoints);
+            out.table(
+                &["ENDPOINT", "REQUEST", "RESPONSE", "DESCRIPTION"],
+                &endpoints,
+            );
         }
         if !subscribers.is_empty() {
             out.line("");

@@ -67,7 +67,7 @@ async fn services_describe_call_and_health_on_the_default_registry() {
         assert_eq!(code, 0, "{err}");
         assert!(out.contains(&address), "{out}");
         assert!(
-            out.contains("StudentService.GetStudent  StudentRequest {name string}  Student {name string, classes string, grade int32, phone string}"),
+            out.contains("StudentService.GetStudent  StudentRequest {name string}  Student {name string, classes string, grade int32, phone string}  Looks a student up by name."),
             "{out}"
         );
         let node = out

@@ -362,6 +362,11 @@ fn go_micro_reads_rmicro_registry_record_from_consul() {
         .unwrap_or_else(|| panic!("no StudentService.GetStudent: {node}"));
     assert_eq!(get["request"], "StudentRequest", "{node}");
     assert_eq!(get["response"], "Student", "{node}");
+    // The handler's doc comment, under go-micro v5's key (its MCP gateway's tool description).
+    assert_eq!(
+        get["metadata"]["description"], "Looks a student up by name.",
+        "{node}"
+    );
     let subscriber = endpoints
         .iter()
         .find(|e| e["metadata"]["subscriber"] == "true")

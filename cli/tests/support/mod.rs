@@ -34,26 +34,28 @@ struct Student {
 struct Students;
 
 fn routes() -> Routes<Students> {
-    Routes::new().endpoint(
-        "StudentService.GetStudent",
-        describe::<StudentRequest>(),
-        describe::<Student>(),
-        |_: Arc<Students>, req: StudentRequest| async move {
-            if req.name == "davie" {
-                Ok(Student {
-                    name: "davie".to_owned(),
-                    classes: "软件工程专业".to_owned(),
-                    grade: 80,
-                    phone: "12345678901".to_owned(),
-                })
-            } else {
-                Err(Error::not_found(
-                    "student_service",
-                    format!("no student named `{}`", req.name),
-                ))
-            }
-        },
-    )
+    Routes::new()
+        .endpoint(
+            "StudentService.GetStudent",
+            describe::<StudentRequest>(),
+            describe::<Student>(),
+            |_: Arc<Students>, req: StudentRequest| async move {
+                if req.name == "davie" {
+                    Ok(Student {
+                        name: "davie".to_owned(),
+                        classes: "软件工程专业".to_owned(),
+                        grade: 80,
+                        phone: "12345678901".to_owned(),
+                    })
+                } else {
+                    Err(Error::not_found(
+                        "student_service",
+                        format!("no student named `{}`", req.name),
+                    ))
+                }
+            },
+        )
+        .description("StudentService.GetStudent", "Looks a student up by name.")
 }
 
 /// A service on the default registry (mDNS, loopback) under a name of its own; the headers

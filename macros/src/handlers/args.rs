@@ -16,6 +16,8 @@ pub(crate) struct Endpoint {
     pub(crate) response: Type,
     /// The `E` of `Result<Response, E>`, when written out.
     pub(crate) error: Option<Type>,
+    /// The method's doc comment, as text.
+    pub(crate) doc: Option<String>,
 }
 
 /// A method marked `#[subscribe(..)]`.
@@ -213,7 +215,34 @@ fn endpoint(function: &ImplItemFn, errors: &mut Errors) -> Option<Endpoint> {
         request: request?,
         response: response?,
         error: signature::result_err(&sig.output).cloned(),
+        doc: doc_comment(&function.attrs),
     })
+}
+
+/// The text of `///` comments (`#[doc = "..."]`): one line each, the space after `///`
+/// dropped, blank lines at either end trimmed; `None` without any.
+pub(crate) fn doc_comment(attrs: &[syn::Attribute]) -> Option<String> {
+    let lines: Vec<String> = attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .filter_map(|a| match &a.meta {
+            syn::Meta::NameValue(nv) => match &nv.value {
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(s),
+                    ..
+                }) => Some(s.value()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .flat_map(|text| {
+            text.split('\n')
+                .map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let text = lines.join("\n").trim().to_owned();
+    (!text.is_empty()).then_some(text)
 }
 
 #[cfg(test)]
@@ -235,6 +264,24 @@ mod tests {
             Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
         };
         (block, item, messages)
+    }
+
+    #[test]
+    fn doc_comments_become_text() {
+        let f: ImplItemFn = parse_quote! {
+            /// Looks a student up
+            /// by name.
+            ///
+            #[doc = "  Indented stays indented."]
+            pub async fn get(&self, req: R) -> Result<S> { todo!() }
+        };
+        assert_eq!(
+            doc_comment(&f.attrs).as_deref(),
+            Some("Looks a student up\nby name.\n\n Indented stays indented.")
+        );
+        let bare: ImplItemFn =
+            parse_quote! { pub async fn get(&self, req: R) -> Result<S> { todo!() } };
+        assert_eq!(doc_comment(&bare.attrs), None);
     }
 
     #[test]

@@ -97,11 +97,16 @@ fn endpoint(endpoint: &Endpoint) -> TokenStream {
         request,
         response,
         error,
+        doc,
     } = endpoint;
     let (this, req) = (local("this"), local("req"));
     let call = map_err(quote!(#this.#method(#req).await), error.as_ref());
     let describe_request = describe(request);
     let describe_response = describe(response);
+    let description = doc
+        .as_deref()
+        .map(|doc| quote!(.description(#name, #doc)))
+        .unwrap_or_default();
     quote! {
         .endpoint::<#request, #response, _, _>(
             #name,
@@ -111,6 +116,7 @@ fn endpoint(endpoint: &Endpoint) -> TokenStream {
                 #call
             },
         )
+        #description
     }
 }
 

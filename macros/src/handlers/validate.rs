@@ -19,6 +19,8 @@ pub(crate) struct Endpoint {
     pub(crate) request: Type,
     pub(crate) response: Type,
     pub(crate) error: Option<Type>,
+    /// The method's doc comment: the endpoint's `description` in the registry.
+    pub(crate) doc: Option<String>,
 }
 
 /// A subscription and the method that handles it.
@@ -65,6 +67,7 @@ pub(crate) fn validate(block: Block, errors: &mut Errors) -> Option<Config> {
             request: endpoint.request,
             response: endpoint.response,
             error: endpoint.error,
+            doc: endpoint.doc,
         });
     }
 

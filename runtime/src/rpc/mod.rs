@@ -183,6 +183,20 @@ impl<S: Send + Sync + 'static> Routes<S> {
         self
     }
 
+    /// Sets `endpoint`'s description (the registry's `description` endpoint metadata, which
+    /// go-micro v5's tools read: its MCP gateway describes the endpoint's tool with it).
+    /// `#[handlers]` sets it from the method's doc comment.
+    #[must_use]
+    pub fn description(mut self, endpoint: &str, description: &str) -> Self {
+        for (e, _) in &mut self.endpoints {
+            if e.name == endpoint {
+                e.metadata
+                    .insert("description".to_owned(), description.to_owned());
+            }
+        }
+        self
+    }
+
     /// Adds a subscription to `topic` (in queue group `queue`, if any) handled by `f`, which
     /// receives the decoded payload as an [`crate::Event`].
     #[must_use]

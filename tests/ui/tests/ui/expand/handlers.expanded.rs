@@ -1,6 +1,7 @@
 use rmicro::{Event, handlers};
 pub struct StudentService;
 impl StudentService {
+    /// A student's grade, by name.
     #[allow(clippy::unused_async)]
     pub async fn get_grade(&self, name: String) -> rmicro::Result<u32> {
         Ok(u32::try_from(name.len()).unwrap_or(0) * 10)
@@ -39,6 +40,7 @@ impl ::rmicro::__private::Handlers for StudentService {
                     this.get_grade(req).await.map_err(::rmicro::__private::into_error)
                 },
             )
+            .description("StudentService.GetGrade", "A student's grade, by name.")
             .subscription::<
                 u32,
                 _,

@@ -4,6 +4,7 @@ pub struct StudentService;
 
 #[handlers]
 impl StudentService {
+    /// A student's grade, by name.
     pub async fn get_grade(&self, name: String) -> rmicro::Result<u32> {
         Ok(u32::try_from(name.len()).unwrap_or(0) * 10)
     }
