@@ -12,6 +12,7 @@
 
 mod api;
 mod commands;
+mod mcp;
 mod output;
 mod web;
 
@@ -75,6 +76,11 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         address: String,
     },
+    /// The registered endpoints as Model Context Protocol tools
+    Mcp {
+        #[command(subcommand)]
+        command: McpCommand,
+    },
     /// A web dashboard: services, nodes with their health and metrics, a form to call an
     /// endpoint, the registry's changes live, a topic's messages
     Web {
@@ -97,6 +103,17 @@ enum RegistryCommand {
     Watch {
         /// Watch only this service
         service: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum McpCommand {
+    /// Serve MCP on standard input and output (what an MCP client starts): one tool per
+    /// endpoint, `service.Endpoint`, described by the handler's doc comment
+    Serve {
+        /// Standard input and output (the only transport for now)
+        #[arg(long, default_value_t = true)]
+        stdio: bool,
     },
 }
 
@@ -222,5 +239,8 @@ async fn run(cli: Cli, options: rmicro::config::Options) -> Result<(), Failure> 
         Command::Health { service } => commands::health(&client, &service, &out).await,
         Command::Api { address } => api::serve(client, &address).await,
         Command::Web { address } => web::serve(client, &address, registry).await,
+        Command::Mcp {
+            command: McpCommand::Serve { .. },
+        } => mcp::serve_stdio(client).await,
     }
 }
