@@ -123,6 +123,26 @@ async fn services_describe_call_and_health_on_the_default_registry() {
         ]);
         assert_eq!((code, out.trim()), (0, DAVIE), "{err}");
 
+        // registry list and get: the node as the registry holds it.
+        let (code, out, err) = rmicro(&["registry", "list"]);
+        assert_eq!(code, 0, "{err}");
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(&name))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(row.ends_with(&address), "{row}");
+        let (code, out, err) = rmicro(&["registry", "get", &name, "--output", "json"]);
+        assert_eq!(code, 0, "{err}");
+        let records: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!(records[0]["name"], name.as_str());
+        assert_eq!(
+            records[0]["endpoints"][0]["name"],
+            "StudentService.GetStudent"
+        );
+        let (code, _, err) = rmicro(&["registry", "get", "nobody_service"]);
+        assert_eq!(code, 1);
+        assert!(err.contains("`nobody_service` is not registered"), "{err}");
+
         // health: every node ready.
         let (code, out, err) = rmicro(&["health", &name]);
         assert_eq!(code, 0, "{out}{err}");
