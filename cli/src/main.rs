@@ -108,12 +108,17 @@ enum RegistryCommand {
 
 #[derive(Debug, Subcommand)]
 enum McpCommand {
-    /// Serve MCP on standard input and output (what an MCP client starts): one tool per
-    /// endpoint, `service.Endpoint`, described by the handler's doc comment
+    /// Serve MCP, on standard input and output (what an MCP client starts; the default) or
+    /// over streamable HTTP: one tool per endpoint, `service.Endpoint`, described by the
+    /// handler's doc comment
     Serve {
-        /// Standard input and output (the only transport for now)
-        #[arg(long, default_value_t = true)]
+        /// Standard input and output (the default)
+        #[arg(long, conflicts_with = "address")]
         stdio: bool,
+        /// Serve streamable HTTP at this address instead, on `/mcp` (loopback unless told
+        /// otherwise)
+        #[arg(long)]
+        address: Option<String>,
     },
 }
 
@@ -240,7 +245,10 @@ async fn run(cli: Cli, options: rmicro::config::Options) -> Result<(), Failure> 
         Command::Api { address } => api::serve(client, &address).await,
         Command::Web { address } => web::serve(client, &address, registry).await,
         Command::Mcp {
-            command: McpCommand::Serve { .. },
-        } => mcp::serve_stdio(client).await,
+            command: McpCommand::Serve { address, .. },
+        } => match address {
+            Some(address) => mcp::serve_http(client, &address).await,
+            None => mcp::serve_stdio(client).await,
+        },
     }
 }

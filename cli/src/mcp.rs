@@ -1,5 +1,6 @@
 //! `rmicro mcp serve`: the registered endpoints as Model Context Protocol tools, on standard
-//! input and output (what MCP clients start), built on `rmcp`, the protocol's Rust SDK.
+//! input and output (what MCP clients start) or over streamable HTTP at an address, built on
+//! `rmcp`, the protocol's Rust SDK.
 //!
 //! As go-micro v5's MCP gateway: one tool per endpoint, named `service.Endpoint`, described by
 //! the endpoint's `description` metadata (a `#[handlers]` method's doc comment) or "Call
@@ -44,6 +45,50 @@ pub async fn serve_stdio(client: Client) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::Failed(format!("mcp: {e}")))?;
     Ok(())
+}
+
+/// Serves MCP over streamable HTTP at `address` (one endpoint, `/mcp`) until Ctrl-C. The
+/// `Host` header must name this machine (`localhost`, a loopback address or the one bound),
+/// which keeps a web page from reaching it through DNS rebinding.
+pub async fn serve_http(client: Client, address: &str) -> Result<(), Failure> {
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
+    let gateway = Gateway {
+        client: Arc::new(client),
+    };
+    let mut hosts = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    if let Ok(at) = address.parse::<std::net::SocketAddr>() {
+        hosts.push(at.ip().to_string());
+    }
+    let service = StreamableHttpService::new(
+        move || Ok(gateway.clone()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().with_allowed_hosts(hosts),
+    );
+    crate::api::listen(
+        address,
+        |at| format!("mcp on http://{at}/mcp (streamable HTTP; Ctrl-C to stop)"),
+        move |req: http::Request<hyper::body::Incoming>| {
+            let service = service.clone();
+            async move {
+                if req.uri().path() == "/mcp" {
+                    service.handle(req).await
+                } else {
+                    crate::api::error(&rmicro::Error::not_found(
+                        "go.micro.mcp",
+                        format!("no such path `{}`: MCP is served on /mcp", req.uri().path()),
+                    ))
+                }
+            }
+        },
+    )
+    .await
 }
 
 /// A registry type name as a JSON Schema type (go-micro's mapping, plus arrays and the

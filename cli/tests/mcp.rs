@@ -2,7 +2,7 @@
 //! as a child process the way MCP clients do): the service's endpoint is a tool named
 //! `service.Endpoint`, described by the handler's doc comment, with its request's fields as
 //! the input schema; calling it returns the reply, and a service's error is the tool's error
-//! result with go-micro's error JSON.
+//! result with go-micro's error JSON. Over stdio and over streamable HTTP.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -16,22 +16,9 @@ mod support;
 
 use support::{DAVIE, RMICRO, UP, student_service, unique};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn endpoints_are_tools_an_mcp_client_lists_and_calls() {
-    let name = unique("cli-mcp");
-    let service = student_service(&name, Arc::new(Mutex::new(Vec::new()))).await;
-    let mut command = tokio::process::Command::new(RMICRO);
-    command.args(["mcp", "serve", "--stdio"]);
-    let client =
-        ().serve(TokioChildProcess::new(command).expect("spawn rmicro mcp serve"))
-            .await
-            .expect("initialized");
-    let info = client.peer_info().expect("server info");
-    assert_eq!(
-        info.server_info.as_ref().map(|i| i.name.as_str()),
-        Some("rmicro")
-    );
-
+/// What both transports must show: the tool, its description and schema, a call, a
+/// service's error, an unknown tool.
+async fn check(client: &rmcp::service::Peer<rmcp::RoleClient>, name: &str) {
     let tool_name = format!("{name}.StudentService.GetStudent");
     let deadline = Instant::now() + UP;
     let tool = loop {
@@ -87,6 +74,71 @@ async fn endpoints_are_tools_an_mcp_client_lists_and_calls() {
         unknown.is_err_and(|e| e.to_string().contains("no tool `nobody_service.X.Y`")),
         "an unknown tool is a protocol error naming it"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_are_tools_an_mcp_client_lists_and_calls_over_stdio() {
+    let name = unique("cli-mcp");
+    let service = student_service(&name, Arc::new(Mutex::new(Vec::new()))).await;
+    let mut command = tokio::process::Command::new(RMICRO);
+    command.args(["mcp", "serve", "--stdio"]);
+    let client =
+        ().serve(TokioChildProcess::new(command).expect("spawn rmicro mcp serve"))
+            .await
+            .expect("initialized");
+    let info = client.peer_info().expect("server info");
+    assert_eq!(
+        info.server_info.as_ref().map(|i| i.name.as_str()),
+        Some("rmicro")
+    );
+    check(&client, &name).await;
     client.cancel().await.expect("close");
+    service.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_are_tools_over_streamable_http_too() {
+    use rmcp::transport::StreamableHttpClientTransport;
+    let name = unique("cli-mcp-http");
+    let service = student_service(&name, Arc::new(Mutex::new(Vec::new()))).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut server = rmicro_conformance::process::Proc::spawn(
+        RMICRO,
+        &["mcp", "serve", "--address", &format!("127.0.0.1:{port}")],
+        &[],
+    );
+    tokio::task::block_in_place(|| server.wait_for("mcp on http://", UP));
+    let transport = StreamableHttpClientTransport::from_uri(format!("http://127.0.0.1:{port}/mcp"));
+    let client = ().serve(transport).await.expect("initialized over HTTP");
+    check(&client, &name).await;
+    client.cancel().await.expect("close");
+    // A request whose Host names another machine (a page reaching it through DNS
+    // rebinding) is refused; a path other than /mcp is not found.
+    let status = |host: &str, path: &str| {
+        use std::io::{Read as _, Write as _};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+        let request = format!(
+            "POST {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).expect("write");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse::<u16>().ok())
+            .unwrap_or(0)
+    };
+    let refused = tokio::task::block_in_place(|| status(&format!("evil.example:{port}"), "/mcp"));
+    assert!((400..500).contains(&refused), "a foreign Host: {refused}");
+    let missing = tokio::task::block_in_place(|| status(&format!("127.0.0.1:{port}"), "/other"));
+    assert_eq!(missing, 404);
+    server.signal("INT");
+    tokio::task::block_in_place(|| assert_eq!(server.wait_exit(UP), Some(0)));
     service.stop().await.expect("stop");
 }
