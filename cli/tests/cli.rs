@@ -474,3 +474,58 @@ async fn the_api_gateway_calls_endpoints_and_answers_errors_with_their_status() 
     });
     service.stop().await.expect("stop");
 }
+
+/// The broker by flag: nats (a real nats-server), a queue group shared by two subscribers, so
+/// each message reaches one of them.
+#[cfg(feature = "nats")]
+#[test]
+fn broker_commands_take_the_broker_by_flag_and_share_a_queue() {
+    use rmicro_conformance::servers::nats::Nats;
+    let server = Nats::start();
+    let address = format!("--broker_address={}", server.url());
+    let topic = unique("cli.queue");
+    let flags = ["--broker=nats", address.as_str(), "--registry=memory"];
+    let subscriber = || {
+        let mut args = flags.to_vec();
+        args.extend([
+            "broker",
+            "subscribe",
+            &topic,
+            "--queue",
+            "workers",
+            "--output",
+            "json",
+        ]);
+        let mut p = Proc::spawn(RMICRO, &args, &[]);
+        p.wait_for("subscribed to", UP);
+        p
+    };
+    let (mut a, mut b) = (subscriber(), subscriber());
+    for n in 0..10 {
+        let mut args = flags.to_vec();
+        let message = format!(r#"{{"n":{n}}}"#);
+        args.extend(["broker", "publish", &topic, &message]);
+        let (code, out, err) = rmicro(&args);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let deadline = Instant::now() + UP;
+    loop {
+        a.drain(Duration::from_millis(200));
+        b.drain(Duration::from_millis(200));
+        let got = a.count(r#""body""#) + b.count(r#""body""#);
+        if got >= 10 || Instant::now() > deadline {
+            assert_eq!(
+                got,
+                10,
+                "each message once:\n{}\n{}",
+                a.transcript(),
+                b.transcript()
+            );
+            break;
+        }
+    }
+    for n in 0..10 {
+        let body = format!(r#""body":{{"n":{n}}}"#);
+        assert_eq!(a.count(&body) + b.count(&body), 1, "message {n} once");
+    }
+}

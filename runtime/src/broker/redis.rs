@@ -217,6 +217,12 @@ impl RedisBroker {
             format!("redis://{}", opts.address)
         };
         let printable = mask_url(&url);
+        // redis-rs builds its TLS configuration from rustls's process-wide provider, which
+        // rustls cannot pick by itself once a program links both ring and aws-lc-rs (reqwest's
+        // default does): install ring's, as services do, unless one is installed already.
+        if url.starts_with("rediss://") {
+            crate::service::install_crypto_provider();
+        }
         // TCP_NODELAY, as Go's net package sets on every connection (so go-micro's redis
         // broker): without it, a publish written while an earlier one is unanswered waits.
         let client = redis::IntoConnectionInfo::into_connection_info(url.as_str())
