@@ -18,12 +18,8 @@ import (
 
 	"go-micro.dev/v5/client"
 	"go-micro.dev/v5/wrapper/trace/opentelemetry"
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"rmicro.test/interop/v5/traces"
 )
 
 func main() {
@@ -31,18 +27,11 @@ func main() {
 	flag.Parse()
 	ctx := context.Background()
 
-	exporter, err := otlptracehttp.New(ctx)
+	tp, err := traces.Start(ctx, "go-micro-v5-client")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tracecall: exporter: %v\n", err)
 		os.Exit(2)
 	}
-	tp := sdktrace.NewTracerProvider(
-		sdktrace.WithBatcher(exporter),
-		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", "go-micro-v5-client"))),
-	)
-	otel.SetTracerProvider(tp)
-	// go-micro's wrapper propagates through the global propagator, a no-op unless set.
-	otel.SetTextMapPropagator(propagation.TraceContext{})
 
 	c := client.DefaultClient
 	if err := c.Init(client.WrapCall(opentelemetry.NewCallWrapper(opentelemetry.WithTraceProvider(tp)))); err != nil {

@@ -20,12 +20,8 @@ import (
 	"go-micro.dev/v5/registry/nats"
 	"go-micro.dev/v5/server"
 	"go-micro.dev/v5/wrapper/trace/opentelemetry"
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"rmicro.test/interop/v5/traces"
 )
 
 // StudentRequest and Student are the seed's messages, in JSON.
@@ -57,17 +53,10 @@ func main() {
 	flag.Parse()
 	ctx := context.Background()
 
-	exporter, err := otlptracehttp.New(ctx)
+	tp, err := traces.Start(ctx, "go-micro-v5-server")
 	if err != nil {
 		fail("exporter: %v", err)
 	}
-	tp := sdktrace.NewTracerProvider(
-		sdktrace.WithBatcher(exporter),
-		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", "go-micro-v5-server"))),
-	)
-	otel.SetTracerProvider(tp)
-	// go-micro's wrapper reads context through the global propagator, a no-op unless set.
-	otel.SetTextMapPropagator(propagation.TraceContext{})
 
 	srv := server.NewRPCServer(
 		server.Name("student_service"),
