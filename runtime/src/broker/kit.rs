@@ -225,6 +225,9 @@ impl Drop for Link {
 #[derive(Debug)]
 pub(crate) struct Publishing {
     state: Mutex<Probed>,
+    /// Whether the link is down, readable without the lock: a publish that succeeds while
+    /// it is up (every one, normally) takes no lock.
+    down: AtomicBool,
     backoff: (Duration, Duration),
 }
 
@@ -246,31 +249,39 @@ impl Publishing {
                 link: links.link(),
                 probing: false,
             }),
+            down: AtomicBool::new(false),
             backoff: (min_backoff, max_backoff),
         })
     }
 
     /// A round trip to the server worked.
     pub(crate) fn reached(&self) {
-        lock(&self.state).link.up();
+        if self.down.load(Ordering::Acquire) {
+            let mut state = lock(&self.state);
+            state.link.up();
+            self.down.store(false, Ordering::Release);
+        }
     }
 
-    /// A publish could not reach the server: down until `probe` (run with backoff by a task
-    /// of its own, one at a time) returns `true`, or a publish succeeds. `probe` should hold
-    /// the plugin weakly and return `true` once it is gone, which ends the task.
-    pub(crate) fn unreachable<F, Fut>(self: &Arc<Self>, probe: F)
+    /// A publish could not reach the server: down until `probe` reaches it (run on `owner`,
+    /// the plugin's state, with backoff, by a task of its own, one at a time), or a publish
+    /// succeeds. The task holds `owner` weakly and ends once it is gone.
+    pub(crate) fn unreachable<T, F, Fut>(self: &Arc<Self>, owner: &Arc<T>, probe: F)
     where
-        F: Fn() -> Fut + Send + 'static,
+        T: Send + Sync + 'static,
+        F: Fn(Arc<T>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = bool> + Send + 'static,
     {
         {
             let mut state = lock(&self.state);
             state.link.down();
+            self.down.store(true, Ordering::Release);
             if std::mem::replace(&mut state.probing, true) {
                 return;
             }
         }
         let this = Arc::downgrade(self);
+        let owner = Arc::downgrade(owner);
         let mut backoff = Backoff::new(self.backoff.0, self.backoff.1);
         tokio::spawn(async move {
             loop {
@@ -285,13 +296,17 @@ impl Publishing {
                         return;
                     }
                 }
-                let up = probe().await;
+                let Some(owner) = owner.upgrade() else {
+                    return;
+                };
+                let up = probe(owner).await;
                 let Some(publishing) = this.upgrade() else {
                     return;
                 };
                 if up {
                     let mut state = lock(&publishing.state);
                     state.link.up();
+                    publishing.down.store(false, Ordering::Release);
                     state.probing = false;
                     return;
                 }
@@ -494,16 +509,17 @@ mod tests {
             Duration::from_millis(100),
             Duration::from_millis(400),
         );
+        let owner = Arc::new(());
         let probes = Arc::new(AtomicUsize::new(0));
         let probe = {
             let probes = Arc::clone(&probes);
-            move || {
+            move |_: Arc<()>| {
                 let n = probes.fetch_add(1, Ordering::SeqCst) + 1;
                 async move { n >= 3 }
             }
         };
-        publishing.unreachable(probe.clone());
-        publishing.unreachable(probe);
+        publishing.unreachable(&owner, probe.clone());
+        publishing.unreachable(&owner, probe);
         assert!(!links.all_up());
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(links.all_up(), "up once a probe answers");
@@ -513,7 +529,7 @@ mod tests {
             "one prober, stopped once up"
         );
         // A publish that succeeds ends a probe that has not answered yet.
-        publishing.unreachable(|| async { false });
+        publishing.unreachable(&owner, |_| async { false });
         assert!(!links.all_up());
         publishing.reached();
         assert!(links.all_up());
@@ -522,7 +538,7 @@ mod tests {
         // Down again later: a new prober starts.
         let again = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&again);
-        publishing.unreachable(move || {
+        publishing.unreachable(&owner, move |_| {
             counted.fetch_add(1, Ordering::SeqCst);
             async { true }
         });

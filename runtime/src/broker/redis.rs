@@ -322,16 +322,8 @@ impl Shared {
     }
 
     fn publisher_unreachable(self: &Arc<Self>) {
-        let shared = Arc::downgrade(self);
-        self.publishing.unreachable(move || {
-            let shared = shared.clone();
-            async move {
-                match shared.upgrade() {
-                    Some(shared) => shared.ping().await.is_ok(),
-                    None => true,
-                }
-            }
-        });
+        self.publishing
+            .unreachable(self, |shared| async move { shared.ping().await.is_ok() });
     }
 
     /// `PING` over the publishing connection (made if missing).

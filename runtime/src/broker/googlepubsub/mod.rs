@@ -42,8 +42,9 @@
 //! Publish failures reach the caller.
 //!
 //! [`Broker::connected`] (the service's readiness) is `false` from a subscription's stream
-//! failing while Pub/Sub does not answer a lookup (tried before each new stream), and from a publish or connect that could not reach Pub/Sub until a
-//! lookup, tried again with the same backoff, or a later publish reaches it.
+//! failing while Pub/Sub does not answer a lookup (tried before each new stream), and from a
+//! publish or connect that could not reach Pub/Sub until a lookup, tried again with the same
+//! backoff, or a later publish reaches it.
 //!
 //! # Address, project, credentials
 //!
@@ -285,18 +286,9 @@ impl Inner {
     /// [`Inner::reach`] until it answers.
     fn publisher_outcome<T>(self: &Arc<Self>, result: &std::result::Result<T, Status>) {
         match result {
-            Err(s) if unreachable(s) => {
-                let inner = Arc::downgrade(self);
-                self.publishing.unreachable(move || {
-                    let inner = inner.clone();
-                    async move {
-                        match inner.upgrade() {
-                            Some(inner) => inner.reach().await.is_ok(),
-                            None => true,
-                        }
-                    }
-                });
-            }
+            Err(s) if unreachable(s) => self
+                .publishing
+                .unreachable(self, |inner| async move { inner.reach().await.is_ok() }),
             _ => self.publishing.reached(),
         }
     }

@@ -495,18 +495,9 @@ impl Inner {
     fn publisher_outcome(self: &Arc<Self>, result: &Result<()>) {
         match result {
             Ok(()) => self.publishing.reached(),
-            Err(e) if e.code == 503 => {
-                let inner = Arc::downgrade(self);
-                self.publishing.unreachable(move || {
-                    let inner = inner.clone();
-                    async move {
-                        match inner.upgrade() {
-                            Some(inner) => inner.open_publisher().await.is_ok(),
-                            None => true,
-                        }
-                    }
-                });
-            }
+            Err(e) if e.code == 503 => self.publishing.unreachable(self, |inner| async move {
+                inner.open_publisher().await.is_ok()
+            }),
             Err(_) => {}
         }
     }
