@@ -69,29 +69,32 @@ fn json_arg(what: &str, text: &str) -> Result<serde_json::Value, Failure> {
         .map_err(|e| Failure::Usage(format!("the {what} is not JSON ({e}): `{text}`")))
 }
 
-pub async fn services(client: &Client, out: &Out) -> Result<(), Failure> {
-    let mut list = registry(client).list_services().await?;
-    list.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
-    // The registries list a service once per version; some without nodes: ask for each.
-    let mut rows = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for s in &list {
-        if !seen.insert(s.name.clone()) {
-            continue;
-        }
-        let versions = registry(client)
-            .get_service(&s.name)
-            .await
-            .unwrap_or_default();
-        let versions = if versions.is_empty() {
-            vec![s.clone()]
+/// Every record of every registered service, by name and version. The registries list a
+/// service once per version, some without its nodes, so each name is asked for again; a name
+/// gone meanwhile keeps what the list said.
+pub async fn all_records(client: &Client) -> rmicro::Result<Vec<Service>> {
+    let registry = registry(client);
+    let mut listed = registry.list_services().await?;
+    listed.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+    listed.dedup_by(|a, b| a.name == b.name);
+    let mut all = Vec::new();
+    for s in listed {
+        let records = registry.get_service(&s.name).await?;
+        if records.is_empty() {
+            all.push(s);
         } else {
-            versions
-        };
-        for v in versions {
-            rows.push((v.name.clone(), v.version.clone(), v.nodes.len()));
+            all.extend(records);
         }
     }
+    Ok(all)
+}
+
+pub async fn services(client: &Client, out: &Out) -> Result<(), Failure> {
+    let rows: Vec<(String, String, usize)> = all_records(client)
+        .await?
+        .into_iter()
+        .map(|v| (v.name, v.version, v.nodes.len()))
+        .collect();
     if out.json() {
         let items: Vec<_> = rows
             .iter()
@@ -277,14 +280,7 @@ pub async fn call(client: &Client, args: CallArgs, out: &Out) -> Result<(), Fail
 }
 
 pub async fn registry_list(client: &Client, out: &Out) -> Result<(), Failure> {
-    let list = registry(client).list_services().await?;
-    let mut names: Vec<String> = list.into_iter().map(|s| s.name).collect();
-    names.sort();
-    names.dedup();
-    let mut all = Vec::new();
-    for name in names {
-        all.extend(registry(client).get_service(&name).await?);
-    }
+    let all = all_records(client).await?;
     if out.json() {
         out.value(&serde_json::to_value(&all).unwrap_or_default());
         return Ok(());

@@ -18,7 +18,7 @@ use rmcp::model::{
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ErrorData, ServerHandler, ServiceExt as _};
-use rmicro::registry::Value;
+use rmicro::registry::{Endpoint, Value};
 use rmicro::{Client, codec};
 use serde_json::json;
 
@@ -136,44 +136,81 @@ fn text(value: impl Into<String>) -> Vec<ContentBlock> {
     vec![ContentBlock::text(value)]
 }
 
+/// The tool for `endpoint` of `service`, unless it is a subscriber (not callable).
+fn tool_of(service: &str, endpoint: &Endpoint) -> Option<Tool> {
+    if endpoint
+        .metadata
+        .get("subscriber")
+        .is_some_and(|v| v == "true")
+    {
+        return None;
+    }
+    let description = endpoint
+        .metadata
+        .get("description")
+        .filter(|d| !d.is_empty())
+        .cloned()
+        .unwrap_or_else(|| format!("Call {} on {service} service", endpoint.name));
+    let schema: JsonObject = match object_schema(endpoint.request.as_ref()) {
+        serde_json::Value::Object(o) => o,
+        _ => JsonObject::new(),
+    };
+    Some(Tool::new(
+        format!("{service}.{}", endpoint.name),
+        description,
+        schema,
+    ))
+}
+
+fn registry_error(e: &rmicro::Error) -> ErrorData {
+    ErrorData::internal_error(format!("registry: {}", e.detail), None)
+}
+
 impl Gateway {
-    /// Every endpoint of every registered service as a tool (subscribers are not callable).
-    async fn tools(&self) -> Result<Vec<(Tool, String, String)>, ErrorData> {
-        let registry = commands::registry(&self.client);
-        let list = registry
-            .list_services()
+    /// Every endpoint of every registered service as a tool (of each service's first record).
+    async fn tools(&self) -> Result<Vec<Tool>, ErrorData> {
+        let all = commands::all_records(&self.client)
             .await
-            .map_err(|e| ErrorData::internal_error(format!("registry: {}", e.detail), None))?;
-        let mut names: Vec<String> = list.into_iter().map(|s| s.name).collect();
-        names.sort();
-        names.dedup();
-        let mut tools = Vec::new();
-        for name in names {
-            let Ok(records) = registry.get_service(&name).await else {
-                continue;
-            };
-            let Some(record) = records.first() else {
-                continue;
-            };
-            for ep in &record.endpoints {
-                if ep.metadata.get("subscriber").is_some_and(|v| v == "true") {
-                    continue;
-                }
-                let description = ep
-                    .metadata
-                    .get("description")
-                    .filter(|d| !d.is_empty())
-                    .cloned()
-                    .unwrap_or_else(|| format!("Call {} on {name} service", ep.name));
-                let schema: JsonObject = match object_schema(ep.request.as_ref()) {
-                    serde_json::Value::Object(o) => o,
-                    _ => JsonObject::new(),
-                };
-                let tool = Tool::new(format!("{name}.{}", ep.name), description, schema);
-                tools.push((tool, name.clone(), ep.name.clone()));
+            .map_err(|e| registry_error(&e))?;
+        let mut seen = std::collections::HashSet::new();
+        Ok(all
+            .iter()
+            .filter(|record| seen.insert(record.name.clone()))
+            .flat_map(|record| {
+                record
+                    .endpoints
+                    .iter()
+                    .filter_map(|ep| tool_of(&record.name, ep))
+            })
+            .collect())
+    }
+
+    /// The service and endpoint the tool `name` (`service.Endpoint`) calls, looked up in the
+    /// registry for that service alone. Service names may hold dots too, so each split is
+    /// tried, `Handler.Method` (the last two parts) first.
+    async fn target(&self, name: &str) -> Result<Option<(String, String)>, ErrorData> {
+        let dots: Vec<usize> = name.match_indices('.').map(|(i, _)| i).collect();
+        let first = dots.len().checked_sub(2).map(|i| dots[i]);
+        let splits = first
+            .into_iter()
+            .chain(dots.iter().copied().filter(|&d| Some(d) != first));
+        let registry = commands::registry(&self.client);
+        for at in splits {
+            let (service, endpoint) = (&name[..at], &name[at + 1..]);
+            let records = registry
+                .get_service(service)
+                .await
+                .map_err(|e| registry_error(&e))?;
+            let callable = records.first().is_some_and(|r| {
+                r.endpoints
+                    .iter()
+                    .any(|ep| ep.name == endpoint && tool_of(service, ep).is_some())
+            });
+            if callable {
+                return Ok(Some((service.to_owned(), endpoint.to_owned())));
             }
         }
-        Ok(tools)
+        Ok(None)
     }
 }
 
@@ -192,8 +229,7 @@ impl ServerHandler for Gateway {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let tools = self.tools().await?.into_iter().map(|(t, _, _)| t).collect();
-        Ok(ListToolsResult::with_all_items(tools))
+        Ok(ListToolsResult::with_all_items(self.tools().await?))
     }
 
     async fn call_tool(
@@ -201,9 +237,7 @@ impl ServerHandler for Gateway {
         request: CallToolRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let tools = self.tools().await?;
-        let Some((_, service, endpoint)) = tools.iter().find(|(t, _, _)| t.name == request.name)
-        else {
+        let Some((service, endpoint)) = self.target(&request.name).await? else {
             return Err(ErrorData::invalid_params(
                 format!(
                     "no tool `{}`: tools are service.Endpoint of a registered service",
@@ -216,8 +250,8 @@ impl ServerHandler for Gateway {
         let result = self
             .client
             .call_raw_with(
-                service,
-                endpoint,
+                &service,
+                &endpoint,
                 codec::JSON,
                 Bytes::from(arguments.to_string()),
                 rmicro::rpc::CallOptions::default(),

@@ -139,21 +139,10 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
 }
 
 async fn services(client: &Client) -> Response<Body> {
-    let registry = commands::registry(client);
-    let list = match registry.list_services().await {
-        Ok(list) => list,
-        Err(e) => return api::error(&e),
-    };
-    let mut names: Vec<String> = list.into_iter().map(|s| s.name).collect();
-    names.sort();
-    names.dedup();
-    let mut all = Vec::new();
-    for name in names {
-        if let Ok(records) = registry.get_service(&name).await {
-            all.extend(records);
-        }
+    match commands::all_records(client).await {
+        Ok(all) => value(&serde_json::to_value(all).unwrap_or_default()),
+        Err(e) => api::error(&e),
     }
-    value(&serde_json::to_value(all).unwrap_or_default())
 }
 
 /// The sum of a family's samples of `service` in a Prometheus text exposition.
