@@ -442,8 +442,17 @@ pub async fn subscribe(
 
 /// `GET http://{address}{path}`, bounded by [`PROBE_TIMEOUT`]: the status and the body.
 pub async fn http_get(address: &str, path: &str) -> Result<(http::StatusCode, Bytes), String> {
-    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<Bytes>>();
+    type Http = hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Empty<Bytes>,
+    >;
+    // One client (and its connection pool) for every probe: the dashboard probes each node
+    // every few seconds.
+    static HTTP: std::sync::OnceLock<Http> = std::sync::OnceLock::new();
+    let http = HTTP.get_or_init(|| {
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http()
+    });
     let uri: http::Uri = format!("http://{address}{path}")
         .parse()
         .map_err(|e: http::uri::InvalidUri| e.to_string())?;
