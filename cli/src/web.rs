@@ -61,26 +61,26 @@ struct State {
     registry: String,
 }
 
-fn asset(content_type: &'static str, body: &'static str) -> Response<Body> {
-    let mut rsp = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed());
-    let h = rsp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static(content_type),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        header::HeaderValue::from_static(CSP),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        header::HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-cache"),
-    );
+/// A 200 with `body` and `headers`.
+fn with_headers(body: Body, headers: &[(header::HeaderName, &'static str)]) -> Response<Body> {
+    let mut rsp = Response::new(body);
+    for (name, value) in headers {
+        rsp.headers_mut()
+            .insert(name, header::HeaderValue::from_static(value));
+    }
     rsp
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response<Body> {
+    with_headers(
+        Full::new(Bytes::from_static(body.as_bytes())).boxed(),
+        &[
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+    )
 }
 
 fn value(v: &serde_json::Value) -> Response<Body> {
@@ -215,17 +215,13 @@ const KEEPALIVE: &str = ":\n\n";
 fn sse(rx: tokio::sync::mpsc::Receiver<String>) -> Response<Body> {
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
         .map(|frame| Ok::<_, Infallible>(Frame::data(Bytes::from(frame))));
-    let mut rsp = Response::new(http_body_util::BodyExt::boxed(StreamBody::new(stream)));
-    let h = rsp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-cache"),
-    );
-    rsp
+    with_headers(
+        http_body_util::BodyExt::boxed(StreamBody::new(stream)),
+        &[
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+    )
 }
 
 async fn events(state: &State) -> Response<Body> {

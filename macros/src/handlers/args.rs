@@ -273,14 +273,14 @@ mod tests {
             /// by name.
             ///
             #[doc = "  Indented stays indented."]
-            pub async fn get(&self, req: R) -> Result<S> { todo!() }
+            pub async fn get(&self, req: R) -> Result<S> { Ok(S) }
         };
         assert_eq!(
             doc_comment(&f.attrs).as_deref(),
             Some("Looks a student up\nby name.\n\n Indented stays indented.")
         );
         let bare: ImplItemFn =
-            parse_quote! { pub async fn get(&self, req: R) -> Result<S> { todo!() } };
+            parse_quote! { pub async fn get(&self, req: R) -> Result<S> { Ok(S) } };
         assert_eq!(doc_comment(&bare.attrs), None);
     }
 
