@@ -76,6 +76,43 @@ async fn a_dead_node_is_retried_on_another() {
     assert_eq!(a.calls.load(Ordering::SeqCst), 5);
 }
 
+/// A node that accepts connections and drops them (a wedged process, a proxy in front of a
+/// dead one) costs three attempts, then is left out of selection: the calls go to the live
+/// node without paying a retry each.
+#[tokio::test]
+async fn a_node_that_drops_every_connection_is_left_out_after_three() {
+    use std::sync::atomic::AtomicU32;
+    let registry = MemoryRegistry::new();
+    let _a = start_registered(&registry, "a").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let mut flaky = start("unused").await.service;
+    flaky.nodes[0].id = format!("{SERVICE}-flaky");
+    flaky.nodes[0].address = listener.local_addr().expect("address").to_string();
+    registry
+        .register(&flaky, RegisterOptions::default())
+        .await
+        .expect("register");
+    let accepted = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    let client = client(Arc::new(registry), Strategy::RoundRobin);
+    for _ in 0..40 {
+        assert_eq!(served_by(&client).await, "a");
+    }
+    let tried = accepted.load(Ordering::SeqCst);
+    assert!(
+        (3..=4).contains(&tried),
+        "the dropping node was tried {tried} times in 40 calls"
+    );
+}
+
 #[tokio::test]
 async fn application_errors_are_not_retried_but_timeouts_are() {
     let registry = MemoryRegistry::new();

@@ -33,7 +33,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
 use super::names;
-use super::selector::{Next, Selector, Strategy};
+use super::selector::{Next, Outcome, Selector, Strategy};
 use crate::broker::{self, Message, PublishOptions, SharedBroker};
 use crate::codec::{self, Decode, Encode};
 use crate::layer::{Call, CallService, Layers, Publish, PublisherService, Shared};
@@ -150,8 +150,22 @@ impl fmt::Debug for Client {
 /// Why one attempt failed: the transport (retried) or the remote service (returned, except
 /// timeouts).
 enum Failure {
+    /// No connection could be made: nothing was sent.
+    Unreachable(Error),
+    /// The connection failed while the request was under way.
     Transport(Error),
     Remote(Error),
+}
+
+impl Failure {
+    fn transport(err: &hyper_util::client::legacy::Error) -> Self {
+        let error = connection_error(err);
+        if err.is_connect() {
+            Failure::Unreachable(error)
+        } else {
+            Failure::Transport(error)
+        }
+    }
 }
 
 impl Client {
@@ -418,16 +432,22 @@ impl Client {
         };
         let call_id = crate::id::uuid().to_string();
         let mut last: Option<Error> = None;
+        // Whether the last attempt could not connect to its node (so nothing was sent).
+        let mut unreachable = false;
         for attempt in 0..=retries {
             if attempt > 0 {
                 if self.inner.opts.metrics {
                     crate::metrics::get().retry(service, endpoint);
                 }
-                let pause = backoff(attempt);
-                if Instant::now() + pause >= deadline {
-                    return Err(timed_out(last.as_ref()));
+                // A node that could not be reached never saw the request: the next node not
+                // tried yet is called at once. Otherwise go-micro's backoff.
+                if !(unreachable && targets.has_untried()) {
+                    let pause = backoff(attempt);
+                    if Instant::now() + pause >= deadline {
+                        return Err(timed_out(last.as_ref()));
+                    }
+                    tokio::time::sleep(pause).await;
                 }
-                tokio::time::sleep(pause).await;
             }
             let Some(address) = targets.next() else {
                 return Err(super::selector::not_found(service));
@@ -445,14 +465,26 @@ impl Client {
             );
             let failure = match tokio::time::timeout_at(deadline, try_once).await {
                 Err(_) => return Err(timed_out(last.as_ref())),
-                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Ok(reply)) => {
+                    targets.report(Outcome::Answered);
+                    return Ok(reply);
+                }
                 Ok(Err(failure)) => failure,
             };
-            let err = match failure {
-                Failure::Remote(err) if err.code != 408 => return Err(err),
-                Failure::Remote(err) | Failure::Transport(err) => err,
+            unreachable = matches!(failure, Failure::Unreachable(_));
+            let (err, outcome) = match failure {
+                Failure::Remote(err) if err.code != 408 => {
+                    targets.report(Outcome::Answered);
+                    return Err(err);
+                }
+                Failure::Remote(err) => (err, None),
+                Failure::Unreachable(err) => (err, Some(Outcome::Unreachable)),
+                Failure::Transport(err) => (err, Some(Outcome::Broken)),
             };
             tracing::debug!(%service, %endpoint, %address, attempt, error = %err, "rpc attempt failed");
+            if let Some(outcome) = outcome {
+                targets.report(outcome);
+            }
             last = Some(err);
         }
         Err(last.unwrap_or_else(|| super::selector::not_found(service)))
@@ -493,7 +525,7 @@ impl Client {
             .http
             .request(request)
             .await
-            .map_err(|e| Failure::Transport(connection_error(&e)))?;
+            .map_err(|e| Failure::transport(&e))?;
         let (parts, body) = response.into_parts();
         if let Some(err) = parts.headers.get(names::ERROR) {
             return Err(Failure::Remote(Error::parse(&String::from_utf8_lossy(
@@ -597,6 +629,19 @@ impl Targets<'_> {
         match self {
             Targets::Fixed(address) => Some(address),
             Targets::Selected(next) => next.pick().map(|node| node.address.as_str()),
+        }
+    }
+
+    fn has_untried(&self) -> bool {
+        match self {
+            Targets::Fixed(_) => false,
+            Targets::Selected(next) => next.has_untried(),
+        }
+    }
+
+    fn report(&self, outcome: Outcome) {
+        if let Targets::Selected(next) = self {
+            next.report(outcome);
         }
     }
 }

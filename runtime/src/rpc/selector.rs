@@ -7,6 +7,14 @@
 //! TTL (one minute by default, as go-micro's registry cache): past it, the next lookup fetches
 //! again, and the watch is re-established with backoff, resynchronising when it is back.
 //!
+//! The selector also remembers nodes that just failed (a circuit breaker per node): a node
+//! the client could not connect to, or whose connection broke three calls in a row, is left
+//! out of selection for [`SelectorOptions::cooldown`], then let through for one probing call;
+//! each failed probe doubles its cooldown up to [`SelectorOptions::max_cooldown`], a
+//! success forgets the failures. So a node killed without deregistering costs the calls in
+//! flight when it died and one probe now and then, not every call that picks it until the
+//! registry's TTL drops it. When every node is out, they are tried anyway.
+//!
 //! ```
 //! use rmicro::rpc::Strategy;
 //! assert_eq!("roundrobin".parse::<Strategy>(), Ok(Strategy::RoundRobin));
@@ -91,6 +99,12 @@ pub struct SelectorOptions {
     pub min_backoff: Duration,
     /// Longest delay between attempts to re-establish a watch.
     pub max_backoff: Duration,
+    /// How long a node that just failed is left out of selection before one call probes it
+    /// again (1 s). Zero turns the circuit breaker off.
+    pub cooldown: Duration,
+    /// The longest a failing node is left out: each failed probe doubles its cooldown up to
+    /// this (30 s).
+    pub max_cooldown: Duration,
 }
 
 impl Default for SelectorOptions {
@@ -100,6 +114,8 @@ impl Default for SelectorOptions {
             ttl: Duration::from_secs(60),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
+            cooldown: Duration::from_secs(1),
+            max_cooldown: Duration::from_secs(30),
         }
     }
 }
@@ -140,13 +156,36 @@ impl Drop for Inner {
 
 /// One service's cached nodes.
 struct Entry {
+    /// The service's name.
+    service: Box<str>,
     /// The nodes and when they were last fetched in full.
     state: RwLock<Snapshot>,
     /// Whether a watch is currently keeping `state` fresh.
     watching: AtomicBool,
     /// Round-robin position, shared by every call to this service.
     counter: AtomicUsize,
+    /// The circuit breakers of nodes that failed lately, by node id.
+    trips: Mutex<HashMap<String, Trip>>,
+    /// `trips.len()`, read without the lock: zero on the hot path of a healthy service.
+    tripped: AtomicUsize,
 }
+
+/// The failures of one node (see the module's documentation).
+#[derive(Debug, Clone, Copy)]
+struct Trip {
+    /// Connection failures in a row.
+    failures: u32,
+    /// Until when the node is left out; `None` while closed (failures below the threshold).
+    open_until: Option<Instant>,
+    /// The cooldown the next failure opens the circuit for.
+    cooldown: Duration,
+    /// A call is probing the node after its cooldown.
+    probing: bool,
+}
+
+/// Connections that broke mid-call (rather than could not be made) in a row that open a
+/// node's circuit.
+const BROKEN_CONNECTIONS_TO_TRIP: u32 = 3;
 
 #[derive(Clone)]
 struct Snapshot {
@@ -155,15 +194,32 @@ struct Snapshot {
 }
 
 impl Entry {
-    fn new(nodes: Vec<Node>, watching: bool) -> Self {
+    fn new(service: &str, nodes: Vec<Node>, watching: bool) -> Self {
         Self {
+            service: service.into(),
             state: RwLock::new(Snapshot {
                 nodes: nodes.into(),
                 fetched: Instant::now(),
             }),
             watching: AtomicBool::new(watching),
             counter: AtomicUsize::new(rand::random::<u32>() as usize),
+            trips: Mutex::new(HashMap::new()),
+            tripped: AtomicUsize::new(0),
         }
+    }
+
+    fn trips(&self) -> std::sync::MutexGuard<'_, HashMap<String, Trip>> {
+        self.trips.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Forgets the breakers of nodes not in `nodes`.
+    fn forget_gone(&self, nodes: &[Node]) {
+        if self.tripped.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut trips = self.trips();
+        trips.retain(|id, _| nodes.iter().any(|n| &n.id == id));
+        self.tripped.store(trips.len(), Ordering::Release);
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -174,6 +230,7 @@ impl Entry {
     }
 
     fn replace(&self, nodes: Vec<Node>) {
+        self.forget_gone(&nodes);
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         *state = Snapshot {
             nodes: nodes.into(),
@@ -198,6 +255,9 @@ impl Entry {
                 }
                 (Action::Delete, None) => {}
             }
+        }
+        if change.action == Action::Delete {
+            self.forget_gone(&nodes);
         }
         state.nodes = nodes.into();
     }
@@ -293,7 +353,7 @@ impl Selector {
         if snapshot.nodes.is_empty() {
             return Err(not_found(service));
         }
-        Ok(Next::new(snapshot.nodes, self.inner.opts.strategy, entry))
+        Ok(Next::new(snapshot.nodes, Arc::clone(&self.inner), entry))
     }
 
     /// Fetches `service` again for an entry whose watch is down; stale nodes are kept (and
@@ -337,7 +397,7 @@ impl Selector {
             tracing::debug!(%service, error = %err, "registry watch unavailable, caching with a ttl");
         }
         let nodes = self.fetch(service).await?;
-        let entry = Arc::new(Entry::new(nodes, watch.is_ok()));
+        let entry = Arc::new(Entry::new(service, nodes, watch.is_ok()));
         let entry = {
             let mut cache = self
                 .inner
@@ -422,14 +482,95 @@ async fn keep_fresh(
     }
 }
 
+/// How a call to a node went, as far as the node's circuit breaker is concerned (see
+/// [`Next::report`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The node answered (a reply or an error of its own): it is alive.
+    Answered,
+    /// No connection could be made: the node opens its circuit at once.
+    Unreachable,
+    /// The connection broke before the reply: three in a row open the circuit.
+    Broken,
+}
+
+impl Entry {
+    /// The indices of `nodes` whose circuit is open now.
+    fn open(&self, nodes: &[Node], now: Instant) -> Vec<usize> {
+        let trips = self.trips();
+        (0..nodes.len())
+            .filter(|&i| {
+                trips
+                    .get(&nodes[i].id)
+                    .and_then(|t| t.open_until)
+                    .is_some_and(|until| until > now)
+            })
+            .collect()
+    }
+
+    /// A node whose cooldown is over was picked: it probes, and the others skip it until the
+    /// probe is reported (or one more cooldown has passed).
+    fn probing(&self, id: &str, now: Instant) {
+        if let Some(trip) = self.trips().get_mut(id)
+            && trip.open_until.is_some_and(|until| until <= now)
+        {
+            trip.open_until = Some(now + trip.cooldown);
+            trip.probing = true;
+        }
+    }
+
+    fn report(&self, node: &Node, outcome: Outcome, opts: &SelectorOptions) {
+        let service = &*self.service;
+        if opts.cooldown.is_zero() {
+            return;
+        }
+        let mut trips = match outcome {
+            Outcome::Answered if self.tripped.load(Ordering::Acquire) == 0 => return,
+            _ => self.trips(),
+        };
+        if outcome == Outcome::Answered {
+            if trips
+                .remove(&node.id)
+                .is_some_and(|t| t.open_until.is_some())
+            {
+                tracing::info!(%service, node = %node.id, address = %node.address, "node answers again, back in selection");
+            }
+            self.tripped.store(trips.len(), Ordering::Release);
+            return;
+        }
+        let trip = trips.entry(node.id.clone()).or_insert(Trip {
+            failures: 0,
+            open_until: None,
+            cooldown: opts.cooldown,
+            probing: false,
+        });
+        trip.failures = trip.failures.saturating_add(1);
+        if outcome == Outcome::Unreachable || trip.failures >= BROKEN_CONNECTIONS_TO_TRIP {
+            let now = Instant::now();
+            if trip.probing {
+                trip.probing = false;
+                trip.cooldown = (trip.cooldown * 2).min(opts.max_cooldown.max(opts.cooldown));
+                trip.open_until = Some(now + trip.cooldown);
+            } else if trip.open_until.is_none_or(|until| until <= now) {
+                // Calls in flight when the node died fail together: the first opens the
+                // circuit, the rest leave it as it is.
+                trip.open_until = Some(now + trip.cooldown);
+                tracing::warn!(%service, node = %node.id, address = %node.address, cooldown = ?trip.cooldown, ?outcome, "node left out of selection");
+            }
+        }
+        self.tripped.store(trips.len(), Ordering::Release);
+    }
+}
+
 /// The nodes of one service for one call, in the order they should be tried.
 ///
 /// Nodes already returned are skipped by later calls to [`Next::pick`] until every node has
-/// been tried, so retries go to other nodes first.
+/// been tried, so retries go to other nodes first; so are nodes whose circuit is open (see
+/// the module's documentation), unless every node not yet tried is.
 pub struct Next {
     nodes: Arc<[Node]>,
-    strategy: Strategy,
     entry: Arc<Entry>,
+    selector: Arc<Inner>,
     tried: Vec<usize>,
 }
 
@@ -437,17 +578,17 @@ impl fmt::Debug for Next {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Next")
             .field("nodes", &self.nodes.len())
-            .field("strategy", &self.strategy)
+            .field("strategy", &self.selector.opts.strategy)
             .field("tried", &self.tried)
             .finish()
     }
 }
 
 impl Next {
-    fn new(nodes: Arc<[Node]>, strategy: Strategy, entry: Arc<Entry>) -> Self {
+    fn new(nodes: Arc<[Node]>, selector: Arc<Inner>, entry: Arc<Entry>) -> Self {
         Self {
             nodes,
-            strategy,
+            selector,
             entry,
             tried: Vec::new(),
         }
@@ -463,8 +604,13 @@ impl Next {
         self.nodes.is_empty()
     }
 
-    /// The next node to try: one not tried yet by this call while there is one, any node
-    /// after that.
+    /// Whether a node not tried yet by this call is left.
+    pub fn has_untried(&self) -> bool {
+        self.tried.len() < self.nodes.len()
+    }
+
+    /// The next node to try: one not tried yet by this call while there is one (skipping
+    /// nodes whose circuit is open while another is left), any node after that.
     pub fn pick(&mut self) -> Option<&Node> {
         let len = self.nodes.len();
         if len == 0 {
@@ -473,18 +619,38 @@ impl Next {
         if self.tried.len() >= len {
             self.tried.clear();
         }
-        let untried = len - self.tried.len();
-        // The k-th node (in index order, wrapping) among those not tried yet.
-        let k = match self.strategy {
-            Strategy::Random => rand::random_range(0..untried),
-            Strategy::RoundRobin => self.entry.counter.fetch_add(1, Ordering::Relaxed) % untried,
+        let now = Instant::now();
+        let open = if self.entry.tripped.load(Ordering::Acquire) == 0 {
+            Vec::new()
+        } else {
+            self.entry.open(&self.nodes, now)
         };
-        let index = (0..len)
-            .filter(|i| !self.tried.contains(i))
-            .nth(k)
-            .unwrap_or(0);
+        let tried = &self.tried;
+        // Every node left out of selection: try them anyway.
+        let skip_open = (0..len).any(|i| !tried.contains(&i) && !open.contains(&i));
+        let skipped = |i: &usize| tried.contains(i) || (skip_open && open.contains(i));
+        let candidates = (0..len).filter(|i| !skipped(i)).count();
+        // The k-th candidate, in index order.
+        let k = match self.selector.opts.strategy {
+            Strategy::Random => rand::random_range(0..candidates),
+            Strategy::RoundRobin => self.entry.counter.fetch_add(1, Ordering::Relaxed) % candidates,
+        };
+        let index = (0..len).filter(|i| !skipped(i)).nth(k).unwrap_or(0);
         self.tried.push(index);
-        self.nodes.get(index)
+        let node = self.nodes.get(index)?;
+        if self.entry.tripped.load(Ordering::Acquire) > 0 {
+            self.entry.probing(&node.id, now);
+        }
+        Some(node)
+    }
+
+    /// Tells the selector how the call to the node last picked went, for its circuit
+    /// breaker. The client does this for every attempt.
+    pub fn report(&self, outcome: Outcome) {
+        let Some(node) = self.tried.last().and_then(|&i| self.nodes.get(i)) else {
+            return;
+        };
+        self.entry.report(node, outcome, &self.selector.opts);
     }
 }
 
@@ -758,5 +924,116 @@ mod tests {
             service: service("s", &["ccc"]),
         }));
         wait_for(&selector, "s", |ids| ids == ["bb", "ccc"]).await;
+    }
+
+    fn breaker(cooldown_ms: u64) -> SelectorOptions {
+        SelectorOptions {
+            strategy: Strategy::RoundRobin,
+            cooldown: Duration::from_millis(cooldown_ms),
+            max_cooldown: Duration::from_millis(cooldown_ms * 4),
+            ..SelectorOptions::default()
+        }
+    }
+
+    /// Picks once per call for `calls` calls, reporting every pick of `dead` as `outcome` and
+    /// every other as answered; returns how many calls picked `dead` first.
+    async fn calls_to(selector: &Selector, dead: &str, outcome: Outcome, calls: usize) -> usize {
+        let mut hits = 0;
+        for _ in 0..calls {
+            let mut next = selector.select("s").await.expect("select");
+            let first = next.pick().expect("node").id.clone();
+            if first == dead {
+                hits += 1;
+                next.report(outcome);
+                // The retry goes to the other node.
+                assert_ne!(next.pick().expect("node").id, dead);
+            }
+            next.report(Outcome::Answered);
+        }
+        hits
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_node_is_left_out_until_its_cooldown_then_probed_once() {
+        let reg = Scripted::new(vec![service("s", &["a", "dead"])]);
+        let selector = Selector::with_options(reg, breaker(300));
+        // The first call that meets it opens its circuit; the next 50 never pick it.
+        assert_eq!(
+            calls_to(&selector, "dead", Outcome::Unreachable, 50).await,
+            1
+        );
+
+        // After the cooldown one call probes it, and failing doubles the cooldown.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(
+            calls_to(&selector, "dead", Outcome::Unreachable, 50).await,
+            1
+        );
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(
+            calls_to(&selector, "dead", Outcome::Unreachable, 50).await,
+            0,
+            "a failed probe doubles the cooldown (600 ms)"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The probe answers: the node is back in rotation for good.
+        assert!(calls_to(&selector, "dead", Outcome::Answered, 2).await >= 1);
+        let picked = ids(&selector, "s", 40).await;
+        let back = picked.iter().filter(|id| *id == "dead").count();
+        assert!(back >= 19, "{back} of 40 picks after it answered");
+    }
+
+    #[tokio::test]
+    async fn broken_connections_open_the_circuit_after_three_in_a_row() {
+        let reg = Scripted::new(vec![service("s", &["a", "flaky"])]);
+        let selector = Selector::with_options(reg, breaker(60_000));
+        assert_eq!(calls_to(&selector, "flaky", Outcome::Broken, 100).await, 3);
+    }
+
+    #[tokio::test]
+    async fn when_every_node_is_out_they_are_tried_anyway_and_a_gone_node_is_forgotten() {
+        let reg = Scripted::new(vec![service("s", &["a", "bb"])]);
+        let selector = Selector::with_options(reg.clone(), breaker(60_000));
+        for _ in 0..2 {
+            let mut next = selector.select("s").await.expect("select");
+            next.pick().expect("node");
+            next.report(Outcome::Unreachable);
+        }
+        // Both are out; a call still gets both, one after the other.
+        let mut next = selector.select("s").await.expect("select");
+        let mut both = vec![
+            next.pick().expect("node").id.clone(),
+            next.pick().expect("node").id.clone(),
+        ];
+        both.sort();
+        assert_eq!(both, ["a", "bb"]);
+
+        // `bb` leaves and comes back under the same id: its past failures are forgotten.
+        reg.send(Ok(Change {
+            action: Action::Delete,
+            service: service("s", &["bb"]),
+        }));
+        wait_for(&selector, "s", |ids| ids == ["a"]).await;
+        reg.send(Ok(Change {
+            action: Action::Create,
+            service: service("s", &["bb"]),
+        }));
+        wait_for(&selector, "s", |ids| ids == ["a", "bb"]).await;
+        assert_eq!(ids(&selector, "s", 10).await, vec!["bb".to_owned(); 10]);
+    }
+
+    #[tokio::test]
+    async fn a_zero_cooldown_turns_the_breaker_off() {
+        let reg = Scripted::new(vec![service("s", &["a", "dead"])]);
+        let selector = Selector::with_options(
+            reg,
+            SelectorOptions {
+                strategy: Strategy::Random,
+                ..breaker(0)
+            },
+        );
+        // Half the calls, give or take; with the breaker on it would be one.
+        let hits = calls_to(&selector, "dead", Outcome::Unreachable, 100).await;
+        assert!((20..=80).contains(&hits), "{hits} of 100");
     }
 }
