@@ -25,7 +25,8 @@
 //! - **Reconnection.** Each connection is driven by its own task, which polls rumqttc's event
 //!   loop and, after any error, reconnects by itself with exponential backoff (100 ms doubling
 //!   to [`MqttBrokerOptions::max_backoff`], with jitter), trying the listed addresses in turn.
-//!   Every connection is a clean session, so after each reconnect the task subscribes again to
+//!   Every connection is a clean session (unless [`MqttBrokerOptions::session`] names
+//!   persistent ones for the queues), so after each reconnect the task subscribes again to
 //!   every filter it holds.
 //! - **Dispatch.** Each subscription has a worker task fed by a bounded channel
 //!   ([`MqttBrokerOptions::subscription_buffer`] messages), which runs the handler on one
@@ -102,6 +103,20 @@ pub struct MqttBrokerOptions {
     /// TLS client configuration for `mqtts://` addresses. `None`: rustls with ring and the
     /// system's root certificates.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// A name for this instance's persistent sessions (`MICRO_MQTT_SESSION` from the
+    /// environment). `None` (the default): every connection is a clean session.
+    ///
+    /// With a name, each queue subscription's connection is a persistent session
+    /// (`clean_session = false`) with the client id `<name>-<hash of the filter>`, so the
+    /// server keeps the subscription and queues its share of the messages while the
+    /// connection is down or the server restarts (mosquitto with `persistence true`): nothing
+    /// acknowledged to a publisher is lost on the way. The name must be unique among the
+    /// instances using the server (two connections with one client id throw each other off)
+    /// and stable across restarts of this instance (a pod's or host's name): an instance that
+    /// dies without [`Broker::disconnect`] leaves its session behind, and the server goes on
+    /// queueing that session's share of the queue until the same name connects again.
+    /// `disconnect` ends the sessions.
+    pub session: Option<String>,
 }
 
 impl Default for MqttBrokerOptions {
@@ -115,6 +130,7 @@ impl Default for MqttBrokerOptions {
             subscription_buffer: 1024,
             max_backoff: Duration::from_secs(5),
             tls: None,
+            session: None,
         }
     }
 }
@@ -130,6 +146,7 @@ impl fmt::Debug for MqttBrokerOptions {
             .field("subscription_buffer", &self.subscription_buffer)
             .field("max_backoff", &self.max_backoff)
             .field("tls", &self.tls.is_some())
+            .field("session", &self.session)
             .finish()
     }
 }
@@ -225,10 +242,15 @@ struct Stats {
 }
 
 impl Settings {
-    fn mqtt_options(&self, client_id: &str, endpoint: &Endpoint) -> rumqttc::MqttOptions {
+    fn mqtt_options(
+        &self,
+        client_id: &str,
+        endpoint: &Endpoint,
+        persistent: bool,
+    ) -> rumqttc::MqttOptions {
         let mut o = rumqttc::MqttOptions::new(client_id, endpoint.host.clone(), endpoint.port);
         o.set_keep_alive(self.opts.keep_alive.max(Duration::from_secs(1)))
-            .set_clean_session(true)
+            .set_clean_session(!persistent)
             .set_max_packet_size(self.opts.max_packet_size, self.opts.max_packet_size)
             .set_request_channel_capacity(REQUEST_CAPACITY);
         if let Some((user, password)) = &endpoint.credentials {
@@ -317,8 +339,14 @@ impl MqttBroker {
     }
 
     /// The broker `--broker=mqtt --broker_address=...` names.
+    ///
+    /// `MICRO_MQTT_SESSION` in the environment sets [`MqttBrokerOptions::session`].
     pub fn from_config(options: &Options) -> Result<Self> {
         let mut opts = MqttBrokerOptions::default();
+        opts.session = std::env::var("MICRO_MQTT_SESSION")
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty());
         if !options.broker_address.trim().is_empty() {
             opts.addresses = options
                 .broker_address
@@ -348,16 +376,19 @@ impl MqttBroker {
 
     fn main(&self) -> Arc<Conn> {
         let mut main = lock(&self.inner.main);
-        Arc::clone(main.get_or_insert_with(|| Conn::start(&self.inner.settings, "main")))
+        Arc::clone(main.get_or_insert_with(|| Conn::start(&self.inner.settings, "main", None)))
     }
 
     fn queue_conn(&self, filter: &str) -> Arc<Conn> {
         let mut queues = lock(&self.inner.queues);
-        Arc::clone(
-            queues
-                .entry(filter.to_owned())
-                .or_insert_with(|| Conn::start(&self.inner.settings, filter)),
-        )
+        Arc::clone(queues.entry(filter.to_owned()).or_insert_with(|| {
+            let session = self.inner.settings.opts.session.as_deref();
+            Conn::start(
+                &self.inner.settings,
+                filter,
+                session.map(|s| session_id(s, filter)),
+            )
+        }))
     }
 }
 
@@ -470,13 +501,18 @@ impl Drop for Conn {
 }
 
 impl Conn {
-    fn start(settings: &Arc<Settings>, role: &str) -> Arc<Conn> {
-        let uuid = crate::id::uuid().simple().to_string();
-        // 23 characters, the most MQTT 3.1.1 servers must accept.
-        let client_id = format!("rmicro-{}", &uuid[..16]);
+    /// Starts a connection: a persistent session with the client id `session`, else a clean
+    /// one with a random id.
+    fn start(settings: &Arc<Settings>, role: &str, session: Option<String>) -> Arc<Conn> {
+        let persistent = session.is_some();
+        let client_id = session.unwrap_or_else(|| {
+            let uuid = crate::id::uuid().simple().to_string();
+            // 23 characters, the most MQTT 3.1.1 servers must accept.
+            format!("rmicro-{}", &uuid[..16])
+        });
         let endpoint = &settings.endpoints[0];
         let (client, mut eventloop) = AsyncClient::new(
-            settings.mqtt_options(&client_id, endpoint),
+            settings.mqtt_options(&client_id, endpoint, persistent),
             REQUEST_CAPACITY,
         );
         // As Go's net package does for every TCP connection (so go-micro's paho client):
@@ -489,6 +525,7 @@ impl Conn {
         let shared = Arc::new(Shared {
             client,
             client_id,
+            persistent,
             settings: Arc::clone(settings),
             state: Mutex::new(State::default()),
             link,
@@ -557,6 +594,9 @@ struct State {
     unsubscribes: HashMap<u16, Option<Waiter>>,
     /// MQTT filter -> the local subscriptions through it.
     filters: BTreeMap<String, Filter>,
+    /// Filters of a persistent session left while disconnected: the server still holds
+    /// them, so they are unsubscribed on the next connection.
+    orphans: Vec<String>,
 }
 
 impl State {
@@ -602,6 +642,8 @@ struct LocalSub {
 struct Shared {
     client: AsyncClient,
     client_id: String,
+    /// A persistent session (see [`MqttBrokerOptions::session`]).
+    persistent: bool,
     settings: Arc<Settings>,
     state: Mutex<State>,
     link: watch::Sender<Link>,
@@ -825,8 +867,15 @@ impl Shared {
         }
         let ack = {
             let mut state = lock(&self.state);
-            // Subscribed again meanwhile, or not connected (the next session starts clean).
-            if state.filters.contains_key(filter) || !state.connected {
+            // Subscribed again meanwhile, or not connected (the next session starts clean, or
+            // a persistent one unsubscribes it then).
+            if state.filters.contains_key(filter) {
+                return Ok(());
+            }
+            if !state.connected {
+                if self.persistent {
+                    state.orphans.push(filter.to_owned());
+                }
                 return Ok(());
             }
             let (tx, rx) = oneshot::channel();
@@ -892,6 +941,17 @@ impl Shared {
             .keys()
             .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce))
             .collect();
+        for orphan in std::mem::take(&mut state.orphans) {
+            if state.filters.contains_key(&orphan) {
+                continue;
+            }
+            match self.client.try_unsubscribe(orphan.clone()) {
+                Ok(()) => state.requests.push_back(Request::Unsubscribe(None)),
+                Err(err) => {
+                    tracing::warn!(filter = %orphan, error = %err, "mqtt: cannot leave a filter of the persistent session");
+                }
+            }
+        }
         if !filters.is_empty() {
             let n = filters.len();
             match self.client.try_subscribe_many(filters) {
@@ -1069,8 +1129,11 @@ async fn run(shared: Arc<Shared>, mut eventloop: EventLoop, mut shutdown: watch:
                 failures = failures.saturating_add(1);
                 if settings.endpoints.len() > 1 {
                     endpoint = (endpoint + 1) % settings.endpoints.len();
-                    eventloop.mqtt_options =
-                        settings.mqtt_options(&shared.client_id, &settings.endpoints[endpoint]);
+                    eventloop.mqtt_options = settings.mqtt_options(
+                        &shared.client_id,
+                        &settings.endpoints[endpoint],
+                        shared.persistent,
+                    );
                 }
                 let delay = backoff.next_delay();
                 tokio::select! {
@@ -1081,8 +1144,10 @@ async fn run(shared: Arc<Shared>, mut eventloop: EventLoop, mut shutdown: watch:
             }
         }
     }
-    // A clean DISCONNECT when connected, so the server drops the session at once.
-    if lock(&shared.state).connected && shared.client.try_disconnect().is_ok() {
+    if shared.persistent {
+        end_session(&shared, &mut eventloop).await;
+    } else if lock(&shared.state).connected && shared.client.try_disconnect().is_ok() {
+        // A clean DISCONNECT, so the server drops the session at once.
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             loop {
                 match eventloop.poll().await {
@@ -1094,6 +1159,42 @@ async fn run(shared: Arc<Shared>, mut eventloop: EventLoop, mut shutdown: watch:
         .await;
     }
     shared.on_closed();
+}
+
+/// Ends a persistent session: a clean-session connection with the same client id makes the
+/// server discard it (MQTT 3.1.1 §3.1.2.4), then a DISCONNECT.
+async fn end_session(shared: &Shared, eventloop: &mut EventLoop) {
+    eventloop.clean();
+    eventloop.pending.clear();
+    eventloop.state.events.clear();
+    eventloop.mqtt_options.set_clean_session(true);
+    let ended = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(Incoming::ConnAck(_))) => {
+                    if shared.client.try_disconnect().is_err() {
+                        return false;
+                    }
+                }
+                Ok(rumqttc::Event::Outgoing(Outgoing::Disconnect)) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    })
+    .await;
+    if ended != Ok(true) {
+        tracing::warn!(client = %shared.client_id, "mqtt: could not end the persistent session; the server keeps it (and queues its messages) until this client id connects again");
+    }
+}
+
+/// The client id of a queue subscription's persistent session: the instance's session name
+/// and a hash of the filter (FNV-1a, stable across builds and platforms).
+fn session_id(session: &str, filter: &str) -> String {
+    let hash = filter.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{session}-{:08x}", hash as u32)
 }
 
 fn describe(err: &ConnectionError) -> String {

@@ -10,6 +10,7 @@
 pub mod broker;
 pub mod gomicro;
 pub mod process;
+pub mod proxy;
 #[cfg(feature = "googlepubsub")]
 pub mod pubsub_raw;
 pub mod registry;
