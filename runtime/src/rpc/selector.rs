@@ -238,6 +238,33 @@ impl Entry {
         };
     }
 
+    /// Takes the nodes a registry lists after its watch was broken. Nodes cached but not
+    /// listed are kept, beside the listed ones, when the registry may have lost them rather
+    /// than they it (a registry restarted empty lists nothing until the services register
+    /// again, one register interval later); the watch brings them back as they re-register,
+    /// their circuit breakers keep calls off those that died meanwhile, and a lookup after
+    /// the selector's TTL settles the rest. Returns whether nodes were kept that way.
+    fn resync(&self, service: &str, mut fresh: Vec<Node>) -> bool {
+        let cached = self.snapshot().nodes;
+        let kept: Vec<Node> = cached
+            .iter()
+            .filter(|n| !fresh.iter().any(|f| f.id == n.id))
+            .cloned()
+            .collect();
+        if !kept.is_empty() {
+            tracing::info!(
+                %service,
+                listed = fresh.len(),
+                kept = kept.len(),
+                "the registry is back without some nodes; keeping them until they register again or the cache's ttl passes"
+            );
+        }
+        let unconfirmed = !kept.is_empty();
+        fresh.extend(kept);
+        self.replace(fresh);
+        unconfirmed
+    }
+
     /// Applies one watch change; the entry's `fetched` time is left alone.
     fn apply(&self, service: &str, change: &Change) {
         if change.service.name != service {
@@ -439,16 +466,42 @@ async fn keep_fresh(
     mut watch: Option<crate::registry::Watcher>,
 ) {
     let mut backoff = None;
+    // Until when nodes kept through a resync wait to be confirmed (see `Entry::resync`).
+    let mut confirm_at: Option<tokio::time::Instant> = None;
     loop {
         if let Some(mut stream) = watch.take() {
             backoff = None;
-            while let Some(change) = stream.next().await {
+            loop {
+                let confirm = async {
+                    match confirm_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let change = tokio::select! {
+                    change = stream.next() => change,
+                    () = confirm => {
+                        confirm_at = None;
+                        let Some(inner) = inner.upgrade() else { return };
+                        let registry = Arc::clone(&inner.registry);
+                        drop(inner);
+                        match registry.get_service(&service).await {
+                            Ok(services) => entry.replace(flatten(services)),
+                            Err(err) if err.code == 404 => entry.replace(Vec::new()),
+                            Err(err) => {
+                                tracing::debug!(%service, error = %err, "registry lookup failed; keeping the nodes");
+                            }
+                        }
+                        continue;
+                    }
+                };
                 match change {
-                    Ok(change) => entry.apply(&service, &change),
-                    Err(err) => {
+                    Some(Ok(change)) => entry.apply(&service, &change),
+                    Some(Err(err)) => {
                         tracing::debug!(%service, error = %err, "registry watch failed");
                         break;
                     }
+                    None => break,
                 }
             }
             drop(stream);
@@ -459,18 +512,22 @@ async fn keep_fresh(
         let delay = backoff.map_or(min, |d: Duration| (d * 2).min(max));
         backoff = Some(delay);
         let registry = Arc::clone(&inner.registry);
+        let grace = inner.opts.ttl;
         // Do not keep the selector alive while sleeping.
         drop(inner);
         tokio::time::sleep(delay).await;
         match registry.watch(WatchOptions::service(&service)).await {
             Ok(stream) => {
-                match registry.get_service(&service).await {
-                    Ok(services) => entry.replace(flatten(services)),
-                    Err(err) if err.code == 404 => entry.replace(Vec::new()),
+                let fresh = match registry.get_service(&service).await {
+                    Ok(services) => flatten(services),
+                    Err(err) if err.code == 404 => Vec::new(),
                     Err(err) => {
                         tracing::debug!(%service, error = %err, "registry resync failed");
                         continue;
                     }
+                };
+                if entry.resync(&service, fresh) {
+                    confirm_at = Some(tokio::time::Instant::now() + grace);
                 }
                 entry.watching.store(true, Ordering::Release);
                 watch = Some(stream);
@@ -1035,5 +1092,43 @@ mod tests {
         // Half the calls, give or take; with the breaker on it would be one.
         let hits = calls_to(&selector, "dead", Outcome::Unreachable, 100).await;
         assert!((20..=80).contains(&hits), "{hits} of 100");
+    }
+
+    #[tokio::test]
+    async fn a_registry_back_empty_after_its_watch_broke_does_not_empty_the_cache() {
+        let reg = Scripted::new(vec![service("s", &["a", "bb"])]);
+        let selector = Selector::with_options(
+            reg.clone(),
+            SelectorOptions {
+                ttl: Duration::from_millis(600),
+                min_backoff: Duration::from_millis(10),
+                max_backoff: Duration::from_millis(20),
+                ..SelectorOptions::default()
+            },
+        );
+        wait_for(&selector, "s", |ids| ids == ["a", "bb"]).await;
+        // The registry restarts empty: the watch breaks, and is re-established on a registry
+        // that lists nothing.
+        reg.nodes.lock().expect("lock").clear();
+        reg.send(Err(Error::internal_server_error("scripted", "lost")));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while reg.gets.load(Ordering::SeqCst) < 2 {
+            assert!(Instant::now() < deadline, "no resync");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            ids(&selector, "s", 1).await.len(),
+            1,
+            "the nodes are still served"
+        );
+        // `a` registers again; `bb` does not (it died meanwhile).
+        reg.nodes.lock().expect("lock").push(service("s", &["a"]));
+        reg.send(Ok(Change {
+            action: Action::Create,
+            service: service("s", &["a"]),
+        }));
+        // After the TTL, a lookup settles it: only `a` is left.
+        wait_for(&selector, "s", |ids| ids == ["a"]).await;
     }
 }
