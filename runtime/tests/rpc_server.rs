@@ -420,6 +420,51 @@ async fn graceful_shutdown_lets_the_request_in_flight_finish() {
     assert_eq!(aborted, 0);
 }
 
+/// A graceful stop under a steady load: requests that reach the server while it drains are
+/// served or find their connection closed (the client then retries elsewhere), never
+/// answered "aborted" while the grace period has time left. (The server used to abort as soon
+/// as no request was in flight for an instant, cutting one that was arriving.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_under_load_aborts_nothing() {
+    for round in 0..5 {
+        let server = start("a").await;
+        let client = client(Arc::new(MemoryRegistry::new()), Strategy::Random);
+        let direct = CallOptions {
+            retries: Some(0),
+            ..server.direct()
+        };
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let callers: Vec<_> = (0..16)
+            .map(|_| {
+                let (client, direct, stop) = (client.clone(), direct.clone(), Arc::clone(&stop));
+                tokio::spawn(async move {
+                    let mut aborted = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let reply: rmicro::Result<Student> = client
+                            .call_with(SERVICE, GET, &davie(), direct.clone())
+                            .await;
+                        if let Err(e) = reply
+                            && e.detail.contains("aborted")
+                        {
+                            aborted.push(e.detail);
+                        }
+                    }
+                    aborted
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let aborted_by_server = server.handle.shutdown(Duration::from_secs(5)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut aborted = Vec::new();
+        for caller in callers {
+            aborted.extend(caller.await.expect("caller"));
+        }
+        assert_eq!(aborted_by_server, 0, "round {round}");
+        assert!(aborted.is_empty(), "round {round}: {aborted:?}");
+    }
+}
+
 #[tokio::test]
 async fn shutdown_aborts_what_outlives_the_grace_period() {
     let Running { handle, .. } = start("a").await;

@@ -53,7 +53,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument as _;
 
@@ -213,7 +213,6 @@ impl Server {
             stack,
             web,
             in_flight: AtomicUsize::new(0),
-            idle: Notify::new(),
             state,
         });
         let accept = tokio::spawn(accept_loop(self.listener, Arc::clone(&shared), state_rx));
@@ -250,8 +249,6 @@ struct Shared {
     stack: Option<crate::layer::Shared<HandlerService>>,
     web: Option<WebRoutes>,
     in_flight: AtomicUsize,
-    /// Notified when `in_flight` drops to zero.
-    idle: Notify,
     state: watch::Sender<State>,
 }
 
@@ -291,21 +288,19 @@ impl ServerHandle {
     pub async fn shutdown(mut self, grace: Duration) -> usize {
         let shared = Arc::clone(&self.shared);
         shared.state.send_replace(State::Draining);
-        let drained = async {
-            loop {
-                let idle = shared.idle.notified();
-                tokio::pin!(idle);
-                idle.as_mut().enable();
-                if shared.in_flight.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                idle.await;
+        // Every connection finishes its current request and closes (so a request that
+        // arrives on a kept-alive connection while others drain is served, not aborted);
+        // the accept loop ends once the last one has.
+        let drained = tokio::time::timeout(grace, &mut self.accept).await;
+        let (aborted, joined) = match drained {
+            Ok(joined) => (0, joined),
+            Err(_) => {
+                let aborted = shared.in_flight.load(Ordering::Acquire);
+                shared.state.send_replace(State::Abort);
+                (aborted, (&mut self.accept).await)
             }
         };
-        let _ = tokio::time::timeout(grace, drained).await;
-        let aborted = shared.in_flight.load(Ordering::Acquire);
-        shared.state.send_replace(State::Abort);
-        if let Err(err) = (&mut self.accept).await
+        if let Err(err) = joined
             && err.is_panic()
         {
             tracing::error!(address = %self.local_addr, "rpc server accept loop panicked");
@@ -419,9 +414,7 @@ impl<'a> InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
