@@ -617,3 +617,57 @@ async fn subscriptions_resume_after_restart() {
     );
     assert!(publisher.is_connected() && subscriber.is_connected());
 }
+
+/// With a durable exchange and queue, persistent messages waiting in the queue survive the
+/// node being killed and started again; transient ones (the default, as go-micro's) do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_messages_in_a_durable_queue_survive_a_restart() {
+    let node = Arc::new(Mutex::new(Node::start()));
+    let url = node.lock().expect("node").url();
+    let t = topic("persistent");
+    let durable = |o: &mut RabbitmqOptions| {
+        o.durable_exchange = true;
+        o.durable_queues = true;
+    };
+    // The queue and its binding exist; its consumer goes away.
+    let first = broker(&url, durable).await;
+    let (sub, _) = sink(&first, &t, SubscribeOptions::queue("kept")).await;
+    sub.unsubscribe().await.expect("unsubscribe");
+    first.disconnect().await.expect("disconnect");
+
+    let persistent = broker(&url, |o| {
+        durable(o);
+        o.persistent_messages = true;
+    })
+    .await;
+    let transient = broker(&url, durable).await;
+    for i in 0..20 {
+        for (b, kind) in [(&persistent, "p"), (&transient, "t")] {
+            b.publish(
+                &t,
+                Message::new(format!("{kind}{i}")),
+                PublishOptions::default(),
+            )
+            .await
+            .expect("confirmed");
+        }
+    }
+    tokio::task::block_in_place(|| {
+        let mut node = node.lock().expect("node");
+        node.kill();
+        node.spawn()
+    });
+    let again = broker(&url, durable).await;
+    let (_q, mut queue) = sink(&again, &t, SubscribeOptions::queue("kept")).await;
+    let mut got = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(3), queue.recv()).await {
+        got.push(String::from_utf8_lossy(&ev.message().body).into_owned());
+    }
+    got.sort();
+    let mut want: Vec<String> = (0..20).map(|i| format!("p{i}")).collect();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "after the restart the queue holds the persistent messages only"
+    );
+}

@@ -117,6 +117,12 @@ pub struct RabbitmqOptions {
     /// Declare named queues durable and not auto-delete (go-micro's `DurableQueue`; off by
     /// default: non-durable, auto-delete, as there).
     pub durable_queues: bool,
+    /// Publish messages persistent (AMQP `delivery_mode` 2, go-micro's
+    /// `DeliveryMode(2)`): a durable queue then keeps them through a server restart. Off by
+    /// default (transient, as go-micro). Nothing acknowledged to a publisher is lost across a
+    /// restart only with all three of `durable_exchange` (so the bindings survive),
+    /// `durable_queues` and `persistent_messages`.
+    pub persistent_messages: bool,
     /// Unacknowledged messages a consumer may hold (AMQP prefetch count); 0 = unlimited.
     pub prefetch_count: u16,
     /// Requeue a message whose handler failed on its first delivery (see the module docs).
@@ -141,6 +147,7 @@ impl Default for RabbitmqOptions {
             exchange: DEFAULT_EXCHANGE.to_owned(),
             durable_exchange: false,
             durable_queues: false,
+            persistent_messages: false,
             prefetch_count: 64,
             redeliver_failed: true,
             heartbeat: Duration::from_secs(10),
@@ -781,6 +788,9 @@ impl Broker for RabbitmqBroker {
         let mut props = BasicProperties::default().with_headers(to_table(&msg.header)?);
         if let Some(ct) = msg.header.get(HEADER_CONTENT_TYPE) {
             props = props.with_content_type(short("content type", ct)?);
+        }
+        if self.inner.shared.opts.persistent_messages {
+            props = props.with_delivery_mode(2);
         }
         let (_, live) = shared.live().await?;
         let fail = |e: lapin::Error| {
