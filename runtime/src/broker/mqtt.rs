@@ -342,11 +342,13 @@ impl MqttBroker {
     ///
     /// `MICRO_MQTT_SESSION` in the environment sets [`MqttBrokerOptions::session`].
     pub fn from_config(options: &Options) -> Result<Self> {
-        let mut opts = MqttBrokerOptions::default();
-        opts.session = std::env::var("MICRO_MQTT_SESSION")
-            .ok()
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty());
+        let mut opts = MqttBrokerOptions {
+            session: std::env::var("MICRO_MQTT_SESSION")
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty()),
+            ..MqttBrokerOptions::default()
+        };
         if !options.broker_address.trim().is_empty() {
             opts.addresses = options
                 .broker_address
