@@ -176,6 +176,12 @@ impl Server {
         self.dir.path()
     }
 
+    /// Starts the server again after [`Server::stop`], on the same address and data, and
+    /// waits until it accepts connections.
+    pub fn start_again(&mut self, ready_within: Duration) {
+        self.spawn(ready_within);
+    }
+
     fn spawn(&mut self, ready_within: Duration) {
         let dir = self.dir.path().display().to_string();
         let args: Vec<String> = self.command[1..]

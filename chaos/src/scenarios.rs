@@ -1,0 +1,661 @@
+//! The scenarios. Each starts what it needs, returns one [`Row`] and stops everything when it
+//! returns (servers and service processes are killed when dropped).
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rmicro::broker::{self, Message, PublishOptions, SharedBroker, SubscribeOptions};
+use rmicro::config::Options;
+use rmicro::registry::SharedRegistry;
+use rmicro::rpc::{Client, ClientOptions};
+use rmicro::service::{broker_from, registry_from};
+use rmicro_conformance::process::{Proc, field};
+use rmicro_conformance::proxy::Proxy;
+use rmicro_conformance::servers::{Server, consul, etcd};
+
+use crate::load::{Load, Window, ms, secs};
+use crate::service::{ROLE, SERVICE};
+use crate::{Plan, Row};
+
+/// What the scenarios share: the plan and the executable the services run as.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub plan: Plan,
+    /// This suite's executable (started with [`ROLE`] set, it is the service).
+    pub exe: String,
+}
+
+/// Every scenario's name, in the order they run.
+pub const ALL: &[&str] = &[
+    "rolling-restart",
+    "kill-9",
+    "registry-down-etcd",
+    "registry-down-consul",
+    "partition-etcd",
+    "broker-rabbitmq",
+    "broker-redis",
+    "broker-nsq",
+    "broker-nats",
+    "broker-mqtt",
+];
+
+/// Runs the scenario `name`.
+pub async fn run(ctx: &Ctx, name: &str) -> Row {
+    match name {
+        "rolling-restart" => rolling_restart(ctx).await,
+        "kill-9" => kill_9(ctx).await,
+        "registry-down-etcd" => registry_down(ctx, Kind::Etcd).await,
+        "registry-down-consul" => registry_down(ctx, Kind::Consul).await,
+        "partition-etcd" => partition(ctx).await,
+        "broker-rabbitmq" => broker_restart(ctx, brokers::rabbitmq()).await,
+        "broker-redis" => broker_restart(ctx, brokers::redis()).await,
+        "broker-nsq" => broker_restart(ctx, brokers::nsq()).await,
+        "broker-nats" => broker_restart(ctx, brokers::nats()).await,
+        "broker-mqtt" => broker_restart(ctx, brokers::mqtt()).await,
+        other => {
+            let mut row = Row::new(other, "a known scenario");
+            row.met = Some(false);
+            row
+        }
+    }
+}
+
+/// Runs blocking fixture code (process and server control) off the async workers.
+fn block<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// Polls `check` every 20 ms until it is true; the time it took, or `None` after `limit`.
+async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check().await {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Etcd,
+    Consul,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Etcd => "etcd",
+            Kind::Consul => "consul",
+        }
+    }
+
+    fn start(self) -> Server {
+        match self {
+            Kind::Etcd => etcd::start(),
+            Kind::Consul => consul::start(),
+        }
+    }
+
+    fn address(self, server: &Server) -> String {
+        match self {
+            Kind::Etcd => etcd::endpoint(server),
+            Kind::Consul => consul::address(server),
+        }
+    }
+
+    /// Starts a stopped server again and waits until it serves.
+    fn start_again(self, server: &mut Server) {
+        server.start_again(Duration::from_secs(30));
+        match self {
+            Kind::Etcd => etcd::wait_healthy(server),
+            Kind::Consul => consul::wait_ready(server, None),
+        }
+    }
+}
+
+fn registry(kind: &str, address: &str) -> SharedRegistry {
+    let mut opts = Options::default();
+    opts.registry = kind.to_owned();
+    opts.registry_address = address.to_owned();
+    registry_from(&opts, IpAddr::V4(Ipv4Addr::LOCALHOST)).expect("registry options")
+}
+
+fn client(registry: SharedRegistry) -> Client {
+    Client::new(
+        registry,
+        ClientOptions {
+            request_timeout: Duration::from_secs(10),
+            ..ClientOptions::default()
+        },
+    )
+}
+
+/// One service process and its node id.
+struct Instance {
+    proc: Proc,
+    node: String,
+}
+
+impl Instance {
+    /// Starts the service on `registry` at `address` and waits until it has registered.
+    fn start(ctx: &Ctx, registry: &str, address: &str) -> Instance {
+        let args = [
+            format!("--registry={registry}"),
+            format!("--registry_address={address}"),
+            format!("--register_ttl={}", ctx.plan.ttl),
+            format!("--register_interval={}", ctx.plan.interval),
+            "--server_address=127.0.0.1:0".to_owned(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut proc = Proc::spawn(&ctx.exe, &args, &[(ROLE, "service"), ("RUST_LOG", "info")]);
+        let line = proc.wait_for(" registered", Duration::from_secs(30));
+        let node = field(&line, "node").unwrap_or_else(|| panic!("no node in {line:?}"));
+        Instance { proc, node }
+    }
+}
+
+/// Whether the registry lists `node` of the service.
+async fn listed(registry: &SharedRegistry, node: &str) -> bool {
+    match tokio::time::timeout(Duration::from_secs(2), registry.get_service(SERVICE)).await {
+        Ok(Ok(services)) => services
+            .iter()
+            .any(|s| s.nodes.iter().any(|n| n.id == node)),
+        Ok(Err(e)) => {
+            eprintln!("  lookup: {e}");
+            false
+        }
+        Err(_) => {
+            eprintln!("  lookup: no answer within 2 s");
+            false
+        }
+    }
+}
+
+/// Waits until the client's selection has `n` nodes of the service.
+async fn selection_of(client: &Client, n: usize) -> bool {
+    wait_until(Duration::from_secs(30), || async {
+        client
+            .selector()
+            .select(SERVICE)
+            .await
+            .is_ok_and(|next| next.len() == n)
+    })
+    .await
+    .is_some()
+}
+
+fn calls(row: &mut Row, w: &Window) {
+    row.figure("calls", w.calls)
+        .figure("failed", w.failed)
+        .figure("over 1 s", w.slow)
+        .figure("p99", ms(w.p99));
+    if let Some(e) = &w.first_error {
+        row.note = Some(format!("first failure: {e}"));
+    }
+}
+
+/// Two instances on etcd, each stopped with SIGTERM and started again in turn, under load.
+async fn rolling_restart(ctx: &Ctx) -> Row {
+    let mut row = Row::new(
+        "rolling restart: 2 instances on etcd, SIGTERM and start each in turn, 16 callers",
+        "0 failed",
+    );
+    let server = block(etcd::start);
+    let address = etcd::endpoint(&server);
+    let mut instances = block(|| {
+        [
+            Instance::start(ctx, "etcd", &address),
+            Instance::start(ctx, "etcd", &address),
+        ]
+    });
+    let client = client(registry("etcd", &address));
+    assert!(
+        selection_of(&client, 2).await,
+        "the client never saw both instances"
+    );
+    let load = Load::start(&client, ctx.plan.callers);
+    tokio::time::sleep(ctx.plan.steady).await;
+    for slot in &mut instances {
+        slot.proc.signal("TERM");
+        block(|| slot.proc.wait_exit(Duration::from_secs(30)));
+        *slot = block(|| Instance::start(ctx, "etcd", &address));
+        selection_of(&client, 2).await;
+        tokio::time::sleep(ctx.plan.steady / 2).await;
+    }
+    let samples = load.finish().await;
+    let all = Window::of(&samples, Duration::ZERO, Duration::MAX);
+    calls(&mut row, &all);
+    row.met = Some(all.failed == 0);
+    row
+}
+
+/// kill -9 of one of two instances on etcd, under load.
+async fn kill_9(ctx: &Ctx) -> Row {
+    let mut row = Row::new(
+        "kill -9 of 1 of 2 instances on etcd, 16 callers",
+        "0 failed; p99 while the dead node is registered within 3x steady; gone from the registry within the TTL",
+    );
+    let server = block(etcd::start);
+    let address = etcd::endpoint(&server);
+    let (_alive, dead) = block(|| {
+        (
+            Instance::start(ctx, "etcd", &address),
+            Instance::start(ctx, "etcd", &address),
+        )
+    });
+    let watcher = registry("etcd", &address);
+    let client = client(registry("etcd", &address));
+    assert!(
+        selection_of(&client, 2).await,
+        "the client never saw both instances"
+    );
+    let load = Load::start(&client, ctx.plan.callers);
+    tokio::time::sleep(ctx.plan.steady).await;
+    let killed = load.now();
+    dead.proc.signal("KILL");
+    let gone = wait_until(ctx.plan.ttl() * 3, || async {
+        !listed(&watcher, &dead.node).await
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let samples = load.finish().await;
+    let until = killed + gone.unwrap_or(ctx.plan.ttl() * 3);
+    let steady = Window::of(&samples, Duration::from_millis(500), killed);
+    let fault = Window::of(&samples, killed, until);
+    let all = Window::of(&samples, Duration::ZERO, Duration::MAX);
+    row.figure("calls", all.calls)
+        .figure("failed", all.failed)
+        .figure("p99 steady", ms(steady.p99))
+        .figure("p99 while dead", ms(fault.p99))
+        .figure("max while dead", ms(fault.max))
+        .figure(
+            "gone from the registry after",
+            gone.map_or_else(|| "never".to_owned(), secs),
+        );
+    if let Some(e) = &all.first_error {
+        row.note = Some(format!("first failure: {e}"));
+    }
+    row.met = Some(
+        all.failed == 0
+            && fault.p99 <= steady.p99 * 3
+            && gone.is_some_and(|g| g <= ctx.plan.ttl() + Duration::from_millis(500)),
+    );
+    row
+}
+
+/// The registry down for a while under load, then back.
+async fn registry_down(ctx: &Ctx, kind: Kind) -> Row {
+    let mut row = Row::new(
+        format!(
+            "{} down for {} under load (2 instances, 16 callers), then back",
+            kind.name(),
+            secs(ctx.plan.registry_down)
+        ),
+        "0 failed; both nodes registered again within one interval of its return",
+    );
+    let mut server = block(|| kind.start());
+    let address = kind.address(&server);
+    let instances = block(|| {
+        [
+            Instance::start(ctx, kind.name(), &address),
+            Instance::start(ctx, kind.name(), &address),
+        ]
+    });
+    let client = client(registry(kind.name(), &address));
+    assert!(
+        selection_of(&client, 2).await,
+        "the client never saw both instances"
+    );
+    let load = Load::start(&client, ctx.plan.callers);
+    tokio::time::sleep(ctx.plan.steady).await;
+    let down = load.now();
+    eprintln!("  {} stopped", kind.name());
+    block(|| server.stop());
+    tokio::time::sleep(ctx.plan.registry_down).await;
+    eprintln!("  {} starting again", kind.name());
+    block(|| kind.start_again(&mut server));
+    eprintln!("  {} back", kind.name());
+    let back = load.now();
+    let watcher = registry(kind.name(), &address);
+    let registered = wait_until(ctx.plan.ttl() * 3, || async {
+        listed(&watcher, &instances[0].node).await && listed(&watcher, &instances[1].node).await
+    })
+    .await;
+    eprintln!("  registered again: {registered:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let samples = load.finish().await;
+    let while_down = Window::of(&samples, down, back);
+    let all = Window::of(&samples, Duration::ZERO, Duration::MAX);
+    row.figure("calls while down", while_down.calls)
+        .figure("failed while down", while_down.failed)
+        .figure("failed in all", all.failed)
+        .figure("p99 while down", ms(while_down.p99))
+        .figure(
+            "registered again after",
+            registered.map_or_else(|| "never".to_owned(), secs),
+        );
+    if let Some(e) = &all.first_error {
+        row.note = Some(format!("first failure: {e}"));
+    }
+    row.met = Some(
+        all.failed == 0
+            && registered.is_some_and(|r| r <= ctx.plan.interval() + Duration::from_millis(500)),
+    );
+    row
+}
+
+/// One instance cut off from etcd (a proxy between them) longer than the TTL, then healed;
+/// another instance keeps serving.
+async fn partition(ctx: &Ctx) -> Row {
+    let mut row = Row::new(
+        "partition between an instance and etcd, longer than the TTL, then healed (2 instances, 16 callers)",
+        "deregistered within the TTL; registered again within one interval of the heal; 0 failed",
+    );
+    let server = block(etcd::start);
+    let address = etcd::endpoint(&server);
+    let link = Proxy::start(server.addr).await;
+    let cut_off_address = format!("http://{}", link.addr());
+    let (cut_off, _other) = block(|| {
+        (
+            Instance::start(ctx, "etcd", &cut_off_address),
+            Instance::start(ctx, "etcd", &address),
+        )
+    });
+    let watcher = registry("etcd", &address);
+    let client = client(registry("etcd", &address));
+    assert!(
+        selection_of(&client, 2).await,
+        "the client never saw both instances"
+    );
+    let load = Load::start(&client, ctx.plan.callers);
+    tokio::time::sleep(ctx.plan.steady).await;
+    link.cut();
+    let deregistered = wait_until(ctx.plan.ttl() * 3, || async {
+        !listed(&watcher, &cut_off.node).await
+    })
+    .await;
+    tokio::time::sleep(ctx.plan.interval()).await;
+    link.heal();
+    let registered = wait_until(ctx.plan.ttl() * 3, || listed(&watcher, &cut_off.node)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let samples = load.finish().await;
+    let all = Window::of(&samples, Duration::ZERO, Duration::MAX);
+    row.figure(
+        "deregistered after",
+        deregistered.map_or_else(|| "never".to_owned(), secs),
+    )
+    .figure(
+        "registered again after the heal",
+        registered.map_or_else(|| "never".to_owned(), secs),
+    );
+    calls(&mut row, &all);
+    row.met = Some(
+        all.failed == 0
+            && deregistered.is_some_and(|d| d <= ctx.plan.ttl() + Duration::from_millis(500))
+            && registered.is_some_and(|r| r <= ctx.plan.interval() + Duration::from_millis(500)),
+    );
+    row
+}
+
+/// A broker's server for [`broker_restart`]: how to build the plugin, how to restart it.
+pub struct BrokerServer {
+    name: &'static str,
+    /// How the server is restarted, for the table.
+    how: &'static str,
+    make: Box<dyn Fn() -> SharedBroker + Send + Sync>,
+    restart: Box<dyn FnMut() + Send>,
+    /// At least once: 0 lost is the aim. Otherwise the row only measures.
+    at_least_once: bool,
+    note: Option<&'static str>,
+}
+
+mod brokers {
+    use std::sync::Arc;
+
+    use rmicro::broker::SharedBroker;
+    use rmicro::broker::mqtt::{MqttBroker, MqttBrokerOptions};
+    use rmicro::broker::rabbitmq::{RabbitmqBroker, RabbitmqOptions};
+    use rmicro_conformance::servers::mosquitto::Mosquitto;
+    use rmicro_conformance::servers::nats::Nats;
+    use rmicro_conformance::servers::nsq::Nsqd;
+    use rmicro_conformance::servers::rabbitmq::Rabbitmq;
+    use rmicro_conformance::servers::redis::Redis;
+
+    use super::{BrokerServer, block, plugin};
+
+    pub fn rabbitmq() -> BrokerServer {
+        let mut server = block(Rabbitmq::start);
+        let url = server.url();
+        BrokerServer {
+            name: "rabbitmq (durable exchange and queues, persistent messages, confirms)",
+            how: "kill -9, start again with its data",
+            make: Box::new(move || {
+                let mut opts = RabbitmqOptions::default();
+                opts.addresses = vec![url.clone()];
+                opts.durable_exchange = true;
+                opts.durable_queues = true;
+                opts.persistent_messages = true;
+                Arc::new(RabbitmqBroker::new(opts).expect("rabbitmq options")) as SharedBroker
+            }),
+            restart: Box::new(move || server.restart()),
+            at_least_once: true,
+            note: None,
+        }
+    }
+
+    pub fn redis() -> BrokerServer {
+        let mut server = block(Redis::start);
+        let url = server.url();
+        BrokerServer {
+            name: "redis (streams queue)",
+            how: "kill -9, start again empty",
+            make: Box::new(move || plugin("redis", &url)),
+            restart: Box::new(move || server.restart()),
+            at_least_once: true,
+            note: None,
+        }
+    }
+
+    pub fn nsq() -> BrokerServer {
+        let mut server = block(Nsqd::start);
+        let address = server.tcp_address();
+        BrokerServer {
+            name: "nsq (channel as queue)",
+            how: "SIGTERM (nsqd writes its channels), start again",
+            make: Box::new(move || plugin("nsq", &address)),
+            restart: Box::new(move || server.restart()),
+            at_least_once: true,
+            note: None,
+        }
+    }
+
+    pub fn nats() -> BrokerServer {
+        let mut server = block(Nats::start);
+        let url = server.url();
+        BrokerServer {
+            name: "nats (queue group)",
+            how: "kill -9, start again",
+            make: Box::new(move || plugin("nats", &url)),
+            restart: Box::new(move || server.restart()),
+            at_least_once: false,
+            note: Some("core NATS is at most once, as go-micro's"),
+        }
+    }
+
+    pub fn mqtt() -> BrokerServer {
+        let mut server = block(Mosquitto::start);
+        let url = server.url();
+        let session = format!("chaos{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        BrokerServer {
+            name: "mqtt (QoS 1, named session, $share queue)",
+            how: "kill -9, start again",
+            make: Box::new(move || {
+                let mut opts = MqttBrokerOptions::default();
+                opts.addresses = vec![url.clone()];
+                opts.session = Some(session.clone());
+                Arc::new(MqttBroker::new(opts).expect("mqtt options")) as SharedBroker
+            }),
+            restart: Box::new(move || server.restart()),
+            at_least_once: false,
+            note: Some(
+                "mosquitto 2.0 does not restore `$share` subscriptions after a restart: what is published before the subscriber is back goes to no one",
+            ),
+        }
+    }
+}
+
+fn plugin(kind: &str, address: &str) -> SharedBroker {
+    let mut opts = Options::default();
+    opts.broker = kind.to_owned();
+    opts.broker_address = address.to_owned();
+    let registry = registry("memory", "");
+    broker_from(&opts, &registry).expect("broker options")
+}
+
+/// A publish stream through a broker whose server is restarted: every message acknowledged
+/// to the publisher is looked for at the queue subscriber.
+async fn broker_restart(ctx: &Ctx, mut server: BrokerServer) -> Row {
+    let aim = if server.at_least_once {
+        "0 acknowledged messages lost"
+    } else {
+        "measured (at most once)"
+    };
+    let mut row = Row::new(
+        format!(
+            "{} restarted ({}) under {} msg/s",
+            server.name, server.how, ctx.plan.publish_rate
+        ),
+        aim,
+    );
+    let topic = format!("chaos.{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let subscriber = (server.make)();
+    let received: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(Vec::new()));
+    let into = Arc::clone(&received);
+    let _subscription = subscriber
+        .subscribe(
+            &topic,
+            broker::handler(move |ev| {
+                let into = Arc::clone(&into);
+                async move {
+                    if let Some(seq) = std::str::from_utf8(&ev.message().body)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                    {
+                        into.lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(seq);
+                    }
+                    Ok(())
+                }
+            }),
+            SubscribeOptions::queue("chaos"),
+        )
+        .await
+        .expect("subscribe");
+    let publisher = (server.make)();
+    let acked: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(Vec::new()));
+    let failed = Arc::new(Mutex::new(0usize));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let period = Duration::from_secs(1) / ctx.plan.publish_rate.max(1);
+    let stream = {
+        let (acked, failed, topic) = (Arc::clone(&acked), Arc::clone(&failed), topic.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut seq = 0u64;
+            while !*stopped.borrow() {
+                tick.tick().await;
+                seq += 1;
+                let sent = publisher
+                    .publish(
+                        &topic,
+                        Message::new(seq.to_string()),
+                        PublishOptions::default(),
+                    )
+                    .await;
+                match sent {
+                    Ok(()) => acked
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(seq),
+                    Err(_) => *failed.lock().unwrap_or_else(PoisonError::into_inner) += 1,
+                }
+            }
+        })
+    };
+    // Steady: the first messages arrive.
+    let started = wait_until(Duration::from_secs(30), || async {
+        !received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    })
+    .await;
+    tokio::time::sleep(ctx.plan.steady).await;
+    block(|| (server.restart)());
+    let last_before = acked
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .last()
+        .copied()
+        .unwrap_or(0);
+    let resumed = wait_until(Duration::from_secs(60), || async {
+        received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|&s| s > last_before)
+    })
+    .await;
+    tokio::time::sleep(ctx.plan.steady / 2).await;
+    stop.send_replace(true);
+    let _ = stream.await;
+    // Whatever is on its way.
+    let acked: Vec<u64> = acked.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let _ = wait_until(Duration::from_secs(10), || async {
+        let got: HashSet<u64> = received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .copied()
+            .collect();
+        acked.iter().all(|s| got.contains(s))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = received
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let unique: HashSet<u64> = got.iter().copied().collect();
+    let lost = acked.iter().filter(|s| !unique.contains(s)).count();
+    let failed = *failed.lock().unwrap_or_else(PoisonError::into_inner);
+    row.figure("acknowledged", acked.len())
+        .figure("publish errors", failed)
+        .figure("lost", lost)
+        .figure("duplicates", got.len() - unique.len())
+        .figure(
+            "delivery resumed after",
+            resumed.map_or_else(|| "never".to_owned(), secs),
+        );
+    if started.is_none() {
+        row.note = Some("nothing was delivered before the restart".to_owned());
+        row.met = Some(false);
+        return row;
+    }
+    if server.at_least_once {
+        row.met = Some(lost == 0 && resumed.is_some());
+    } else {
+        row.note = server.note.map(str::to_owned);
+    }
+    row
+}
