@@ -411,7 +411,7 @@ async fn partition(ctx: &Ctx) -> Row {
 }
 
 /// A broker's server for [`broker_restart`]: how to build the plugin, how to restart it.
-pub struct BrokerServer {
+struct BrokerServer {
     name: &'static str,
     /// How the server is restarted, for the table.
     how: &'static str,
@@ -436,7 +436,7 @@ mod brokers {
 
     use super::{BrokerServer, block, plugin};
 
-    pub fn rabbitmq() -> BrokerServer {
+    pub(super) fn rabbitmq() -> BrokerServer {
         let mut server = block(Rabbitmq::start);
         let url = server.url();
         BrokerServer {
@@ -456,7 +456,7 @@ mod brokers {
         }
     }
 
-    pub fn redis() -> BrokerServer {
+    pub(super) fn redis() -> BrokerServer {
         let mut server = block(Redis::start);
         let url = server.url();
         BrokerServer {
@@ -469,7 +469,7 @@ mod brokers {
         }
     }
 
-    pub fn nsq() -> BrokerServer {
+    pub(super) fn nsq() -> BrokerServer {
         let mut server = block(Nsqd::start);
         let address = server.tcp_address();
         BrokerServer {
@@ -482,7 +482,7 @@ mod brokers {
         }
     }
 
-    pub fn nats() -> BrokerServer {
+    pub(super) fn nats() -> BrokerServer {
         let mut server = block(Nats::start);
         let url = server.url();
         BrokerServer {
@@ -495,7 +495,7 @@ mod brokers {
         }
     }
 
-    pub fn mqtt() -> BrokerServer {
+    pub(super) fn mqtt() -> BrokerServer {
         let mut server = block(Mosquitto::start);
         let url = server.url();
         let session = format!("chaos{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
