@@ -35,6 +35,7 @@ pub const ALL: &[&str] = &[
     "registry-down-etcd",
     "registry-down-consul",
     "partition-etcd",
+    "hostile-clients",
     "broker-rabbitmq",
     "broker-redis",
     "broker-nsq",
@@ -50,6 +51,7 @@ pub async fn run(ctx: &Ctx, name: &str) -> Row {
         "registry-down-etcd" => registry_down(ctx, Kind::Etcd).await,
         "registry-down-consul" => registry_down(ctx, Kind::Consul).await,
         "partition-etcd" => partition(ctx).await,
+        "hostile-clients" => hostile_clients(ctx).await,
         "broker-rabbitmq" => broker_restart(ctx, brokers::rabbitmq()).await,
         "broker-redis" => broker_restart(ctx, brokers::redis()).await,
         "broker-nsq" => broker_restart(ctx, brokers::nsq()).await,
@@ -143,10 +145,11 @@ fn client(registry: SharedRegistry) -> Client {
     )
 }
 
-/// One service process and its node id.
+/// One service process, its node id and its address.
 struct Instance {
     proc: Proc,
     node: String,
+    address: String,
 }
 
 impl Instance {
@@ -163,7 +166,12 @@ impl Instance {
         let mut proc = Proc::spawn(&ctx.exe, &args, &[(ROLE, "service"), ("RUST_LOG", "info")]);
         let line = proc.wait_for(" registered", Duration::from_secs(30));
         let node = field(&line, "node").unwrap_or_else(|| panic!("no node in {line:?}"));
-        Instance { proc, node }
+        let address = proc.address();
+        Instance {
+            proc,
+            node,
+            address,
+        }
     }
 }
 
@@ -407,6 +415,135 @@ async fn partition(ctx: &Ctx) -> Row {
             && deregistered.is_some_and(|d| d <= ctx.plan.ttl() + LEASE_SWEEP)
             && registered.is_some_and(|r| r <= ctx.plan.interval() + Duration::from_millis(500)),
     );
+    row
+}
+
+/// The resident memory of process `pid` in KiB, and its open file descriptors.
+fn footprint(pid: u32) -> (u64, usize) {
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
+    (rss, fds)
+}
+
+/// Slow and idle connections against one instance under load: a slowloris (a header byte a
+/// second) and connections that send nothing, while the callers go on.
+async fn hostile_clients(ctx: &Ctx) -> Row {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (slow, idle) = if ctx.plan.short {
+        (100, 400)
+    } else {
+        (200, 2000)
+    };
+    // The server's header-read timeout is 30 s: the long plan waits for it to close them.
+    let attack = if ctx.plan.short {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_secs(35)
+    };
+    let mut row = Row::new(
+        format!(
+            "{slow} slowloris and {idle} idle connections against 1 instance for {}, 16 callers",
+            secs(attack)
+        ),
+        "0 failed; callers' p99 during the attack within 3x steady",
+    );
+    let server = block(etcd::start);
+    let address = etcd::endpoint(&server);
+    let instance = block(|| Instance::start(ctx, "etcd", &address));
+    let pid = instance.proc.pid();
+    let client = client(registry("etcd", &address));
+    assert!(
+        selection_of(&client, 1).await,
+        "the client never saw the instance"
+    );
+    let load = Load::start(&client, ctx.plan.callers);
+    tokio::time::sleep(ctx.plan.steady).await;
+    let (rss_before, fds_before) = footprint(pid);
+    let started = load.now();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let target = instance.address.clone();
+    let mut attackers = Vec::new();
+    for i in 0..slow + idle {
+        let (target, mut stopped, closed) = (target.clone(), stopped.clone(), Arc::clone(&closed));
+        attackers.push(tokio::spawn(async move {
+            let Ok(mut conn) = tokio::net::TcpStream::connect(&target).await else {
+                return;
+            };
+            let request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
+            let mut buf = [0u8; 256];
+            let mut sent = 0usize;
+            loop {
+                let tick = tokio::time::sleep(Duration::from_secs(1));
+                tokio::select! {
+                    _ = stopped.changed() => return,
+                    read = conn.read(&mut buf) => {
+                        if matches!(read, Ok(0) | Err(_)) {
+                            closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        return;
+                    }
+                    () = tick, if i < slow => {
+                        let byte = request[sent % request.len()];
+                        sent += 1;
+                        if conn.write_all(&[byte]).await.is_err() {
+                            closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let (mut rss_peak, mut fds_peak) = (rss_before, fds_before);
+    let until = Instant::now() + attack;
+    while Instant::now() < until {
+        let (rss, fds) = footprint(pid);
+        rss_peak = rss_peak.max(rss);
+        fds_peak = fds_peak.max(fds);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ended = load.now();
+    let closed_by_server = closed.load(std::sync::atomic::Ordering::Relaxed);
+    stop.send_replace(true);
+    for attacker in attackers {
+        let _ = attacker.await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (rss_after, fds_after) = footprint(pid);
+    let samples = load.finish().await;
+    let steady = Window::of(&samples, Duration::from_millis(500), started);
+    let during = Window::of(&samples, started, ended);
+    let all = Window::of(&samples, Duration::ZERO, Duration::MAX);
+    row.figure("calls", all.calls)
+        .figure("failed", all.failed)
+        .figure("p99 steady", ms(steady.p99))
+        .figure("p99 during", ms(during.p99))
+        .figure(
+            "closed by the server",
+            format!("{closed_by_server} of {}", slow + idle),
+        )
+        .figure(
+            "RSS",
+            format!(
+                "{:.1} → {:.1} (peak) → {:.1} MiB",
+                rss_before as f64 / 1024.0,
+                rss_peak as f64 / 1024.0,
+                rss_after as f64 / 1024.0
+            ),
+        )
+        .figure("fds", format!("{fds_before} → {fds_peak} → {fds_after}"));
+    if let Some(e) = &all.first_error {
+        row.note = Some(format!("first failure: {e}"));
+    }
+    row.met = Some(all.failed == 0 && during.p99 <= steady.p99 * 3);
     row
 }
 

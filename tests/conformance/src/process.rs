@@ -59,6 +59,11 @@ impl Proc {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Closes the program's standard input (end of file for a program reading it).
     pub fn close_stdin(&mut self) {
         self.stdin = None;
