@@ -559,6 +559,32 @@ struct BrokerServer {
     note: Option<&'static str>,
 }
 
+impl BrokerServer {
+    /// An at-least-once broker: `make` builds a plugin instance, `restart` the server.
+    fn new(
+        name: &'static str,
+        how: &'static str,
+        make: impl Fn() -> SharedBroker + Send + Sync + 'static,
+        restart: impl FnMut() + Send + 'static,
+    ) -> BrokerServer {
+        BrokerServer {
+            name,
+            how,
+            make: Box::new(make),
+            restart: Box::new(restart),
+            at_least_once: true,
+            note: None,
+        }
+    }
+
+    /// The row only measures, for `why`.
+    fn measured(mut self, why: &'static str) -> BrokerServer {
+        self.at_least_once = false;
+        self.note = Some(why);
+        self
+    }
+}
+
 mod brokers {
     use std::sync::Arc;
 
@@ -576,81 +602,75 @@ mod brokers {
     pub(super) fn rabbitmq() -> BrokerServer {
         let mut server = block(Rabbitmq::start);
         let url = server.url();
-        BrokerServer {
-            name: "rabbitmq (durable exchange and queues, persistent messages, confirms)",
-            how: "kill -9, start again with its data",
-            make: Box::new(move || {
-                let mut opts = RabbitmqOptions::default();
-                opts.addresses = vec![url.clone()];
-                opts.durable_exchange = true;
-                opts.durable_queues = true;
-                opts.persistent_messages = true;
-                Arc::new(RabbitmqBroker::new(opts).expect("rabbitmq options")) as SharedBroker
-            }),
-            restart: Box::new(move || server.restart()),
-            at_least_once: true,
-            note: None,
-        }
+        let make = move || {
+            let mut opts = RabbitmqOptions::default();
+            opts.addresses = vec![url.clone()];
+            opts.durable_exchange = true;
+            opts.durable_queues = true;
+            opts.persistent_messages = true;
+            Arc::new(RabbitmqBroker::new(opts).expect("rabbitmq options")) as SharedBroker
+        };
+        BrokerServer::new(
+            "rabbitmq (durable exchange and queues, persistent messages, confirms)",
+            "kill -9, start again with its data",
+            make,
+            move || server.restart(),
+        )
     }
 
     pub(super) fn redis() -> BrokerServer {
         let mut server = block(Redis::start);
         let url = server.url();
-        BrokerServer {
-            name: "redis (streams queue)",
-            how: "kill -9, start again empty",
-            make: Box::new(move || plugin("redis", &url)),
-            restart: Box::new(move || server.restart()),
-            at_least_once: true,
-            note: None,
-        }
+        BrokerServer::new(
+            "redis (streams queue)",
+            "kill -9, start again empty",
+            move || plugin("redis", &url),
+            move || server.restart(),
+        )
     }
 
     pub(super) fn nsq() -> BrokerServer {
         let mut server = block(Nsqd::start);
         let address = server.tcp_address();
-        BrokerServer {
-            name: "nsq (channel as queue)",
-            how: "SIGTERM (nsqd writes its channels), start again",
-            make: Box::new(move || plugin("nsq", &address)),
-            restart: Box::new(move || server.restart()),
-            at_least_once: true,
-            note: None,
-        }
+        BrokerServer::new(
+            "nsq (channel as queue)",
+            "SIGTERM (nsqd writes its channels), start again",
+            move || plugin("nsq", &address),
+            move || server.restart(),
+        )
     }
 
     pub(super) fn nats() -> BrokerServer {
         let mut server = block(Nats::start);
         let url = server.url();
-        BrokerServer {
-            name: "nats (queue group)",
-            how: "kill -9, start again",
-            make: Box::new(move || plugin("nats", &url)),
-            restart: Box::new(move || server.restart()),
-            at_least_once: false,
-            note: Some("core NATS is at most once, as go-micro's"),
-        }
+        BrokerServer::new(
+            "nats (queue group)",
+            "kill -9, start again",
+            move || plugin("nats", &url),
+            move || server.restart(),
+        )
+        .measured("core NATS is at most once, as go-micro's")
     }
 
     pub(super) fn mqtt() -> BrokerServer {
         let mut server = block(Mosquitto::start);
         let url = server.url();
         let session = format!("chaos{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        BrokerServer {
-            name: "mqtt (QoS 1, named session, $share queue)",
-            how: "kill -9, start again",
-            make: Box::new(move || {
-                let mut opts = MqttBrokerOptions::default();
-                opts.addresses = vec![url.clone()];
-                opts.session = Some(session.clone());
-                Arc::new(MqttBroker::new(opts).expect("mqtt options")) as SharedBroker
-            }),
-            restart: Box::new(move || server.restart()),
-            at_least_once: false,
-            note: Some(
-                "mosquitto 2.0 does not restore `$share` subscriptions after a restart: what is published before the subscriber is back goes to no one",
-            ),
-        }
+        let make = move || {
+            let mut opts = MqttBrokerOptions::default();
+            opts.addresses = vec![url.clone()];
+            opts.session = Some(session.clone());
+            Arc::new(MqttBroker::new(opts).expect("mqtt options")) as SharedBroker
+        };
+        BrokerServer::new(
+            "mqtt (QoS 1, named session, $share queue)",
+            "kill -9, start again",
+            make,
+            move || server.restart(),
+        )
+        .measured(
+            "mosquitto 2.0 does not restore `$share` subscriptions after a restart: what is published before the subscriber is back goes to no one",
+        )
     }
 }
 
