@@ -205,6 +205,24 @@ async fn selection_of(client: &Client, n: usize) -> bool {
     .is_some()
 }
 
+/// A client of the service on `registry` at `address`, once it sees `instances` nodes, and its
+/// load after the steady period.
+async fn steady_load(
+    ctx: &Ctx,
+    registry_kind: &str,
+    address: &str,
+    instances: usize,
+) -> (Client, Load) {
+    let client = client(registry(registry_kind, address));
+    assert!(
+        selection_of(&client, instances).await,
+        "the client never saw the {instances} instance(s)"
+    );
+    let load = Load::start(&client, ctx.plan.callers);
+    tokio::time::sleep(ctx.plan.steady).await;
+    (client, load)
+}
+
 fn calls(row: &mut Row, w: &Window) {
     row.figure("calls", w.calls)
         .figure("failed", w.failed)
@@ -229,13 +247,7 @@ async fn rolling_restart(ctx: &Ctx) -> Row {
             Instance::start(ctx, "etcd", &address),
         ]
     });
-    let client = client(registry("etcd", &address));
-    assert!(
-        selection_of(&client, 2).await,
-        "the client never saw both instances"
-    );
-    let load = Load::start(&client, ctx.plan.callers);
-    tokio::time::sleep(ctx.plan.steady).await;
+    let (client, load) = steady_load(ctx, "etcd", &address, 2).await;
     for slot in &mut instances {
         slot.proc.signal("TERM");
         block(|| slot.proc.wait_exit(Duration::from_secs(30)));
@@ -265,13 +277,7 @@ async fn kill_9(ctx: &Ctx) -> Row {
         )
     });
     let watcher = registry("etcd", &address);
-    let client = client(registry("etcd", &address));
-    assert!(
-        selection_of(&client, 2).await,
-        "the client never saw both instances"
-    );
-    let load = Load::start(&client, ctx.plan.callers);
-    tokio::time::sleep(ctx.plan.steady).await;
+    let (_client, load) = steady_load(ctx, "etcd", &address, 2).await;
     let killed = load.now();
     dead.proc.signal("KILL");
     let gone = wait_until(ctx.plan.ttl() * 3, || async {
@@ -322,13 +328,7 @@ async fn registry_down(ctx: &Ctx, kind: Kind) -> Row {
             Instance::start(ctx, kind.name(), &address),
         ]
     });
-    let client = client(registry(kind.name(), &address));
-    assert!(
-        selection_of(&client, 2).await,
-        "the client never saw both instances"
-    );
-    let load = Load::start(&client, ctx.plan.callers);
-    tokio::time::sleep(ctx.plan.steady).await;
+    let (_client, load) = steady_load(ctx, kind.name(), &address, 2).await;
     let down = load.now();
     eprintln!("  {} stopped", kind.name());
     block(|| server.stop());
@@ -383,13 +383,7 @@ async fn partition(ctx: &Ctx) -> Row {
         )
     });
     let watcher = registry("etcd", &address);
-    let client = client(registry("etcd", &address));
-    assert!(
-        selection_of(&client, 2).await,
-        "the client never saw both instances"
-    );
-    let load = Load::start(&client, ctx.plan.callers);
-    tokio::time::sleep(ctx.plan.steady).await;
+    let (_client, load) = steady_load(ctx, "etcd", &address, 2).await;
     link.cut();
     let deregistered = wait_until(ctx.plan.ttl() * 3, || async {
         !listed(&watcher, &cut_off.node).await
@@ -458,13 +452,7 @@ async fn hostile_clients(ctx: &Ctx) -> Row {
     let address = etcd::endpoint(&server);
     let instance = block(|| Instance::start(ctx, "etcd", &address));
     let pid = instance.proc.pid();
-    let client = client(registry("etcd", &address));
-    assert!(
-        selection_of(&client, 1).await,
-        "the client never saw the instance"
-    );
-    let load = Load::start(&client, ctx.plan.callers);
-    tokio::time::sleep(ctx.plan.steady).await;
+    let (_client, load) = steady_load(ctx, "etcd", &address, 1).await;
     let (rss_before, fds_before) = footprint(pid);
     let started = load.now();
     let (stop, stopped) = tokio::sync::watch::channel(false);
