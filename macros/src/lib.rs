@@ -14,6 +14,7 @@ mod signature;
 mod subscribe;
 #[cfg(test)]
 mod test_util;
+mod value;
 
 use proc_macro::TokenStream;
 

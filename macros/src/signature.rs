@@ -129,6 +129,12 @@ pub(crate) fn reject_generics(sig: &Signature, what: &str, errors: &mut Errors) 
     }
 }
 
+/// `#[allow(clippy::unused_async)]`: handlers must be `async fn`s, awaiting or not, so
+/// clippy's advice to drop the `async` of one that does not await cannot be followed.
+pub(crate) fn allow_unused_async() -> syn::Attribute {
+    syn::parse_quote!(#[allow(clippy::unused_async)])
+}
+
 #[cfg(test)]
 mod tests {
     use syn::parse_quote;

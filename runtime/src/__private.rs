@@ -2,8 +2,6 @@
 
 use std::marker::PhantomData;
 
-use futures::future::BoxFuture;
-
 pub use crate::rpc::describe::{DescribeFields, DescribeName, Describer};
 pub use crate::service::{Service, ServiceBuilder};
 pub use crate::{Error, Event, Result, Routes, broker, codec, registry};
@@ -65,28 +63,7 @@ impl<S> ViaNoHandlers<S> for RoutesOf<S> {
     }
 }
 
-/// A `#[subscribe]` on a free function, collected at link time and wired into the service of
-/// the same binary (or the one named by `service = ".."`).
-#[derive(Debug)]
-pub struct FreeSubscriber {
-    /// The topic.
-    pub topic: &'static str,
-    /// The queue group, if any.
-    pub queue: Option<&'static str>,
-    /// The service it belongs to; `None` = the binary's only service.
-    pub service: Option<&'static str>,
-    /// The function's name, for logs and collision errors.
-    pub name: &'static str,
-    /// Decodes the raw event and calls the user's function.
-    pub handler: fn(broker::Event) -> BoxFuture<'static, Result<()>>,
-}
-
-inventory::collect!(FreeSubscriber);
-
-/// Every free subscriber linked into this binary.
-pub fn free_subscribers() -> impl Iterator<Item = &'static FreeSubscriber> {
-    inventory::iter::<FreeSubscriber>.into_iter()
-}
+pub use crate::service::free::{FreeSubscriber, free_subscribers};
 
 /// Autoref dispatch over a payload type: `(&&ProtoProbe::<T>::new()).protobuf_codec()` is
 /// `T`'s protobuf codec when `T: prost::Message + Default` and `None` otherwise. The macros

@@ -113,6 +113,9 @@ pub(crate) struct Metrics {
     acknowledged: Family<TopicLabels, Counter>,
     failed: Family<TopicLabels, Counter>,
     redelivered: Family<TopicLabels, Counter>,
+    retried: Family<TopicLabels, Counter>,
+    dead_lettered: Family<TopicLabels, Counter>,
+    discarded: Family<TopicLabels, Counter>,
     malformed: Family<TopicLabels, Counter>,
     registered: Family<RegistryLabels, Gauge>,
     heartbeat_failures: Family<RegistryLabels, Counter>,
@@ -142,6 +145,9 @@ impl Metrics {
             acknowledged: Family::default(),
             failed: Family::default(),
             redelivered: Family::default(),
+            retried: Family::default(),
+            dead_lettered: Family::default(),
+            discarded: Family::default(),
             malformed: Family::default(),
             registered: Family::default(),
             heartbeat_failures: Family::default(),
@@ -203,6 +209,21 @@ impl Metrics {
                 "micro_broker_redelivered",
                 "Failed messages handed back for one more try, by broker and topic",
                 m.redelivered.clone(),
+            );
+            r.register(
+                "micro_broker_retried",
+                "Failed messages tried again by the subscriber's redelivery policy, by broker and topic",
+                m.retried.clone(),
+            );
+            r.register(
+                "micro_broker_dead_lettered",
+                "Messages moved to a dead-letter topic after their last failed try, by broker and the topic they came from",
+                m.dead_lettered.clone(),
+            );
+            r.register(
+                "micro_broker_discarded",
+                "Messages dropped after their last failed try (a redelivery policy without a dead-letter topic), by broker and topic",
+                m.discarded.clone(),
             );
             r.register(
                 "micro_broker_malformed",
@@ -368,6 +389,27 @@ impl Metrics {
     /// A failed message handed back for one more try.
     pub(crate) fn redelivered(&self, broker: &str, topic: &str) {
         self.redelivered
+            .get_or_create(&self.topic_labels(broker, topic))
+            .inc();
+    }
+
+    /// A failed message tried again by a redelivery policy.
+    pub(crate) fn retried(&self, broker: &str, topic: &str) {
+        self.retried
+            .get_or_create(&self.topic_labels(broker, topic))
+            .inc();
+    }
+
+    /// A message moved to a dead-letter topic.
+    pub(crate) fn dead_lettered(&self, broker: &str, topic: &str) {
+        self.dead_lettered
+            .get_or_create(&self.topic_labels(broker, topic))
+            .inc();
+    }
+
+    /// A message dropped after its last failed try.
+    pub(crate) fn discarded(&self, broker: &str, topic: &str) {
+        self.discarded
             .get_or_create(&self.topic_labels(broker, topic))
             .inc();
     }

@@ -78,11 +78,11 @@ pub(crate) fn parse(attr: TokenStream, item: &mut ItemImpl, errors: &mut Errors)
         if marks.is_empty() {
             if matches!(function.vis, Visibility::Public(_)) && function.sig.asyncness.is_some() {
                 endpoints.extend(endpoint(function, errors));
-                function.attrs.push(allow_unused_async());
+                function.attrs.push(signature::allow_unused_async());
             }
             continue;
         }
-        function.attrs.push(allow_unused_async());
+        function.attrs.push(signature::allow_unused_async());
         let signature = subscriber(&function.sig, true, errors);
         for mark in marks {
             let args = subscribe_args(&mark, errors);
@@ -103,12 +103,6 @@ pub(crate) fn parse(attr: TokenStream, item: &mut ItemImpl, errors: &mut Errors)
         endpoints,
         subscribers,
     })
-}
-
-/// `#[allow(clippy::unused_async)]`: handlers must be `async fn`s, awaiting or not, so
-/// clippy's advice to drop the `async` of one that does not await cannot be followed.
-pub(crate) fn allow_unused_async() -> Attribute {
-    syn::parse_quote!(#[allow(clippy::unused_async)])
 }
 
 /// The type's name: `StudentService` in `impl StudentService` or `impl crate::StudentService`.

@@ -7,7 +7,7 @@ use syn::{Ident, ItemImpl, Type};
 
 use super::validate::{Config, Endpoint, Subscriber};
 use crate::subscribe::args::{Payload, SubscriberFn};
-use crate::subscribe::{assert_decode, map_err, option};
+use crate::subscribe::{assert_decode, map_err, option, redelivery};
 
 /// The impl block (without its `#[subscribe]` marks) and `impl Handlers for S`.
 pub(crate) fn handlers(config: &Config, item: &ItemImpl) -> TokenStream {
@@ -135,6 +135,10 @@ fn subscriber(subscriber: &Subscriber) -> TokenStream {
         Payload::Plain(_) => quote!(#event.into_payload()),
     };
     let call = map_err(quote!(#this.#method(#argument).await), error.as_ref());
+    let policy = subscription.redelivery.as_ref().map(|policy| {
+        let policy = redelivery(policy);
+        quote!(.redelivery(#policy))
+    });
     quote! {
         .subscription::<#ty, _, _>(
             #topic,
@@ -143,6 +147,7 @@ fn subscriber(subscriber: &Subscriber) -> TokenStream {
                 #call
             },
         )
+        #policy
     }
 }
 

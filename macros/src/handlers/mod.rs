@@ -5,8 +5,6 @@ mod args;
 mod expand;
 mod validate;
 
-pub(crate) use args::allow_unused_async;
-
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::{Item, ItemImpl};
@@ -105,7 +103,7 @@ mod tests {
                         Ok(())
                     }
 
-                    #[subscribe("students.graded", queue = "graders")]
+                    #[subscribe("students.graded", queue = "graders", attempts = 4, dead_letter = "students.graded.dead")]
                     async fn on_graded(&self, student: Student) -> rmicro::Result<()> {
                         Ok(())
                     }

@@ -1,6 +1,8 @@
 //! Parses `#[subscribe("topic", queue = "..", service = "..")]` and a subscriber's signature.
 //! Shared by `#[subscribe]` on free functions and by `#[handlers]` for its methods.
 
+use std::time::Duration;
+
 use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
@@ -9,9 +11,10 @@ use syn::{Expr, ExprLit, Ident, Lit, LitStr, Signature, Token, Type};
 
 use crate::diag::{self, Errors};
 use crate::signature::{self, Inputs};
+use crate::value::{self, Arg};
 
 /// The keys `#[subscribe]` takes after the topic.
-pub(crate) const KEYS: &[&str] = &["queue", "service"];
+pub(crate) const KEYS: &[&str] = &["queue", "service", "attempts", "backoff", "dead_letter"];
 
 /// `key = "value"`, kept for its spans.
 pub(crate) struct Pair {
@@ -25,6 +28,14 @@ pub(crate) struct SubscribeArgs {
     pub(crate) topic: Option<LitStr>,
     pub(crate) queue: Option<Pair>,
     pub(crate) service: Option<Pair>,
+    /// Tries of a failing message in all.
+    pub(crate) attempts: Option<Arg<u32>>,
+    /// The pause before the second try.
+    pub(crate) backoff: Option<Arg<Duration>>,
+    /// Where a message goes after its last failed try.
+    pub(crate) dead_letter: Option<Pair>,
+    /// The keys given so far, for duplicates.
+    seen: Vec<String>,
 }
 
 enum RawArg {
@@ -102,9 +113,25 @@ impl SubscribeArgs {
 
     fn add(&mut self, key: Ident, value: &Expr, errors: &mut Errors) {
         let name = key.unraw().to_string();
+        if KEYS.contains(&name.as_str()) {
+            if self.seen.contains(&name) {
+                errors.spanned(&key, format!("duplicate key `{name}`"));
+                return;
+            }
+            self.seen.push(name.clone());
+        }
         let slot = match name.as_str() {
+            "attempts" => {
+                self.attempts = attempts_arg(key, value, errors);
+                return;
+            }
+            "backoff" => {
+                self.backoff = value::duration_arg(key, value.clone(), errors);
+                return;
+            }
             "queue" => &mut self.queue,
             "service" => &mut self.service,
+            "dead_letter" => &mut self.dead_letter,
             "topic" => {
                 let topic = string(value).map_or("..".to_owned(), LitStr::value);
                 errors.spanned(
@@ -118,10 +145,6 @@ impl SubscribeArgs {
                 return;
             }
         };
-        if slot.is_some() {
-            errors.spanned(&key, format!("duplicate key `{name}`"));
-            return;
-        }
         match string(value) {
             Some(value) => {
                 *slot = Some(Pair {
@@ -131,11 +154,58 @@ impl SubscribeArgs {
             }
             None => errors.spanned(
                 value,
-                format!("expected a string literal, e.g. `{name} = \"student-workers\"`"),
+                format!(
+                    "expected a string literal, e.g. `{name} = {}`",
+                    example(&name)
+                ),
             ),
         }
     }
 }
+
+fn example(key: &str) -> &'static str {
+    match key {
+        "dead_letter" => "\"students.graded.dead\"",
+        "service" => "\"student_service\"",
+        _ => "\"student-workers\"",
+    }
+}
+
+/// `attempts = N`: an integer from 1 to [`MAX_ATTEMPTS`].
+fn attempts_arg(key: Ident, value: &Expr, errors: &mut Errors) -> Option<Arg<u32>> {
+    let Some(Lit::Int(int)) = value::literal(value) else {
+        errors.spanned(
+            value,
+            "expected how many times to try a message in all, e.g. `attempts = 5`",
+        );
+        return None;
+    };
+    match int.base10_parse::<u32>() {
+        Ok(0) => errors.spanned(
+            int,
+            "`attempts` counts the first try too, so it is at least 1 (1 = no retries)",
+        ),
+        Ok(n) if n > MAX_ATTEMPTS => errors.spanned(
+            int,
+            format!(
+                "`attempts = {n}` is more than {MAX_ATTEMPTS}: a message that always fails would \
+                 hold its subscriber that long; send it to a `dead_letter` topic sooner"
+            ),
+        ),
+        Ok(n) => {
+            return Some(Arg {
+                key,
+                lit: Lit::Int(int.clone()),
+                value: n,
+            });
+        }
+        Err(_) => errors.spanned(int, format!("`{int}` is not a whole number of tries")),
+    }
+    None
+}
+
+/// The most tries `attempts` allows.
+pub(crate) const MAX_ATTEMPTS: u32 = 100;
 
 /// How a subscriber takes its message.
 #[derive(Debug, Clone)]
@@ -312,9 +382,10 @@ mod tests {
             ))
             .1,
             [
-                "unknown key `quene`, expected one of `queue`, `service` (did you mean `queue`?)",
+                "unknown key `quene`, expected one of `queue`, `service`, `attempts`, `backoff`, \
+                 `dead_letter` (did you mean `queue`?)",
                 "duplicate key `queue`",
-                "expected a string literal, e.g. `service = \"student-workers\"`",
+                "expected a string literal, e.g. `service = \"student_service\"`",
             ]
         );
         assert_eq!(

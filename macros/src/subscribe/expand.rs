@@ -6,7 +6,7 @@ use syn::spanned::Spanned;
 use syn::{Ident, ItemFn, Type};
 
 use super::args::{Payload, SubscriberFn};
-use super::validate::Subscription;
+use super::validate::{Redelivery, Subscription};
 
 /// An optional string as an `Option<&'static str>` expression.
 pub(crate) fn option(value: Option<&str>) -> TokenStream {
@@ -14,6 +14,35 @@ pub(crate) fn option(value: Option<&str>) -> TokenStream {
         Some(value) => quote!(::rmicro::__private::Some(#value)),
         None => quote!(::rmicro::__private::None),
     }
+}
+
+/// The runtime's `broker::Redelivery` that `policy` describes, as an expression.
+pub(crate) fn redelivery(policy: &Redelivery) -> TokenStream {
+    let Redelivery {
+        attempts,
+        backoff,
+        dead_letter,
+    } = policy;
+    let mut expr = match attempts {
+        Some(n) => quote!(::rmicro::__private::broker::Redelivery::new(#n)),
+        None => {
+            quote!(<::rmicro::__private::broker::Redelivery as ::core::default::Default>::default())
+        }
+    };
+    if let Some(backoff) = backoff {
+        let nanos = u64::try_from(backoff.as_nanos()).unwrap_or(u64::MAX);
+        let duration = if nanos % 1_000_000 == 0 {
+            let millis = nanos / 1_000_000;
+            quote!(::rmicro::__private::Duration::from_millis(#millis))
+        } else {
+            quote!(::rmicro::__private::Duration::from_nanos(#nanos))
+        };
+        expr = quote!(#expr.backoff(#duration));
+    }
+    if let Some(topic) = dead_letter {
+        expr = quote!(#expr.dead_letter(#topic));
+    }
+    expr
 }
 
 /// `assert_decode::<T>();` at `T`'s span, so that a payload type that cannot be decoded is
@@ -49,12 +78,20 @@ pub(crate) fn free(
         topic,
         queue,
         service,
+        redelivery: policy,
     } = subscription;
     let SubscriberFn { payload, error } = function;
     let function = &item.sig.ident;
     let name = format!("::{function}");
     let queue = option(queue.as_deref());
     let service = option(service.as_deref());
+    let policy = match policy {
+        Some(policy) => {
+            let policy = redelivery(policy);
+            quote!(::rmicro::__private::Some(|| #policy))
+        }
+        None => quote!(::rmicro::__private::None),
+    };
     let ty = payload.ty();
     // Locals at mixed-site hygiene cannot collide with the user's names.
     let raw = Ident::new("raw", Span::mixed_site());
@@ -64,7 +101,7 @@ pub(crate) fn free(
         Payload::Plain(_) => quote!(#event.into_payload()),
     };
     let call = map_err(quote!(#function(#argument).await), error.as_ref());
-    let allow = crate::handlers::allow_unused_async();
+    let allow = crate::signature::allow_unused_async();
     quote! {
         #allow
         #item
@@ -76,6 +113,7 @@ pub(crate) fn free(
                     queue: #queue,
                     service: #service,
                     name: ::core::concat!(::core::module_path!(), #name),
+                    redelivery: #policy,
                     handler: |#raw| {
                         ::std::boxed::Box::pin(async move {
                             let #event = ::rmicro::__private::decode_event::<#ty>(#raw)?;

@@ -6,7 +6,7 @@ pub(crate) mod args;
 mod expand;
 pub(crate) mod validate;
 
-pub(crate) use expand::{assert_decode, map_err, option};
+pub(crate) use expand::{assert_decode, map_err, option, redelivery};
 
 use proc_macro2::{Span, TokenStream};
 use syn::Item;
@@ -92,6 +92,24 @@ mod tests {
             quote! {
                 pub async fn on_graded(student: Student) -> Result<(), StoreError> {
                     store().save(student).await
+                }
+            },
+        )));
+    }
+
+    #[test]
+    fn redelivery_policy() {
+        assert_snapshot!(pretty(expand(
+            quote!(
+                "students.graded",
+                queue = "graders",
+                attempts = 5,
+                backoff = "250ms",
+                dead_letter = "students.graded.dead"
+            ),
+            quote! {
+                async fn on_graded(student: Student) -> rmicro::Result<()> {
+                    Ok(())
                 }
             },
         )));

@@ -1,5 +1,7 @@
 //! The rules on a subscription's topic, queue and service; yields a span-free configuration.
 
+use std::time::Duration;
+
 use syn::LitStr;
 
 use super::args::{Pair, SubscribeArgs};
@@ -13,7 +15,20 @@ pub(crate) struct Subscription {
     pub(crate) queue: Option<String>,
     /// The service a free subscriber belongs to; `None` = the program's only service.
     pub(crate) service: Option<String>,
+    /// What happens to a message the subscriber fails on; `None`: the broker's own rule.
+    pub(crate) redelivery: Option<Redelivery>,
 }
+
+/// `attempts`, `backoff` and `dead_letter`, as given (`None`: the runtime's default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Redelivery {
+    pub(crate) attempts: Option<u32>,
+    pub(crate) backoff: Option<Duration>,
+    pub(crate) dead_letter: Option<String>,
+}
+
+/// The longest `backoff` allowed: longer pauses hold the subscription for that long.
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
 /// Checks `args`, recording every broken rule; `Some` when none is broken.
 pub(crate) fn validate(args: &SubscribeArgs, errors: &mut Errors) -> Option<Subscription> {
@@ -27,14 +42,62 @@ pub(crate) fn validate(args: &SubscribeArgs, errors: &mut Errors) -> Option<Subs
     if let Some(service) = &args.service {
         check_service(service, errors);
     }
+    if let Some(dead_letter) = &args.dead_letter {
+        check_dead_letter(dead_letter, args.topic.as_ref(), errors);
+    }
+    if let Some(backoff) = &args.backoff
+        && backoff.value > MAX_BACKOFF
+    {
+        errors.spanned(
+            &backoff.lit,
+            "`backoff` is at most 10m: the subscriber holds the message (and, where order is \
+             kept, its queue) for every pause",
+        );
+    }
     if errors.len() > before {
         return None;
     }
+    let redelivery = (args.attempts.is_some()
+        || args.backoff.is_some()
+        || args.dead_letter.is_some())
+    .then(|| Redelivery {
+        attempts: args.attempts.as_ref().map(|a| a.value),
+        backoff: args.backoff.as_ref().map(|b| b.value),
+        dead_letter: args.dead_letter.as_ref().map(|d| d.value.value()),
+    });
     Some(Subscription {
         topic: args.topic.as_ref()?.value(),
         queue: args.queue.as_ref().map(|q| q.value.value()),
         service: args.service.as_ref().map(|s| s.value.value()),
+        redelivery,
     })
+}
+
+fn check_dead_letter(dead_letter: &Pair, topic: Option<&LitStr>, errors: &mut Errors) {
+    let text = dead_letter.value.value();
+    if text.is_empty() {
+        errors.spanned(
+            &dead_letter.value,
+            "`dead_letter` cannot be empty; leave it out to drop a message after its last try",
+        );
+    } else if let Some(c) = text.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        errors.spanned(
+            &dead_letter.value,
+            format!(
+                "invalid dead-letter topic `{}`: {} is not allowed in a topic",
+                text.escape_debug(),
+                naming::show_char(c)
+            ),
+        );
+    } else if topic.is_some_and(|t| t.value() == text) {
+        errors.spanned(
+            &dead_letter.value,
+            format!(
+                "the dead-letter topic cannot be the topic itself: failed messages would come \
+                 back to this subscriber; e.g. `dead_letter = \"{text}.dead\"`"
+            ),
+        );
+    }
 }
 
 fn check_topic(topic: &LitStr, errors: &mut Errors) {
@@ -120,7 +183,80 @@ mod tests {
                 topic: "go.micro.srv.message".to_owned(),
                 queue: Some("workers".to_owned()),
                 service: Some("student_service".to_owned()),
+                redelivery: None,
             })
+        );
+        assert_eq!(
+            check(quote!(
+                "t",
+                attempts = 5,
+                backoff = "50ms",
+                dead_letter = "t.dead"
+            ))
+            .map(|s| s.redelivery),
+            Ok(Some(Redelivery {
+                attempts: Some(5),
+                backoff: Some(Duration::from_millis(50)),
+                dead_letter: Some("t.dead".to_owned()),
+            }))
+        );
+        assert_eq!(
+            check(quote!("t", dead_letter = "t.dead")).map(|s| s.redelivery),
+            Ok(Some(Redelivery {
+                attempts: None,
+                backoff: None,
+                dead_letter: Some("t.dead".to_owned()),
+            })),
+            "the runtime's defaults fill in the rest"
+        );
+    }
+
+    #[test]
+    fn redelivery_keys_are_checked() {
+        assert_eq!(
+            check(quote!("t", dead_letter = "t")).expect_err("errors"),
+            [
+                "the dead-letter topic cannot be the topic itself: failed messages would come back \
+              to this subscriber; e.g. `dead_letter = \"t.dead\"`"
+            ]
+        );
+        assert_eq!(
+            check(quote!(
+                "t",
+                attempts = 0,
+                backoff = "1h",
+                dead_letter = "a b"
+            ))
+            .expect_err("errors"),
+            [
+                "`attempts` counts the first try too, so it is at least 1 (1 = no retries)",
+                "invalid dead-letter topic `a b`: a space is not allowed in a topic",
+                "`backoff` is at most 10m: the subscriber holds the message (and, where order \
+                 is kept, its queue) for every pause",
+            ]
+        );
+        assert_eq!(
+            check(quote!(
+                "t",
+                attempts = 101,
+                backoff = "5parsecs",
+                dead_letter = ""
+            ))
+            .expect_err("errors"),
+            [
+                "`attempts = 101` is more than 100: a message that always fails would hold its \
+                 subscriber that long; send it to a `dead_letter` topic sooner",
+                "invalid duration `5parsecs`: unknown unit `parsecs`, expected one of `ns`, `us`, \
+                 `ms`, `s`, `m`, `h`",
+                "`dead_letter` cannot be empty; leave it out to drop a message after its last try",
+            ]
+        );
+        assert_eq!(
+            check(quote!("t", attempts = "5", attempts = 6)).expect_err("errors"),
+            [
+                "expected how many times to try a message in all, e.g. `attempts = 5`",
+                "duplicate key `attempts`",
+            ]
         );
     }
 

@@ -41,8 +41,13 @@ pub mod nats;
 pub mod nsq;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
+pub mod redelivery;
 #[cfg(feature = "redis")]
 pub mod redis;
+
+pub use redelivery::{
+    HEADER_DEAD_LETTER_ATTEMPTS, HEADER_DEAD_LETTER_ERROR, HEADER_DEAD_LETTER_TOPIC, Redelivery,
+};
 
 /// Header naming the topic a message was published to (go-micro v2+).
 pub const HEADER_TOPIC: &str = "Micro-Topic";

@@ -134,6 +134,28 @@ pub struct SubscriptionSpec {
     pub topic: String,
     /// The queue group, `None` for broadcast.
     pub queue: Option<String>,
+    /// What happens to a message the handler fails on; `None`: the broker plugin's own rule
+    /// (see [`broker::Redelivery`]).
+    pub redelivery: Option<broker::Redelivery>,
+}
+
+impl SubscriptionSpec {
+    /// A subscription to `topic`, in queue group `queue` if any, with the plugin's rule for
+    /// failed messages.
+    pub fn new(topic: impl Into<String>, queue: Option<&str>) -> Self {
+        Self {
+            topic: topic.into(),
+            queue: queue.map(str::to_owned),
+            redelivery: None,
+        }
+    }
+
+    /// Sets the redelivery policy.
+    #[must_use]
+    pub fn redelivery(mut self, policy: broker::Redelivery) -> Self {
+        self.redelivery = Some(policy);
+        self
+    }
 }
 
 impl<S: Send + Sync + 'static> Routes<S> {
@@ -214,11 +236,18 @@ impl<S: Send + Sync + 'static> Routes<S> {
                 f(this, event).await
             })
         });
-        let spec = SubscriptionSpec {
-            topic: topic.to_owned(),
-            queue: queue.map(str::to_owned),
-        };
-        self.subscriptions.push((spec, call));
+        self.subscriptions
+            .push((SubscriptionSpec::new(topic, queue), call));
+        self
+    }
+
+    /// Sets the redelivery policy of the subscription added last (what `#[subscribe(..,
+    /// attempts = .., dead_letter = "..")]` generates).
+    #[must_use]
+    pub fn redelivery(mut self, policy: broker::Redelivery) -> Self {
+        if let Some((spec, _)) = self.subscriptions.last_mut() {
+            spec.redelivery = Some(policy);
+        }
         self
     }
 

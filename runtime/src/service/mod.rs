@@ -51,6 +51,7 @@ use crate::rpc::server::{Server, ServerHandle, ServerOptions};
 use crate::rpc::{Bound, Client, ClientOptions, Routes, SubscriptionSpec};
 use crate::{Error, Result};
 
+pub(crate) mod free;
 mod heartbeat;
 mod plugins;
 
@@ -392,14 +393,15 @@ impl ServiceBuilder {
 
     /// Subscribes a raw broker handler, go-micro's `broker.Subscribe`.
     #[must_use]
-    pub fn subscribe(mut self, topic: &str, queue: Option<&str>, handler: broker::Handler) -> Self {
-        self.subscriptions.push((
-            SubscriptionSpec {
-                topic: topic.to_owned(),
-                queue: queue.map(str::to_owned),
-            },
-            handler,
-        ));
+    pub fn subscribe(self, topic: &str, queue: Option<&str>, handler: broker::Handler) -> Self {
+        self.subscription(SubscriptionSpec::new(topic, queue), handler)
+    }
+
+    /// Subscribes a raw broker handler as `spec` says, with its redelivery policy if any:
+    /// `SubscriptionSpec::new("t", None).redelivery(Redelivery::new(5).dead_letter("t.dead"))`.
+    #[must_use]
+    pub fn subscription(mut self, spec: SubscriptionSpec, handler: broker::Handler) -> Self {
+        self.subscriptions.push((spec, handler));
         self
     }
 
@@ -714,7 +716,10 @@ impl ServiceBuilder {
                 Some(q) => SubscribeOptions::queue(q.clone()),
                 None => SubscribeOptions::default(),
             };
-            let handler = self.layers.subscriber_handler(handler, &id);
+            let mut handler = self.layers.subscriber_handler(handler, &id);
+            if let Some(policy) = &spec.redelivery {
+                handler = policy.wrap(handler, Arc::clone(&broker));
+            }
             subscribers.push(broker.subscribe(&spec.topic, handler, opts).await?);
         }
 
@@ -919,7 +924,7 @@ fn check_endpoint_collisions(
 
 fn claim_free_subscribers(service: &str) -> Vec<(SubscriptionSpec, broker::Handler)> {
     let unnamed = !UNNAMED_CLAIMED.swap(true, Ordering::SeqCst);
-    crate::__private::free_subscribers()
+    free::free_subscribers()
         .filter(|s| match s.service {
             Some(owner) => owner == service,
             None => unnamed,
@@ -933,13 +938,9 @@ fn claim_free_subscribers(service: &str) -> Vec<(SubscriptionSpec, broker::Handl
             );
             let f = s.handler;
             let handler: broker::Handler = Arc::new(move |event| f(event));
-            (
-                SubscriptionSpec {
-                    topic: s.topic.to_owned(),
-                    queue: s.queue.map(str::to_owned),
-                },
-                handler,
-            )
+            let mut spec = SubscriptionSpec::new(s.topic, s.queue);
+            spec.redelivery = s.redelivery.map(|policy| policy());
+            (spec, handler)
         })
         .collect()
 }

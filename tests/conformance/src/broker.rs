@@ -404,6 +404,103 @@ pub async fn order_per_publisher(f: &impl BrokerFixture) {
     assert_eq!(got, want);
 }
 
+/// A subscriber with a [`broker::Redelivery`] policy: each poison message is tried 3 times,
+/// then published to the dead-letter topic with its story in headers, exactly once; every
+/// other message is delivered once, in the order published.
+pub async fn poison_goes_to_the_dead_letter_topic(f: &impl BrokerFixture) {
+    let (publisher, subscriber) = (f.broker().await, f.broker().await);
+    let t = topic("poison");
+    let dead = format!("{t}.dead");
+    let (_dead_sub, mut dead_rx) = sink(&subscriber, &dead, SubscribeOptions::default()).await;
+    let tries = Arc::new(AtomicUsize::new(0));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let counted = Arc::clone(&tries);
+    let handler = broker::handler(move |ev: Event| {
+        let (tries, tx) = (Arc::clone(&counted), tx.clone());
+        async move {
+            if ev.message().body.starts_with(b"poison") {
+                tries.fetch_add(1, Ordering::SeqCst);
+                return Err(rmicro::Error::internal_server_error(
+                    "conformance",
+                    "cannot handle poison",
+                ));
+            }
+            let _ = tx.send(ev);
+            Ok(())
+        }
+    });
+    let policy = broker::Redelivery::new(3)
+        .backoff(Duration::from_millis(10))
+        .dead_letter(dead.clone());
+    let _sub = subscriber
+        .subscribe(
+            &t,
+            policy.wrap(handler, Arc::clone(&subscriber)),
+            SubscribeOptions::default(),
+        )
+        .await
+        .expect("subscribe");
+    tokio::time::sleep(f.settle()).await;
+    const N: usize = 100;
+    let poison = |i: usize| i % 40 == 7;
+    for i in 0..N {
+        let body = if poison(i) {
+            format!("poison {i}")
+        } else {
+            i.to_string()
+        };
+        publisher
+            .publish(
+                &t,
+                msg(body).with_header("n", i.to_string()),
+                PublishOptions::default(),
+            )
+            .await
+            .expect("publish");
+    }
+    let want: Vec<usize> = (0..N).filter(|&i| !poison(i)).collect();
+    let mut got = Vec::with_capacity(want.len());
+    for _ in 0..want.len() {
+        got.push(
+            body(&recv(&mut rx, "a good message").await)
+                .parse::<usize>()
+                .expect("n"),
+        );
+    }
+    assert_eq!(got, want, "every good message, once, in order");
+    let poisoned: Vec<usize> = (0..N).filter(|&i| poison(i)).collect();
+    let mut letters = Vec::new();
+    for _ in &poisoned {
+        let ev = recv(&mut dead_rx, "a dead letter").await;
+        let h = &ev.message().header;
+        assert_eq!(h[broker::HEADER_DEAD_LETTER_TOPIC], t, "{h:?}");
+        assert_eq!(h[broker::HEADER_DEAD_LETTER_ATTEMPTS], "3", "{h:?}");
+        assert!(
+            h[broker::HEADER_DEAD_LETTER_ERROR].contains("cannot handle poison"),
+            "{h:?}"
+        );
+        assert_eq!(h[HEADER_TOPIC], dead);
+        assert!(ev.message().id().is_some(), "the id is kept: {h:?}");
+        letters.push(h["n"].parse::<usize>().expect("n"));
+    }
+    letters.sort_unstable();
+    assert_eq!(
+        letters, poisoned,
+        "every poison message, dead-lettered once"
+    );
+    assert_eq!(
+        tries.load(Ordering::SeqCst),
+        3 * poisoned.len(),
+        "3 tries each"
+    );
+    assert_eq!(
+        quiet(&mut dead_rx, Duration::from_millis(500)).await
+            + quiet(&mut rx, Duration::ZERO).await,
+        0,
+        "nothing more"
+    );
+}
+
 /// After the broker server restarts, subscriptions deliver again without the program doing
 /// anything.
 pub async fn delivery_resumes_after_restart(f: &impl BrokerFixture) {
@@ -536,6 +633,10 @@ macro_rules! broker_suite {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn order_per_publisher() {
             $crate::broker::order_per_publisher(&$fixture).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn poison_goes_to_the_dead_letter_topic() {
+            $crate::broker::poison_goes_to_the_dead_letter_topic(&$fixture).await;
         }
     };
 }

@@ -10,6 +10,7 @@ const _: () = {
         queue: ::rmicro::__private::None,
         service: ::rmicro::__private::None,
         name: "macrotest007::on_message",
+        redelivery: ::rmicro::__private::None,
         handler: |raw| {
             ::std::boxed::Box::pin(async move {
                 let event = ::rmicro::__private::decode_event::<String>(raw)?;

@@ -31,7 +31,7 @@ async fn on_created(event: Event<Student>) -> rmicro::Result<()> {
     Ok(())
 }
 
-#[subscribe("students.updated", queue = "workers")]
+#[subscribe("students.updated", queue = "workers", attempts = 5, backoff = "50ms", dead_letter = "students.updated.dead")]
 async fn on_updated(student: Student) -> Result<(), rmicro::Error> {
     assert_eq!(student.name, "davie");
     SEEN.fetch_add(1, Ordering::SeqCst);

@@ -63,7 +63,7 @@ impl StudentService {
     }
 
     #[rmicro::subscribe("students.graded", queue = "graders")]
-    #[subscribe("students.regraded", queue = "graders")]
+    #[subscribe("students.regraded", queue = "graders", dead_letter = "students.regraded.dead")]
     pub async fn on_graded(&self, student: Student) -> Result<(), rmicro::Error> {
         assert!(student.grade > 0);
         self.messages.fetch_add(1, Ordering::SeqCst);
