@@ -41,6 +41,12 @@ pub const ALL: &[&str] = &[
     "broker-nsq",
     "broker-nats",
     "broker-mqtt",
+    "broker-kafka",
+    "broker-googlepubsub",
+    "poison-rabbitmq",
+    "poison-redis",
+    "poison-nsq",
+    "poison-kafka",
 ];
 
 /// Runs the scenario `name`.
@@ -57,6 +63,12 @@ pub async fn run(ctx: &Ctx, name: &str) -> Row {
         "broker-nsq" => broker_restart(ctx, brokers::nsq()).await,
         "broker-nats" => broker_restart(ctx, brokers::nats()).await,
         "broker-mqtt" => broker_restart(ctx, brokers::mqtt()).await,
+        "broker-kafka" => broker_restart(ctx, brokers::kafka()).await,
+        "broker-googlepubsub" => broker_restart(ctx, brokers::googlepubsub()).await,
+        "poison-rabbitmq" => poison(ctx, brokers::rabbitmq()).await,
+        "poison-redis" => poison(ctx, brokers::redis()).await,
+        "poison-nsq" => poison(ctx, brokers::nsq().unordered()).await,
+        "poison-kafka" => poison(ctx, brokers::kafka()).await,
         other => {
             let mut row = Row::new(other, "a known scenario");
             row.met = Some(false);
@@ -537,32 +549,41 @@ async fn hostile_clients(ctx: &Ctx) -> Row {
 
 /// A broker's server for [`broker_restart`]: how to build the plugin, how to restart it.
 struct BrokerServer {
-    name: &'static str,
+    name: String,
     /// How the server is restarted, for the table.
     how: &'static str,
     make: Box<dyn Fn() -> SharedBroker + Send + Sync>,
     restart: Box<dyn FnMut() + Send>,
     /// At least once: 0 lost is the aim. Otherwise the row only measures.
     at_least_once: bool,
+    /// Whether one subscriber gets one publisher's messages in order.
+    keeps_order: bool,
     note: Option<&'static str>,
 }
 
 impl BrokerServer {
     /// An at-least-once broker: `make` builds a plugin instance, `restart` the server.
     fn new(
-        name: &'static str,
+        name: impl Into<String>,
         how: &'static str,
         make: impl Fn() -> SharedBroker + Send + Sync + 'static,
         restart: impl FnMut() + Send + 'static,
     ) -> BrokerServer {
         BrokerServer {
-            name,
+            name: name.into(),
             how,
             make: Box::new(make),
             restart: Box::new(restart),
             at_least_once: true,
+            keeps_order: true,
             note: None,
         }
+    }
+
+    /// The broker does not promise order (nsq), so the poison row does not count it.
+    fn unordered(mut self) -> BrokerServer {
+        self.keeps_order = false;
+        self
     }
 
     /// The row only measures, for `why`.
@@ -577,11 +598,15 @@ mod brokers {
     use std::sync::Arc;
 
     use rmicro::broker::SharedBroker;
+    use rmicro::broker::googlepubsub::{GooglePubSubBroker, GooglePubSubOptions};
+    use rmicro::broker::kafka::{KafkaBroker, KafkaOptions};
     use rmicro::broker::mqtt::{MqttBroker, MqttBrokerOptions};
     use rmicro::broker::rabbitmq::{RabbitmqBroker, RabbitmqOptions};
+    use rmicro_conformance::servers::kafka::Kafka;
     use rmicro_conformance::servers::mosquitto::Mosquitto;
     use rmicro_conformance::servers::nats::Nats;
     use rmicro_conformance::servers::nsq::Nsqd;
+    use rmicro_conformance::servers::pubsub::PubSub;
     use rmicro_conformance::servers::rabbitmq::Rabbitmq;
     use rmicro_conformance::servers::redis::Redis;
 
@@ -638,6 +663,41 @@ mod brokers {
             move || server.restart(),
         )
         .measured("core NATS is at most once, as go-micro's")
+    }
+
+    pub(super) fn kafka() -> BrokerServer {
+        let mut server = block(Kafka::start);
+        let address = server.address();
+        let make = move || {
+            let opts = KafkaOptions::with_addresses(&address);
+            Arc::new(KafkaBroker::new(opts).expect("kafka options")) as SharedBroker
+        };
+        BrokerServer::new(
+            "kafka (KRaft, consumer group as queue)",
+            "kill -9, start again with its data",
+            make,
+            move || server.restart(),
+        )
+    }
+
+    pub(super) fn googlepubsub() -> BrokerServer {
+        let mut server = block(PubSub::start);
+        let host = server.host();
+        let kind = server.kind();
+        let make = move || {
+            let opts = GooglePubSubOptions::emulator(&host);
+            Arc::new(GooglePubSubBroker::new(opts).expect("pubsub options")) as SharedBroker
+        };
+        BrokerServer::new(
+            format!("googlepubsub ({kind}, subscription as queue)"),
+            "kill -9, start again",
+            make,
+            move || server.restart(),
+        )
+        .unordered()
+        .measured(
+            "the emulator and pstest keep everything in memory: a restart loses every topic, subscription and unacknowledged message; Google's own service is not restarted by its users",
+        )
     }
 
     pub(super) fn mqtt() -> BrokerServer {
@@ -806,5 +866,194 @@ async fn broker_restart(ctx: &Ctx, mut server: BrokerServer) -> Row {
     } else {
         row.note = server.note.map(str::to_owned);
     }
+    row
+}
+
+/// How many tries a poison message gets in [`poison`].
+const POISON_ATTEMPTS: u32 = 3;
+
+/// A publish stream with 1 % poison messages (every 100th) to a queue subscriber whose
+/// handler refuses them, with a [`broker::Redelivery`] of [`POISON_ATTEMPTS`] tries and a
+/// dead-letter topic: every other message arrives (in order, where the broker keeps it), every
+/// poison message is in the dead-letter topic after exactly its tries.
+async fn poison(ctx: &Ctx, server: BrokerServer) -> Row {
+    let mut row = Row::new(
+        format!(
+            "{}: 1 % poison messages under {} msg/s, {POISON_ATTEMPTS} tries, then a dead-letter topic",
+            server.name, ctx.plan.publish_rate
+        ),
+        if server.keeps_order {
+            "0 lost; every poison message dead-lettered once after its tries; the rest in order"
+        } else {
+            "0 lost; every poison message dead-lettered once after its tries"
+        },
+    );
+    let topic = format!("chaos.{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let dead = format!("{topic}.dead");
+    let is_poison = |seq: u64| seq % 100 == 50;
+    let subscriber = (server.make)();
+    let received: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(Vec::new()));
+    let tries: Arc<Mutex<std::collections::HashMap<u64, u32>>> = Arc::default();
+    let handler = {
+        let (received, tries) = (Arc::clone(&received), Arc::clone(&tries));
+        broker::handler(move |ev| {
+            let (received, tries) = (Arc::clone(&received), Arc::clone(&tries));
+            async move {
+                let seq: u64 = std::str::from_utf8(&ev.message().body)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_default();
+                if is_poison(seq) {
+                    *tries
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .entry(seq)
+                        .or_default() += 1;
+                    return Err(rmicro::Error::bad_request(
+                        "chaos",
+                        format!("message {seq} is poison"),
+                    ));
+                }
+                received
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(seq);
+                Ok(())
+            }
+        })
+    };
+    let policy = broker::Redelivery::new(POISON_ATTEMPTS)
+        .backoff(Duration::from_millis(20))
+        .dead_letter(dead.clone());
+    let _subscription = subscriber
+        .subscribe(
+            &topic,
+            policy.wrap(handler, Arc::clone(&subscriber)),
+            SubscribeOptions::queue("chaos"),
+        )
+        .await
+        .expect("subscribe");
+    let letters: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
+    let _dead_letters = {
+        let letters = Arc::clone(&letters);
+        subscriber
+            .subscribe(
+                &dead,
+                broker::handler(move |ev| {
+                    let letters = Arc::clone(&letters);
+                    async move {
+                        let seq = std::str::from_utf8(&ev.message().body)
+                            .ok()
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or_default();
+                        let attempts = ev
+                            .message()
+                            .header
+                            .get(broker::HEADER_DEAD_LETTER_ATTEMPTS)
+                            .cloned()
+                            .unwrap_or_default();
+                        letters
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push((seq, attempts));
+                        Ok(())
+                    }
+                }),
+                SubscribeOptions::queue("chaos-dead"),
+            )
+            .await
+            .expect("subscribe to the dead letters")
+    };
+    // Let the subscriptions take effect (kafka joins its groups) before the stream.
+    tokio::time::sleep(Duration::from_secs(if ctx.plan.short { 2 } else { 4 })).await;
+    let publisher = (server.make)();
+    let period = Duration::from_secs(1) / ctx.plan.publish_rate.max(1);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let until = Instant::now() + ctx.plan.steady * 2;
+    let mut acked = Vec::new();
+    let mut errors = 0usize;
+    let mut seq = 0u64;
+    while Instant::now() < until {
+        tick.tick().await;
+        seq += 1;
+        match publisher
+            .publish(
+                &topic,
+                Message::new(seq.to_string()),
+                PublishOptions::default(),
+            )
+            .await
+        {
+            Ok(()) => acked.push(seq),
+            Err(_) => errors += 1,
+        }
+    }
+    let (good, bad): (Vec<u64>, Vec<u64>) = acked.iter().partition(|&&s| !is_poison(s));
+    let done = wait_until(Duration::from_secs(30), || async {
+        let got: HashSet<u64> = received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .copied()
+            .collect();
+        let dead: HashSet<u64> = letters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
+        good.iter().all(|s| got.contains(s)) && bad.iter().all(|s| dead.contains(s))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = received
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let unique: HashSet<u64> = got.iter().copied().collect();
+    let lost = good.iter().filter(|s| !unique.contains(s)).count();
+    let out_of_order = got.windows(2).filter(|w| w[1] < w[0]).count();
+    let letters = letters
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let dead_unique: HashSet<u64> = letters.iter().map(|(s, _)| *s).collect();
+    let missing = bad.iter().filter(|s| !dead_unique.contains(s)).count();
+    let wrong_count = letters
+        .iter()
+        .filter(|(_, a)| *a != POISON_ATTEMPTS.to_string())
+        .count();
+    let tries = tries.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let tried_right = bad
+        .iter()
+        .filter(|s| tries.get(s) == Some(&POISON_ATTEMPTS))
+        .count();
+    row.figure("acknowledged", acked.len())
+        .figure("publish errors", errors)
+        .figure("poison", bad.len())
+        .figure("good delivered", unique.len())
+        .figure("lost", lost)
+        .figure("duplicates", got.len() - unique.len())
+        .figure("out of order", out_of_order)
+        .figure("dead-lettered", letters.len())
+        .figure(
+            &format!("tried exactly {POISON_ATTEMPTS} times"),
+            format!("{tried_right} of {}", bad.len()),
+        )
+        .figure(
+            "settled within",
+            done.map_or_else(|| "more than 30 s".to_owned(), secs),
+        );
+    row.met = Some(
+        done.is_some()
+            && lost == 0
+            && missing == 0
+            && wrong_count == 0
+            && letters.len() == dead_unique.len()
+            && tried_right == bad.len()
+            && !bad.is_empty()
+            && (!server.keeps_order || out_of_order == 0),
+    );
     row
 }
