@@ -576,6 +576,54 @@ async fn slow_and_idle_connections_are_cut_off_after_the_header_read_timeout() {
     assert_eq!(student.name, "davie");
 }
 
+/// Over `max_connections`, a new connection is answered at once with a 503 go-micro error
+/// instead of waiting; once connections close, calls are served again.
+#[tokio::test]
+async fn connections_over_the_cap_get_a_503_at_once() {
+    let server = start_with(
+        "a",
+        ServerOptions {
+            name: SERVICE.into(),
+            max_connections: 3,
+            ..ServerOptions::default()
+        },
+    )
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(
+            tokio::net::TcpStream::connect(server.address())
+                .await
+                .expect("connect"),
+        );
+    }
+    // Let the accept loop count them.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let client = client(Arc::new(MemoryRegistry::new()), Strategy::Random);
+    let started = std::time::Instant::now();
+    let err = client
+        .call_with::<_, Student>(SERVICE, GET, &davie(), server.direct())
+        .await
+        .expect_err("over the cap");
+    assert_eq!((err.code, err.id.as_str()), (503, SERVICE), "{err}");
+    assert_eq!(
+        err.detail,
+        "too many connections: this server serves at most 3 at once"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refused after {:?}",
+        started.elapsed()
+    );
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let student: Student = client
+        .call_with(SERVICE, GET, &davie(), server.direct())
+        .await
+        .expect("served again once the held connections closed");
+    assert_eq!(student.name, "davie");
+}
+
 /// A request whose endpoint header is blank or not text is told which, the bytes shown;
 /// one without it, that it is missing. The server serves on.
 #[tokio::test]

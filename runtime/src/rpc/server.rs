@@ -80,6 +80,11 @@ pub struct ServerOptions {
     /// A connection that takes longer (a slowloris) is closed, so it holds no file
     /// descriptor and no memory for long.
     pub header_read_timeout: Duration,
+    /// The most connections served at once. A connection over the cap is answered at once
+    /// with a 503 go-micro error and closed, so a caller fails fast (and tries another node)
+    /// instead of waiting in the listen backlog, and a flood of connections cannot take the
+    /// process's file descriptors. Default 10,000.
+    pub max_connections: usize,
     /// Count requests in the process's metrics (`micro_request_total` and the rest, see
     /// [`crate::metrics`]). Default `true`.
     pub metrics: bool,
@@ -91,6 +96,7 @@ impl Default for ServerOptions {
             name: SERVER_ID.to_owned(),
             max_body_bytes: 4 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
             metrics: true,
         }
     }
@@ -208,6 +214,7 @@ impl Server {
             name: opts.name,
             max_body_bytes: opts.max_body_bytes,
             header_read_timeout: opts.header_read_timeout,
+            max_connections: opts.max_connections.max(1),
             endpoints: table,
             in_flight_gauge,
             stack,
@@ -242,6 +249,7 @@ struct Shared {
     id: String,
     max_body_bytes: usize,
     header_read_timeout: Duration,
+    max_connections: usize,
     endpoints: HashMap<String, (EndpointFn, Option<EndpointMetrics>)>,
     /// `micro_requests_in_flight` of this service; `None` with metrics off.
     in_flight_gauge: Option<prometheus_client::metrics::gauge::Gauge>,
@@ -331,6 +339,9 @@ async fn accept_loop(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) if conns.len() >= shared.max_connections => {
+                    tokio::spawn(refuse_conn(stream, peer, Arc::clone(&shared)));
+                }
                 Ok((stream, peer)) => {
                     conns.spawn(serve_conn(stream, peer, Arc::clone(&shared), conn_state.clone()));
                 }
@@ -359,6 +370,53 @@ async fn accept_loop(
     })
     .await;
     conns.abort_all();
+}
+
+/// Answers a connection over [`ServerOptions::max_connections`] with a 503 go-micro error (in
+/// `Micro-Error` and as the body, as the server's other HTTP errors) and closes it. The reply
+/// waits for the request's headers (an HTTP client drops a reply that comes before its
+/// request), for at most a second; what else the caller sends is read and dropped, so that
+/// closing does not reset the connection before the caller reads the reply.
+async fn refuse_conn(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const LIMIT: usize = 64 * 1024;
+    let error = Error::new(
+        shared.id.clone(),
+        503,
+        format!(
+            "too many connections: this server serves at most {} at once",
+            shared.max_connections
+        ),
+    );
+    let json = error.to_json();
+    let reply = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+         Micro-Error: {json}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        json.len()
+    );
+    tracing::debug!(%peer, limit = shared.max_connections, "rpc server refused a connection over its cap");
+    let mut buf = vec![0u8; 4096];
+    let mut head = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while head.len() < LIMIT && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        if stream.write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+        let _ = stream.shutdown().await;
+        let mut drained = 0usize;
+        while drained < LIMIT {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
 }
 
 async fn serve_conn(

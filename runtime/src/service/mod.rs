@@ -111,6 +111,7 @@ pub struct ServiceBuilder {
     checks: Vec<Check>,
     layers: Layers,
     metrics: bool,
+    limits: ServerOptions,
     resolved: Option<Options>,
 }
 
@@ -149,6 +150,7 @@ impl Service {
             checks: Vec::new(),
             layers: Layers::new(),
             metrics: true,
+            limits: ServerOptions::default(),
             resolved: None,
         }
     }
@@ -409,6 +411,15 @@ impl ServiceBuilder {
     #[must_use]
     pub fn free_subscribers(mut self, on: bool) -> Self {
         self.free_subscribers = on;
+        self
+    }
+
+    /// Sets the RPC server's limits: `max_body_bytes`, `header_read_timeout` and
+    /// `max_connections` of `limits` (its `name` and `metrics` are the service's own).
+    /// The defaults are [`ServerOptions::default`]'s: 4 MiB, 30 s, 10,000.
+    #[must_use]
+    pub fn server_limits(mut self, limits: ServerOptions) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -702,7 +713,7 @@ impl ServiceBuilder {
             ServerOptions {
                 name: name.clone(),
                 metrics: self.metrics,
-                ..ServerOptions::default()
+                ..self.limits.clone()
             },
             web,
             &self.layers,
