@@ -455,10 +455,10 @@ async fn hostile_clients(ctx: &Ctx) -> Row {
     };
     let mut row = Row::new(
         format!(
-            "{slow} slowloris and {idle} idle connections against 1 instance for {}, 16 callers",
+            "{slow} slowloris and {idle} idle connections, and 4 streams of malformed requests, against 1 instance for {}, 16 callers",
             secs(attack)
         ),
-        "0 failed; callers' p99 during the attack within 3x steady",
+        "0 failed; callers' p99 during the attack within 3x steady; every malformed request answered with its 4xx",
     );
     let server = block(etcd::start);
     let address = etcd::endpoint(&server);
@@ -502,6 +502,13 @@ async fn hostile_clients(ctx: &Ctx) -> Row {
             }
         }));
     }
+    let bad: Vec<_> = BadInput::ALL
+        .iter()
+        .map(|&kind| {
+            let (target, stopped) = (target.clone(), stopped.clone());
+            tokio::spawn(kind.repeat(target, stopped))
+        })
+        .collect();
     let (mut rss_peak, mut fds_peak) = (rss_before, fds_before);
     let until = Instant::now() + attack;
     while Instant::now() < until {
@@ -515,6 +522,10 @@ async fn hostile_clients(ctx: &Ctx) -> Row {
     stop.send_replace(true);
     for attacker in attackers {
         let _ = attacker.await;
+    }
+    let mut refused = Vec::new();
+    for (kind, task) in BadInput::ALL.iter().zip(bad) {
+        refused.push((*kind, task.await.unwrap_or_default()));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (rss_after, fds_after) = footprint(pid);
@@ -540,11 +551,148 @@ async fn hostile_clients(ctx: &Ctx) -> Row {
             ),
         )
         .figure("fds", format!("{fds_before} → {fds_peak} → {fds_after}"));
+    let mut all_refused = true;
+    for (kind, (sent, answered)) in &refused {
+        all_refused &= *sent > 0 && sent == answered;
+        row.figure(
+            &format!("{} answered {}", kind.name(), kind.expected()),
+            format!("{answered} of {sent}"),
+        );
+    }
     if let Some(e) = &all.first_error {
         row.note = Some(format!("first failure: {e}"));
     }
-    row.met = Some(all.failed == 0 && during.p99 <= steady.p99 * 3);
+    row.met = Some(all.failed == 0 && during.p99 <= steady.p99 * 3 && all_refused);
     row
+}
+
+/// A malformed request sent again and again during [`hostile_clients`], each on a connection
+/// of its own, and the 4xx go-micro error it must get.
+#[derive(Debug, Clone, Copy)]
+enum BadInput {
+    /// `Content-Length` of 100 MB (and the first 64 KiB of it).
+    HugeBody,
+    /// 10,000 headers.
+    ManyHeaders,
+    /// `Micro-Endpoint` that is not UTF-8.
+    BadEndpoint,
+    /// A body in a content type no codec reads.
+    UnknownContentType,
+}
+
+impl BadInput {
+    const ALL: [BadInput; 4] = [
+        BadInput::HugeBody,
+        BadInput::ManyHeaders,
+        BadInput::BadEndpoint,
+        BadInput::UnknownContentType,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            BadInput::HugeBody => "100 MB bodies",
+            BadInput::ManyHeaders => "10,000 headers",
+            BadInput::BadEndpoint => "non-UTF-8 Micro-Endpoint",
+            BadInput::UnknownContentType => "unknown content type",
+        }
+    }
+
+    /// The status, or go-micro error code, the server must answer with.
+    fn expected(self) -> u16 {
+        match self {
+            BadInput::HugeBody => 413,
+            BadInput::ManyHeaders => 431,
+            BadInput::BadEndpoint => 400,
+            BadInput::UnknownContentType => 415,
+        }
+    }
+
+    fn request(self) -> Vec<u8> {
+        let endpoint = format!("Micro-Endpoint: {}\r\n", crate::service::ENDPOINT);
+        let mut head = b"POST / HTTP/1.1\r\nHost: chaos\r\nConnection: close\r\n".to_vec();
+        let body: &[u8] = br#"{"seq":1}"#;
+        match self {
+            BadInput::HugeBody => {
+                head.extend_from_slice(endpoint.as_bytes());
+                head.extend_from_slice(
+                    b"Content-Type: application/json\r\nContent-Length: 104857600\r\n\r\n",
+                );
+                head.extend(std::iter::repeat_n(b' ', 64 * 1024));
+                return head;
+            }
+            BadInput::ManyHeaders => {
+                head.extend_from_slice(endpoint.as_bytes());
+                head.extend_from_slice(b"Content-Type: application/json\r\n");
+                for i in 0..10_000 {
+                    head.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+                }
+            }
+            BadInput::BadEndpoint => {
+                head.extend_from_slice(b"Micro-Endpoint: Chaos\xffService.Echo\r\n");
+                head.extend_from_slice(b"Content-Type: application/json\r\n");
+            }
+            BadInput::UnknownContentType => {
+                head.extend_from_slice(endpoint.as_bytes());
+                head.extend_from_slice(b"Content-Type: application/x-chaos\r\n");
+            }
+        }
+        head.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+        head.extend_from_slice(body);
+        head
+    }
+
+    /// Whether `answer` carries the expected code, as the HTTP status or as the code of the
+    /// go-micro error in `Micro-Error`.
+    fn answered(self, answer: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(answer);
+        let code = self.expected();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse::<u16>().ok());
+        status == Some(code)
+            || text.lines().any(|l| {
+                l.to_ascii_lowercase().starts_with("micro-error:")
+                    && l.contains(&format!("\"code\":{code}"))
+            })
+    }
+
+    /// Sends the request every 100 ms until `stopped`; (sent, answered as expected).
+    async fn repeat(
+        self,
+        target: String,
+        mut stopped: tokio::sync::watch::Receiver<bool>,
+    ) -> (usize, usize) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let request = self.request();
+        let (mut sent, mut answered) = (0, 0);
+        loop {
+            let exchange = async {
+                let mut conn = tokio::net::TcpStream::connect(&target).await.ok()?;
+                // The server may answer and close before reading it all.
+                let _ = conn.write_all(&request).await;
+                let mut answer = Vec::new();
+                let mut buf = [0u8; 4096];
+                while answer.len() < 16 * 1024 {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => answer.extend_from_slice(&buf[..n]),
+                    }
+                }
+                Some(answer)
+            };
+            sent += 1;
+            if let Ok(Some(answer)) = tokio::time::timeout(Duration::from_secs(5), exchange).await
+                && self.answered(&answer)
+            {
+                answered += 1;
+            }
+            tokio::select! {
+                _ = stopped.changed() => return (sent, answered),
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    }
 }
 
 /// A broker's server for [`broker_restart`]: how to build the plugin, how to restart it.
