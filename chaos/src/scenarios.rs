@@ -35,6 +35,7 @@ pub const ALL: &[&str] = &[
     "registry-down-etcd",
     "registry-down-consul",
     "partition-etcd",
+    "cluster-etcd",
     "hostile-clients",
     "broker-rabbitmq",
     "broker-redis",
@@ -57,6 +58,7 @@ pub async fn run(ctx: &Ctx, name: &str) -> Row {
         "registry-down-etcd" => registry_down(ctx, Kind::Etcd).await,
         "registry-down-consul" => registry_down(ctx, Kind::Consul).await,
         "partition-etcd" => partition(ctx).await,
+        "cluster-etcd" => etcd_cluster(ctx).await,
         "hostile-clients" => hostile_clients(ctx).await,
         "broker-rabbitmq" => broker_restart(ctx, brokers::rabbitmq()).await,
         "broker-redis" => broker_restart(ctx, brokers::redis()).await,
@@ -175,7 +177,11 @@ impl Instance {
             "--server_address=127.0.0.1:0".to_owned(),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut proc = Proc::spawn(&ctx.exe, &args, &[(ROLE, "service"), ("RUST_LOG", "info")]);
+        let mut proc = Proc::spawn(
+            &ctx.exe,
+            &args,
+            &[(ROLE, "service"), ("RUST_LOG", "info,rmicro=debug")],
+        );
         let line = proc.wait_for(" registered", Duration::from_secs(30));
         let node = field(&line, "node").unwrap_or_else(|| panic!("no node in {line:?}"));
         let address = proc.address();
@@ -421,6 +427,122 @@ async fn partition(ctx: &Ctx) -> Row {
             && deregistered.is_some_and(|d| d <= ctx.plan.ttl() + LEASE_SWEEP)
             && registered.is_some_and(|r| r <= ctx.plan.interval() + Duration::from_millis(500)),
     );
+    row
+}
+
+/// A 3-member etcd cluster under load: the leader killed (-9) and started again, then an
+/// instance stopped; every member is asked on its own what it lists.
+async fn etcd_cluster(ctx: &Ctx) -> Row {
+    let mut row = Row::new(
+        "3-member etcd cluster: leader killed (-9) under load, started again after 2 intervals; then an instance stopped (2 instances, 16 callers)",
+        "0 failed; both nodes listed by every member throughout; the stop seen by every member within 1 s",
+    );
+    let mut members = block(|| etcd::start_cluster(3));
+    let endpoints: Vec<String> = members.iter().map(etcd::endpoint).collect();
+    let all = endpoints.join(",");
+    let (first, second) = block(|| {
+        (
+            Instance::start(ctx, "etcd", &all),
+            Instance::start(ctx, "etcd", &all),
+        )
+    });
+    let each: Vec<SharedRegistry> = endpoints.iter().map(|e| registry("etcd", e)).collect();
+    let (_client, load) = steady_load(ctx, "etcd", &all, 2).await;
+    let leader = wait_until(Duration::from_secs(10), || async {
+        members.iter().any(etcd::is_leader)
+    })
+    .await
+    .and_then(|_| members.iter().position(etcd::is_leader));
+    let Some(leader) = leader else {
+        row.note = Some("no member says it leads".to_owned());
+        row.met = Some(false);
+        return row;
+    };
+    let killed_at = load.now();
+    block(|| members[leader].stop());
+    let others: Vec<usize> = (0..members.len()).filter(|&i| i != leader).collect();
+    let elected = wait_until(Duration::from_secs(30), || async {
+        others.iter().any(|&i| etcd::is_leader(&members[i]))
+    })
+    .await;
+    // Two intervals without the old leader: every heartbeat goes to the others.
+    let mut missing_while_down = 0;
+    let down_until = Instant::now() + ctx.plan.interval() * 2;
+    while Instant::now() < down_until {
+        for &i in &others {
+            for node in [&first.node, &second.node] {
+                if !listed(&each[i], node).await {
+                    missing_while_down += 1;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    block(|| Kind::Etcd.start_again(&mut members[leader]));
+    let back_at = load.now();
+    let all_listed = wait_until(Duration::from_secs(10), || async {
+        for registry in &each {
+            for node in [&first.node, &second.node] {
+                if !listed(registry, node).await {
+                    return false;
+                }
+            }
+        }
+        true
+    })
+    .await;
+    tokio::time::sleep(ctx.plan.steady / 2).await;
+    // An instance stopped: its deregistration reaches every member.
+    first.proc.signal("TERM");
+    let stopped = Instant::now();
+    let mut seen = Vec::new();
+    for registry in &each {
+        let gone = wait_until(ctx.plan.ttl() * 2, || async {
+            !listed(registry, &first.node).await
+        })
+        .await;
+        seen.push(gone.map(|_| stopped.elapsed()));
+    }
+    let samples = load.finish().await;
+    let whole = Window::of(&samples, Duration::ZERO, Duration::MAX);
+    let during = Window::of(&samples, killed_at, back_at);
+    calls(&mut row, &whole);
+    row.figure("failed while the leader was down", during.failed)
+        .figure("p99 while down", ms(during.p99))
+        .figure(
+            "new leader after",
+            elected.map_or_else(|| "never".to_owned(), secs),
+        )
+        .figure("lookups missing a node while down", missing_while_down)
+        .figure(
+            "listed by all 3 after the restart within",
+            all_listed.map_or_else(|| "never".to_owned(), secs),
+        )
+        .figure(
+            "stop seen by the members after",
+            seen.iter()
+                .map(|s| s.map_or_else(|| "never".to_owned(), secs))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    if let Some(e) = &whole.first_error {
+        row.note = Some(format!("first failure: {e}"));
+    }
+    let seen_by_all = seen
+        .iter()
+        .all(|s| s.is_some_and(|d| d <= Duration::from_secs(1)));
+    if !seen_by_all {
+        // What the stopped instance said, for whoever reads the run's output.
+        let mut first = first;
+        first.proc.drain(Duration::from_millis(500));
+        eprintln!(
+            "cluster-etcd: the stopped instance's output:\n{}",
+            first.proc.transcript()
+        );
+    }
+    row.met =
+        Some(whole.failed == 0 && missing_while_down == 0 && all_listed.is_some() && seen_by_all);
+    drop(second);
     row
 }
 

@@ -42,6 +42,72 @@ pub fn start() -> Server {
     server
 }
 
+/// Starts a cluster of `n` members (`m0`, `m1`, ..) on free loopback ports, each with its own
+/// data directory, and waits until every member is healthy (the cluster has a leader).
+pub fn start_cluster(n: usize) -> Vec<Server> {
+    let program = require("etcd");
+    let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+    let initial = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let members: Vec<Server> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, &(client, peer))| {
+            let client_url = format!("http://127.0.0.1:{client}");
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let args: Vec<String> = [
+                "--name",
+                &format!("m{i}"),
+                "--data-dir",
+                "{dir}/data",
+                "--listen-client-urls",
+                &client_url,
+                "--advertise-client-urls",
+                &client_url,
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+                "--initial-cluster",
+                &initial,
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                "rmicro",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+            let addr = SocketAddr::from(([127, 0, 0, 1], client));
+            let mut server = Server::start("etcd", &program, &args, &[], addr, READY_WITHIN);
+            server.extra_ports.push(peer);
+            server
+        })
+        .collect();
+    for member in &members {
+        wait_healthy(member);
+    }
+    members
+}
+
+/// Whether the member serving on `server` is the cluster's leader (its status's `leader` is
+/// its own member id).
+pub fn is_leader(server: &Server) -> bool {
+    let Some(status) = super::http(server.addr, "POST", "/v3/maintenance/status", b"{}") else {
+        return false;
+    };
+    let field = |name: &str| {
+        let start = status.find(&format!("\"{name}\":\""))? + name.len() + 4;
+        let end = start + status[start..].find('"')?;
+        Some(status[start..end].to_owned())
+    };
+    field("member_id").is_some_and(|me| field("leader") == Some(me))
+}
+
 /// Kills etcd and starts it again on the same ports, with its data unless `wipe`, and waits
 /// until it is healthy.
 pub fn restart(server: &mut Server, wipe: bool) {
