@@ -36,6 +36,7 @@ pub const ALL: &[&str] = &[
     "registry-down-consul",
     "partition-etcd",
     "cluster-etcd",
+    "cluster-consul",
     "hostile-clients",
     "broker-rabbitmq",
     "broker-redis",
@@ -58,7 +59,8 @@ pub async fn run(ctx: &Ctx, name: &str) -> Row {
         "registry-down-etcd" => registry_down(ctx, Kind::Etcd).await,
         "registry-down-consul" => registry_down(ctx, Kind::Consul).await,
         "partition-etcd" => partition(ctx).await,
-        "cluster-etcd" => etcd_cluster(ctx).await,
+        "cluster-etcd" => cluster(ctx, Kind::Etcd).await,
+        "cluster-consul" => cluster(ctx, Kind::Consul).await,
         "hostile-clients" => hostile_clients(ctx).await,
         "broker-rabbitmq" => broker_restart(ctx, brokers::rabbitmq()).await,
         "broker-redis" => broker_restart(ctx, brokers::redis()).await,
@@ -129,6 +131,21 @@ impl Kind {
         match self {
             Kind::Etcd => etcd::endpoint(server),
             Kind::Consul => consul::address(server),
+        }
+    }
+
+    /// A cluster of three, serving.
+    fn start_cluster(self) -> Vec<Server> {
+        match self {
+            Kind::Etcd => etcd::start_cluster(3),
+            Kind::Consul => consul::start_cluster(3),
+        }
+    }
+
+    fn is_leader(self, server: &Server) -> bool {
+        match self {
+            Kind::Etcd => etcd::is_leader(server),
+            Kind::Consul => consul::is_leader(server),
         }
     }
 
@@ -430,29 +447,35 @@ async fn partition(ctx: &Ctx) -> Row {
     row
 }
 
-/// A 3-member etcd cluster under load: the leader killed (-9) and started again, then an
-/// instance stopped; every member is asked on its own what it lists.
-async fn etcd_cluster(ctx: &Ctx) -> Row {
+/// A cluster of three registry servers under load: the leader killed (-9) and started again,
+/// then an instance stopped; every member is asked on its own what it lists. The two
+/// instances are given the members in different orders (a Consul agent holds the services
+/// registered through it).
+async fn cluster(ctx: &Ctx, kind: Kind) -> Row {
+    let name = kind.name();
     let mut row = Row::new(
-        "3-member etcd cluster: leader killed (-9) under load, started again after 2 intervals; then an instance stopped (2 instances, 16 callers)",
+        format!(
+            "3-server {name} cluster: leader killed (-9) under load, started again after 2 intervals; then an instance stopped (2 instances, 16 callers)"
+        ),
         "0 failed; both nodes listed by every member throughout; the stop seen by every member within 1 s",
     );
-    let mut members = block(|| etcd::start_cluster(3));
-    let endpoints: Vec<String> = members.iter().map(etcd::endpoint).collect();
+    let mut members = block(|| kind.start_cluster());
+    let endpoints: Vec<String> = members.iter().map(|m| kind.address(m)).collect();
     let all = endpoints.join(",");
+    let rotated = [&endpoints[1..], &endpoints[..1]].concat().join(",");
     let (first, second) = block(|| {
         (
-            Instance::start(ctx, "etcd", &all),
-            Instance::start(ctx, "etcd", &all),
+            Instance::start(ctx, name, &all),
+            Instance::start(ctx, name, &rotated),
         )
     });
-    let each: Vec<SharedRegistry> = endpoints.iter().map(|e| registry("etcd", e)).collect();
-    let (_client, load) = steady_load(ctx, "etcd", &all, 2).await;
+    let each: Vec<SharedRegistry> = endpoints.iter().map(|e| registry(name, e)).collect();
+    let (_client, load) = steady_load(ctx, name, &all, 2).await;
     let leader = wait_until(Duration::from_secs(10), || async {
-        members.iter().any(etcd::is_leader)
+        members.iter().any(|m| kind.is_leader(m))
     })
     .await
-    .and_then(|_| members.iter().position(etcd::is_leader));
+    .and_then(|_| members.iter().position(|m| kind.is_leader(m)));
     let Some(leader) = leader else {
         row.note = Some("no member says it leads".to_owned());
         row.met = Some(false);
@@ -462,7 +485,7 @@ async fn etcd_cluster(ctx: &Ctx) -> Row {
     block(|| members[leader].stop());
     let others: Vec<usize> = (0..members.len()).filter(|&i| i != leader).collect();
     let elected = wait_until(Duration::from_secs(30), || async {
-        others.iter().any(|&i| etcd::is_leader(&members[i]))
+        others.iter().any(|&i| kind.is_leader(&members[i]))
     })
     .await;
     // Two intervals without the old leader: every heartbeat goes to the others.
@@ -478,7 +501,7 @@ async fn etcd_cluster(ctx: &Ctx) -> Row {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    block(|| Kind::Etcd.start_again(&mut members[leader]));
+    block(|| kind.start_again(&mut members[leader]));
     let back_at = load.now();
     let all_listed = wait_until(Duration::from_secs(10), || async {
         for registry in &each {
@@ -536,7 +559,7 @@ async fn etcd_cluster(ctx: &Ctx) -> Row {
         let mut first = first;
         first.proc.drain(Duration::from_millis(500));
         eprintln!(
-            "cluster-etcd: the stopped instance's output:\n{}",
+            "cluster-{name}: the stopped instance's output:\n{}",
             first.proc.transcript()
         );
     }

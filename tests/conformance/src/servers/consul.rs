@@ -62,6 +62,70 @@ pub fn start_with(hcl: &[&str], token: Option<&str>) -> Server {
     server
 }
 
+/// Starts a cluster of `n` Consul servers (`-server -bootstrap-expect=n`, not `-dev`: state
+/// on disk, in each server's directory) on free loopback ports, joined to each other, and
+/// waits until every server's catalog answers (the cluster has a leader).
+pub fn start_cluster(n: usize) -> Vec<Server> {
+    let program = require("consul");
+    let ports: Vec<[u16; 4]> = (0..n).map(|_| distinct_ports()).collect();
+    let members: Vec<Server> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, &[http, lan, wan, rpc])| {
+            let mut args: Vec<String> = [
+                "agent",
+                "-server",
+                "-bind=127.0.0.1",
+                "-client=127.0.0.1",
+                "-advertise=127.0.0.1",
+                "-disable-host-node-id",
+                "-data-dir={dir}/data",
+                "-dns-port=-1",
+                "-grpc-port=-1",
+                "-grpc-tls-port=-1",
+                "-log-level=warn",
+                "-hcl=disable_update_check = true",
+                // Production's election timing (the default multiplier, 5, is for small VMs).
+                "-hcl=performance { raft_multiplier = 1 }",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+            args.extend([
+                format!("-node=rmicro-server-{i}"),
+                format!("-bootstrap-expect={n}"),
+                format!("-http-port={http}"),
+                format!("-serf-lan-port={lan}"),
+                format!("-serf-wan-port={wan}"),
+                format!("-server-port={rpc}"),
+            ]);
+            for (j, other) in ports.iter().enumerate() {
+                if j != i {
+                    args.push(format!("-retry-join=127.0.0.1:{}", other[1]));
+                }
+            }
+            let addr = SocketAddr::from(([127, 0, 0, 1], http));
+            let mut server = Server::start("consul", &program, &args, &[], addr, READY_WITHIN);
+            server.extra_ports.extend([lan, wan, rpc]);
+            server
+        })
+        .collect();
+    for member in &members {
+        wait_ready(member, None);
+    }
+    members
+}
+
+/// Whether the server serving HTTP on `server` leads its cluster (`/v1/status/leader` names
+/// its own server port).
+pub fn is_leader(server: &Server) -> bool {
+    let Some(rpc) = server.extra_ports.get(2) else {
+        return false;
+    };
+    get(server.addr, "/v1/status/leader", None)
+        .is_some_and(|(status, body)| status == 200 && body.contains(&format!(":{rpc}\"")))
+}
+
 /// Four free loopback ports, all different (held together while they are picked); the
 /// second and third (serf LAN and WAN) are free for UDP too, which serf also uses.
 fn distinct_ports() -> [u16; 4] {
