@@ -37,6 +37,8 @@ pub const ALL: &[&str] = &[
     "partition-etcd",
     "cluster-etcd",
     "cluster-consul",
+    "scale-etcd",
+    "scale-consul",
     "hostile-clients",
     "broker-rabbitmq",
     "broker-redis",
@@ -61,6 +63,8 @@ pub async fn run(ctx: &Ctx, name: &str) -> Row {
         "partition-etcd" => partition(ctx).await,
         "cluster-etcd" => cluster(ctx, Kind::Etcd).await,
         "cluster-consul" => cluster(ctx, Kind::Consul).await,
+        "scale-etcd" => scale(ctx, Kind::Etcd).await,
+        "scale-consul" => scale(ctx, Kind::Consul).await,
         "hostile-clients" => hostile_clients(ctx).await,
         "broker-rabbitmq" => broker_restart(ctx, brokers::rabbitmq()).await,
         "broker-redis" => broker_restart(ctx, brokers::redis()).await,
@@ -566,6 +570,156 @@ async fn cluster(ctx: &Ctx, kind: Kind) -> Row {
     row.met =
         Some(whole.failed == 0 && missing_while_down == 0 && all_listed.is_some() && seen_by_all);
     drop(second);
+    row
+}
+
+/// The CPU time this process has used (user and system).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command (which may hold spaces) in parentheses.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command.
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// The service the scale scenario registers its nodes under.
+const SCALE_SERVICE: &str = "chaos_scale";
+
+fn scale_node(i: usize) -> rmicro::registry::Service {
+    rmicro::registry::Service {
+        name: SCALE_SERVICE.to_owned(),
+        version: "latest".to_owned(),
+        nodes: vec![rmicro::registry::Node {
+            id: format!("{SCALE_SERVICE}-{i}"),
+            address: format!("127.0.0.1:{}", 10_000 + i % 50_000),
+            ..rmicro::registry::Node::default()
+        }],
+        ..rmicro::registry::Service::default()
+    }
+}
+
+/// How many nodes one service has, one watcher on it: for each size, the time to register
+/// them all, the time one change (a node registered, then deregistered) takes to reach the
+/// watcher, and what the process spends per change.
+async fn scale(ctx: &Ctx, kind: Kind) -> Row {
+    use futures::StreamExt as _;
+    use rmicro::registry::{Action, RegisterOptions, WatchOptions};
+    let sizes: &[usize] = if ctx.plan.short {
+        &[100, 1000]
+    } else {
+        &[100, 1000, 5000]
+    };
+    let name = kind.name();
+    let mut row = Row::new(
+        format!(
+            "one service of {} nodes on {name}, one watcher: 20 changes each",
+            sizes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" / ")
+        ),
+        "measured",
+    );
+    const CHANGES: usize = 20;
+    for &n in sizes {
+        let server = block(|| kind.start());
+        let address = kind.address(&server);
+        let registrar = registry(name, &address);
+        let opts = RegisterOptions::ttl(Duration::from_secs(600));
+        let started = Instant::now();
+        let mut workers = tokio::task::JoinSet::new();
+        for w in 0..32 {
+            let registrar = Arc::clone(&registrar);
+            workers.spawn(async move {
+                for i in (w..n).step_by(32) {
+                    registrar
+                        .register(&scale_node(i), opts)
+                        .await
+                        .expect("register");
+                }
+            });
+        }
+        while let Some(done) = workers.join_next().await {
+            done.expect("registrar");
+        }
+        let registered_in = started.elapsed();
+        let watcher_registry = registry(name, &address);
+        let rss_before = footprint(std::process::id()).0;
+        let mut watcher = watcher_registry
+            .watch(WatchOptions::service(SCALE_SERVICE))
+            .await
+            .expect("watch");
+        // What a watcher is handed first (consul: the whole list), until it is quiet.
+        while let Ok(Some(_)) =
+            tokio::time::timeout(Duration::from_millis(500), watcher.next()).await
+        {}
+        let cpu_before = cpu_time();
+        let mut seen = Vec::new();
+        let mut missed = 0;
+        for c in 0..CHANGES {
+            let node = scale_node(n + c);
+            let id = node.nodes[0].id.clone();
+            for (action, change) in [(Action::Create, true), (Action::Delete, false)] {
+                let at = Instant::now();
+                if change {
+                    registrar.register(&node, opts).await.expect("register");
+                } else {
+                    registrar.deregister(&node).await.expect("deregister");
+                }
+                let arrived = tokio::time::timeout(Duration::from_secs(10), async {
+                    while let Some(event) = watcher.next().await {
+                        if let Ok(event) = event
+                            && event.action == action
+                            && event.service.nodes.iter().any(|n| n.id == id)
+                        {
+                            return true;
+                        }
+                    }
+                    false
+                })
+                .await;
+                match arrived {
+                    Ok(true) => seen.push(at.elapsed()),
+                    _ => missed += 1,
+                }
+            }
+        }
+        let cpu = cpu_time().saturating_sub(cpu_before);
+        let rss_after = footprint(std::process::id()).0;
+        seen.sort();
+        let p50 = seen.get(seen.len() / 2).copied().unwrap_or_default();
+        let max = seen.last().copied().unwrap_or_default();
+        row.figure(
+            &format!("{n} nodes"),
+            format!(
+                "registered in {}, change seen p50 {} max {}{}, CPU {:.1} ms per change, watcher RSS +{:.1} MiB",
+                secs(registered_in),
+                ms(p50),
+                ms(max),
+                if missed > 0 {
+                    format!(" ({missed} missed)")
+                } else {
+                    String::new()
+                },
+                cpu.as_secs_f64() * 1000.0 / (2 * CHANGES) as f64,
+                rss_after.saturating_sub(rss_before) as f64 / 1024.0
+            ),
+        );
+        if missed > 0 {
+            row.met = Some(false);
+            row.note = Some(format!(
+                "{missed} changes never reached the watcher at {n} nodes"
+            ));
+        }
+        drop(watcher);
+        drop(server);
+    }
     row
 }
 
