@@ -792,6 +792,9 @@ struct AgentService {
     meta: Option<BTreeMap<String, String>>,
     #[serde(default)]
     port: u16,
+    /// Raised by Consul whenever the instance's definition changes (not its checks).
+    #[serde(default)]
+    modify_index: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -802,6 +805,16 @@ struct HealthCheck {
 }
 
 impl HealthEntry {
+    /// The instance's id and the index its definition was last changed at.
+    pub(crate) fn version(&self) -> (&str, u64) {
+        (&self.service.id, self.service.modify_index)
+    }
+
+    /// Whether a check of the instance is critical (reads drop it).
+    pub(crate) fn critical(&self) -> bool {
+        self.checks.iter().flatten().any(|c| c.status == "critical")
+    }
+
     /// The instance as a service holding its one node, or `None` when it belongs to another
     /// service or has a critical check (go-micro drops those; `warning` stays).
     pub(crate) fn to_service(&self, name: &str) -> Option<Service> {
@@ -809,7 +822,7 @@ impl HealthEntry {
         if svc.service != name {
             return None;
         }
-        if self.checks.iter().flatten().any(|c| c.status == "critical") {
+        if self.critical() {
             return None;
         }
         let tags = svc.tags.as_deref().unwrap_or_default();
@@ -897,6 +910,29 @@ impl Registry for ConsulRegistry {
     async fn watch(&self, opts: WatchOptions) -> Result<Watcher> {
         watch::start(Arc::clone(&self.inner), opts).await
     }
+}
+
+/// Fuzzing: the answer of `/v1/health/service/<name>`, each instance read as a node (its
+/// go-micro tags decoded).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_health(data: &[u8]) {
+    if let Ok(entries) = serde_json::from_slice::<Vec<HealthEntry>>(data) {
+        for entry in &entries {
+            let _ = entry.to_service("greeter");
+        }
+    }
+}
+
+/// Fuzzing: tags, one per line, decoded as go-micro's version, endpoints and metadata.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_tags(data: &[u8]) {
+    let tags: Vec<String> = String::from_utf8_lossy(data)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let _ = tags::decode_version(&tags);
+    let _ = tags::decode_endpoints(&tags);
+    let _ = tags::decode_metadata(&tags);
 }
 
 #[cfg(test)]
