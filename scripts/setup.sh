@@ -23,6 +23,8 @@ fi
 # fonts-wqy-microhei: the CJK glyphs of the seed's data in its screenshot.
 packages=(mosquitto nats-server rabbitmq-server redis-server etcd-server openssl dnsmasq-base prometheus chromium chromium-driver fonts-wqy-microhei)
 have cc || packages+=(gcc)
+# g++: libFuzzer (C++), built by libfuzzer-sys for the fuzz targets (scripts/fuzz.sh).
+have c++ || packages+=(g++)
 have make || packages+=(make)
 have perl && perl -MIPC::Cmd -MFile::Compare -e1 2>/dev/null || packages+=(perl)
 # Java servers (ZooKeeper, Kafka, ActiveMQ Artemis) come as jars from Maven Central, fetched with Maven and run with java.

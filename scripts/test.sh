@@ -23,5 +23,8 @@ RMICRO_PUBSUB=pstest cargo test -p rmicro-conformance --all-features --test brok
 echo "== macro UI and expansion tests (default features: feature-gated plugins must be refused)"
 cargo test -p rmicro-ui-tests
 
+echo "== fuzz targets: every network decoder, a short run each (scripts/fuzz.sh has the long one)"
+bash scripts/fuzz.sh --time 3
+
 echo "== examples: the quickstart runs end to end"
 cargo run --quiet --bin quickstart

@@ -65,3 +65,6 @@ pub mod prelude {
 
 #[doc(hidden)]
 pub mod __private;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;

@@ -975,6 +975,18 @@ fn query_escape(text: &str) -> String {
     out
 }
 
+/// Fuzzing: a delivery to the http broker: the query (`topic=..`) and the body (go-micro's
+/// envelope), split at the first newline.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_delivery(data: &[u8]) {
+    let (query, body) = match data.iter().position(|b| *b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    let _ = query_param(&String::from_utf8_lossy(query), "topic");
+    let _ = super::Message::from_envelope(body);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -802,6 +802,12 @@ impl EtcdWatch {
     }
 }
 
+/// Fuzzing: a value under the registry's prefix, as a range or a watch hands it over.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_value(data: &[u8]) {
+    let _ = decode(data);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -520,6 +520,26 @@ impl Shared {
     }
 }
 
+/// Fuzzing: one packet as the mDNS socket receives it, parsed and read for services and
+/// listings (see `fuzz/`).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_packet(data: &[u8]) {
+    let Ok(names) = zone::Names::new("micro") else {
+        return;
+    };
+    if let Ok(msg) = wire::parse(data) {
+        let _ = view::sightings(&msg, &names);
+        let mut out = Vec::new();
+        view::listed(&msg, &names, &mut out);
+    }
+}
+
+/// Fuzzing: go-micro's TXT strings, joined as a record carries them.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_txt(data: &[u8]) {
+    let _ = txt::decode(data);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -829,6 +829,31 @@ fn http_error(status: StatusCode, err: &Error) -> HttpResponse {
     rsp
 }
 
+/// Fuzzing: the headers of a mucp request, given as `name: value` lines (names and values as
+/// any bytes HTTP allows), read as the server reads them and echoed into a reply.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_headers(data: &[u8]) {
+    let mut headers = HeaderMap::new();
+    for line in data.split(|b| *b == b'\n') {
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name),
+            HeaderValue::from_bytes(value.trim_ascii()),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    let _ = no_endpoint(&headers);
+    let _ = metadata(&headers);
+    let endpoint = header_str(&headers, &names::ENDPOINT)
+        .unwrap_or("S.M")
+        .to_owned();
+    let _ = reply(headers, &endpoint, Err(Error::bad_request("fuzz", "x")));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
