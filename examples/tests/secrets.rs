@@ -16,7 +16,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Proc, SERVICE, run, stderr, stdout};
+use rmicro_conformance::servers::consul;
+use rmicro_conformance::servers::mosquitto::Mosquitto;
+use support::{Proc, SERVICE, run, seed_lock, stderr, stdout};
 
 const SECRET: &str = "Pw4rmicroLeakTest";
 
@@ -105,4 +107,61 @@ fn no_password_in_any_output() {
         !text.contains(SECRET),
         "--help echoes the password:\n{text}"
     );
+}
+
+/// Registered for real (a Consul agent, mosquitto, both on loopback, the Consul token and the
+/// broker's password given), the service's record holds neither: not in Consul's catalog as
+/// stored (`Meta`, tags), not in the record a go-micro client decodes from it.
+#[test]
+fn no_password_in_the_registry_record() {
+    let _lock = seed_lock();
+    let agent = consul::start();
+    let broker = Mosquitto::start();
+    let broker_address = broker.url().replace("://", &format!("://user:{SECRET}@"));
+    let args = [
+        "--registry=consul".to_owned(),
+        format!("--registry_address={}", consul::address(&agent)),
+        "--broker=mqtt".to_owned(),
+        format!("--broker_address={broker_address}"),
+        "--server_address=127.0.0.1:0".to_owned(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut service = Proc::spawn(SERVICE, &args, &[("CONSUL_HTTP_TOKEN", SECRET)]);
+    service.wait_for("registered", support::UP);
+
+    let (status, catalog) = consul::get(agent.addr, "/v1/catalog/service/student_service", None)
+        .expect("the catalog answers");
+    assert_eq!(status, 200, "{catalog}");
+    assert!(
+        catalog.contains("student_service-"),
+        "registered: {catalog}"
+    );
+    assert!(
+        !catalog.contains(SECRET),
+        "the catalog holds the password: {catalog}"
+    );
+
+    let mut opts = rmicro::config::Options::default();
+    opts.registry = "consul".to_owned();
+    opts.registry_address = consul::address(&agent);
+    let registry = rmicro::service::registry_from(&opts, std::net::Ipv4Addr::LOCALHOST.into())
+        .expect("registry");
+    let record = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(registry.get_service("student_service"))
+        .expect("the record");
+    let decoded = serde_json::to_string(&record).expect("json");
+    assert!(decoded.contains("\"broker\":\"mqtt\""), "{decoded}");
+    assert!(
+        !decoded.contains(SECRET),
+        "the record holds the password: {decoded}"
+    );
+    assert!(
+        !decoded.contains("user:"),
+        "the record holds the broker's user: {decoded}"
+    );
+
+    service.signal("TERM");
+    let _ = service.wait_exit(Duration::from_secs(20));
+    assert!(!service.transcript().contains(SECRET));
 }
