@@ -76,6 +76,9 @@ pub struct ClientOptions {
     /// Count calls, retries and publishes in the process's metrics (see [`crate::metrics`]).
     /// Default `true`.
     pub metrics: bool,
+    /// Call every node over TLS, checking its certificate (see [`super::tls`]). Default
+    /// `None`: plain HTTP, as go-micro's default transport.
+    pub tls: Option<super::tls::ClientTls>,
 }
 
 impl Default for ClientOptions {
@@ -89,6 +92,7 @@ impl Default for ClientOptions {
             pool_idle_timeout: Duration::from_secs(60),
             pool_max_idle_per_node: 100,
             metrics: true,
+            tls: None,
         }
     }
 }
@@ -128,7 +132,7 @@ struct Stacks {
 
 #[derive(Clone)]
 struct Inner {
-    http: HttpClient<HttpConnector, Full<Bytes>>,
+    http: HttpClient<super::tls::connect::Connector, Full<Bytes>>,
     selector: Selector,
     opts: ClientOptions,
     broker: Option<SharedBroker>,
@@ -178,7 +182,10 @@ impl Client {
             .pool_idle_timeout(opts.pool_idle_timeout)
             .pool_max_idle_per_host(opts.pool_max_idle_per_node)
             .pool_timer(TokioTimer::new())
-            .build(connector);
+            .build(super::tls::connect::Connector::new(
+                connector,
+                opts.tls.as_ref(),
+            ));
         Client {
             inner: Arc::new(Inner {
                 http,
@@ -452,7 +459,12 @@ impl Client {
             let Some(address) = targets.next() else {
                 return Err(super::selector::not_found(service));
             };
-            let uri = format!("http://{address}/");
+            let scheme = if self.inner.opts.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let uri = format!("{scheme}://{address}/");
             let try_once = self.attempt(
                 &uri,
                 service,

@@ -22,6 +22,7 @@ pub mod client;
 pub mod describe;
 pub mod selector;
 pub mod server;
+pub mod tls;
 
 pub use client::{CallOptions, Client, ClientOptions};
 pub use selector::Strategy;

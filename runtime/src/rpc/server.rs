@@ -85,6 +85,9 @@ pub struct ServerOptions {
     /// instead of waiting in the listen backlog, and a flood of connections cannot take the
     /// process's file descriptors. Default 10,000.
     pub max_connections: usize,
+    /// Serve over TLS (mutual TLS when it has a client CA); see [`super::tls`]. Default
+    /// `None`: plain HTTP, as go-micro's default transport.
+    pub tls: Option<super::tls::ServerTls>,
     /// Count requests in the process's metrics (`micro_request_total` and the rest, see
     /// [`crate::metrics`]). Default `true`.
     pub metrics: bool,
@@ -97,6 +100,7 @@ impl Default for ServerOptions {
             max_body_bytes: 4 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            tls: None,
             metrics: true,
         }
     }
@@ -215,6 +219,7 @@ impl Server {
             max_body_bytes: opts.max_body_bytes,
             header_read_timeout: opts.header_read_timeout,
             max_connections: opts.max_connections.max(1),
+            tls: opts.tls.map(|t| tokio_rustls::TlsAcceptor::from(t.0)),
             endpoints: table,
             in_flight_gauge,
             stack,
@@ -250,6 +255,7 @@ struct Shared {
     max_body_bytes: usize,
     header_read_timeout: Duration,
     max_connections: usize,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     endpoints: HashMap<String, (EndpointFn, Option<EndpointMetrics>)>,
     /// `micro_requests_in_flight` of this service; `None` with metrics off.
     in_flight_gauge: Option<prometheus_client::metrics::gauge::Gauge>,
@@ -395,6 +401,10 @@ async fn refuse_conn(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared
         json.len()
     );
     tracing::debug!(%peer, limit = shared.max_connections, "rpc server refused a connection over its cap");
+    if shared.tls.is_some() {
+        // A TLS client would read the reply as a broken handshake: closing says as much.
+        return;
+    }
     let mut buf = vec![0u8; 4096];
     let mut head = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -423,9 +433,31 @@ async fn serve_conn(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    mut state: watch::Receiver<State>,
+    state: watch::Receiver<State>,
 ) {
     let _ = stream.set_nodelay(true);
+    let Some(acceptor) = shared.tls.clone() else {
+        return serve_http(TokioIo::new(stream), peer, shared, state).await;
+    };
+    // The handshake is part of reading the request: it gets the header-read timeout, so a
+    // connection that never completes it holds nothing for long.
+    match tokio::time::timeout(shared.header_read_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => serve_http(TokioIo::new(tls), peer, shared, state).await,
+        Ok(Err(err)) => {
+            tracing::debug!(%peer, error = %err, "rpc connection refused in the TLS handshake");
+        }
+        Err(_) => tracing::debug!(%peer, "rpc connection closed: no TLS handshake in time"),
+    }
+}
+
+async fn serve_http<I>(
+    io: I,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut state: watch::Receiver<State>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let header_read_timeout = shared.header_read_timeout;
     let request_state = state.clone();
     let service = service_fn(move |req| {
@@ -437,7 +469,7 @@ async fn serve_conn(
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(io, service);
     tokio::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => {

@@ -112,6 +112,7 @@ pub struct ServiceBuilder {
     layers: Layers,
     metrics: bool,
     limits: ServerOptions,
+    client_tls: Option<crate::rpc::tls::ClientTls>,
     resolved: Option<Options>,
 }
 
@@ -151,6 +152,7 @@ impl Service {
             layers: Layers::new(),
             metrics: true,
             limits: ServerOptions::default(),
+            client_tls: None,
             resolved: None,
         }
     }
@@ -423,6 +425,23 @@ impl ServiceBuilder {
         self
     }
 
+    /// Serves RPC over TLS (mutual TLS when `tls` has a client CA) and registers the node
+    /// with go-micro's `secure=true`; without it, `MICRO_TLS_CERT`/`MICRO_TLS_KEY` (and
+    /// `MICRO_TLS_CLIENT_CA`) turn TLS on. See [`crate::rpc::tls`].
+    #[must_use]
+    pub fn tls(mut self, tls: crate::rpc::tls::ServerTls) -> Self {
+        self.limits.tls = Some(tls);
+        self
+    }
+
+    /// Calls other services over TLS with `tls` (the service's client); without it,
+    /// `MICRO_TLS_CA` (and `MICRO_TLS_CLIENT_CERT`/`MICRO_TLS_CLIENT_KEY`) turn it on.
+    #[must_use]
+    pub fn client_tls(mut self, tls: crate::rpc::tls::ClientTls) -> Self {
+        self.client_tls = Some(tls);
+        self
+    }
+
     /// Adds a health check to `/health` and `/health/ready` (a critical one gates
     /// readiness); see [`crate::health`].
     #[must_use]
@@ -612,6 +631,14 @@ impl ServiceBuilder {
             hook().await?;
         }
 
+        // TLS, from the builder or the environment.
+        if self.limits.tls.is_none() {
+            self.limits.tls = crate::rpc::tls::ServerTls::from_env()?;
+        }
+        if self.client_tls.is_none() {
+            self.client_tls = crate::rpc::tls::ClientTls::from_env()?;
+        }
+
         // Listen.
         let server = Server::bind(options.bind_address()).await?;
         let address = server.local_addr();
@@ -755,6 +782,7 @@ impl ServiceBuilder {
                 content_type: (!options.client_content_type.is_empty())
                     .then(|| options.client_content_type.clone()),
                 metrics: self.metrics,
+                tls: self.client_tls.clone(),
                 ..ClientOptions::default()
             },
         )
@@ -821,6 +849,12 @@ impl ServiceBuilder {
             ("protocol", "mucp"),
         ] {
             metadata.insert(k.to_owned(), v.to_owned());
+        }
+        if self.limits.tls.is_some() {
+            metadata.insert(
+                crate::rpc::tls::SECURE_METADATA.to_owned(),
+                "true".to_owned(),
+            );
         }
         // When the node started (Unix seconds), for tools that show a node's age (`rmicro
         // describe`); go-micro's nodes have no such key.

@@ -152,6 +152,7 @@ impl crate::rpc::Client {
             strategy: options.selector,
             content_type: (!options.client_content_type.is_empty())
                 .then(|| options.client_content_type.clone()),
+            tls: crate::rpc::tls::ClientTls::from_env()?,
             ..crate::rpc::ClientOptions::default()
         };
         let client = Self::new(registry, client_options).with_broker(broker);

@@ -39,6 +39,21 @@ subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid,issuer
 ";
 
+/// A client certificate's extensions, for mutual TLS.
+const CLIENT_CONFIG: &str = "\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = NAME
+[client]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid,issuer
+";
+
 /// A CA and the server certificate it signed, as PEM files in one directory.
 #[derive(Debug, Clone)]
 pub struct Certs {
@@ -131,6 +146,61 @@ impl Certs {
     /// The server's private key (PEM, PKCS#8, unencrypted).
     pub fn key(&self) -> PathBuf {
         self.dir.join("server.key")
+    }
+
+    /// Makes a client certificate for `CN=<name>` signed by this CA (for mutual TLS): its
+    /// certificate and key, `<name>.pem` and `<name>.key`.
+    pub fn client(&self, name: &str) -> (PathBuf, PathBuf) {
+        let dir = &self.dir;
+        let config = format!("{name}.cnf");
+        std::fs::write(dir.join(&config), CLIENT_CONFIG.replace("NAME", name))
+            .expect("client config");
+        let (key, csr, pem) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+        );
+        openssl(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-config",
+                &config,
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &config,
+                "-extensions",
+                "client",
+            ],
+        );
+        (dir.join(pem), dir.join(key))
     }
 }
 
