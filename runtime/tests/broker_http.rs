@@ -443,6 +443,30 @@ async fn oversized_envelope_gets_413() {
     );
 }
 
+/// A declared body over the limit (100 MB here) is refused from its headers alone: the 413
+/// comes back while the sender has not sent a byte of it.
+#[tokio::test]
+async fn a_declared_100_mb_body_gets_413_before_it_is_sent() {
+    let registry = shared();
+    let b = connected(&registry).await;
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let _s = b
+        .subscribe("t", forward("b", &tx), SubscribeOptions::default())
+        .await
+        .expect("sub");
+    let request = format!(
+        "POST /?id=x HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 104857600\r\nConnection: close\r\n\r\n",
+        b.address()
+    );
+    let (status, body) = raw_http(&b.address(), request.as_bytes()).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body.contains("larger than the limit of 4194304 bytes"),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn a_post_built_like_go_micro_is_accepted() {
     let registry = shared();

@@ -869,6 +869,18 @@ async fn deliver(req: Request<Incoming>, subs: &Subs, max: usize) -> Result<()> 
         .and_then(|q| query_param(q, "id"))
         .transpose()?
         .unwrap_or_default();
+    // A declared length over the limit is refused before a byte of the body is read.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(Error::payload_too_large(
+            ERROR_ID,
+            format!("message envelope larger than the limit of {max} bytes"),
+        ));
+    }
     let body = Limited::new(req.into_body(), max)
         .collect()
         .await
