@@ -185,6 +185,8 @@ struct Instance {
     proc: Proc,
     node: String,
     address: String,
+    /// Its http broker's listener (from the `started` line).
+    broker_address: String,
 }
 
 impl Instance {
@@ -206,10 +208,17 @@ impl Instance {
         let line = proc.wait_for(" registered", Duration::from_secs(30));
         let node = field(&line, "node").unwrap_or_else(|| panic!("no node in {line:?}"));
         let address = proc.address();
+        let broker_address = proc
+            .transcript()
+            .lines()
+            .find(|l| l.contains(" started "))
+            .and_then(|l| field(l, "broker_address"))
+            .unwrap_or_default();
         Instance {
             proc,
             node,
             address,
+            broker_address,
         }
     }
 }
@@ -744,7 +753,7 @@ async fn hostile_clients(ctx: &Ctx) -> Row {
     let (slow, idle) = if ctx.plan.short {
         (100, 400)
     } else {
-        (200, 2000)
+        (200, 5000)
     };
     // The server's header-read timeout is 30 s: the long plan waits for it to close them.
     let attack = if ctx.plan.short {
@@ -754,7 +763,7 @@ async fn hostile_clients(ctx: &Ctx) -> Row {
     };
     let mut row = Row::new(
         format!(
-            "{slow} slowloris and {idle} idle connections, and 4 streams of malformed requests, against 1 instance for {}, 16 callers",
+            "{slow} slowloris and {idle} idle connections (a fifth of them to its http broker), and 7 streams of malformed requests, against 1 instance for {}, 16 callers",
             secs(attack)
         ),
         "0 failed; callers' p99 during the attack within 3x steady; every malformed request answered with its 4xx",
@@ -769,9 +778,16 @@ async fn hostile_clients(ctx: &Ctx) -> Row {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let target = instance.address.clone();
+    let broker_target = instance.broker_address.clone();
     let mut attackers = Vec::new();
     for i in 0..slow + idle {
-        let (target, mut stopped, closed) = (target.clone(), stopped.clone(), Arc::clone(&closed));
+        // Every fifth idle connection goes to the http broker's listener.
+        let target = if i >= slow && i % 5 == 0 {
+            broker_target.clone()
+        } else {
+            target.clone()
+        };
+        let (mut stopped, closed) = (stopped.clone(), Arc::clone(&closed));
         attackers.push(tokio::spawn(async move {
             let Ok(mut conn) = tokio::net::TcpStream::connect(&target).await else {
                 return;
@@ -804,8 +820,12 @@ async fn hostile_clients(ctx: &Ctx) -> Row {
     let bad: Vec<_> = BadInput::ALL
         .iter()
         .map(|&kind| {
-            let (target, stopped) = (target.clone(), stopped.clone());
-            tokio::spawn(kind.repeat(target, stopped))
+            let target = if kind.to_broker() {
+                broker_target.clone()
+            } else {
+                target.clone()
+            };
+            tokio::spawn(kind.repeat(target, stopped.clone()))
         })
         .collect();
     let (mut rss_peak, mut fds_peak) = (rss_before, fds_before);
@@ -877,15 +897,32 @@ enum BadInput {
     BadEndpoint,
     /// A body in a content type no codec reads.
     UnknownContentType,
+    /// To the http broker: `Content-Length` of 100 MB.
+    BrokerHugeBody,
+    /// To the http broker: 10,000 headers.
+    BrokerManyHeaders,
+    /// To the http broker: a body that is not go-micro's envelope.
+    BrokerNotAnEnvelope,
 }
 
 impl BadInput {
-    const ALL: [BadInput; 4] = [
+    const ALL: [BadInput; 7] = [
         BadInput::HugeBody,
         BadInput::ManyHeaders,
         BadInput::BadEndpoint,
         BadInput::UnknownContentType,
+        BadInput::BrokerHugeBody,
+        BadInput::BrokerManyHeaders,
+        BadInput::BrokerNotAnEnvelope,
     ];
+
+    /// Whether it goes to the http broker's listener rather than the RPC server's.
+    fn to_broker(self) -> bool {
+        matches!(
+            self,
+            BadInput::BrokerHugeBody | BadInput::BrokerManyHeaders | BadInput::BrokerNotAnEnvelope
+        )
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -893,24 +930,46 @@ impl BadInput {
             BadInput::ManyHeaders => "10,000 headers",
             BadInput::BadEndpoint => "non-UTF-8 Micro-Endpoint",
             BadInput::UnknownContentType => "unknown content type",
+            BadInput::BrokerHugeBody => "broker: 100 MB bodies",
+            BadInput::BrokerManyHeaders => "broker: 10,000 headers",
+            BadInput::BrokerNotAnEnvelope => "broker: not an envelope",
         }
     }
 
     /// The status, or go-micro error code, the server must answer with.
     fn expected(self) -> u16 {
         match self {
-            BadInput::HugeBody => 413,
-            BadInput::ManyHeaders => 431,
-            BadInput::BadEndpoint => 400,
+            BadInput::HugeBody | BadInput::BrokerHugeBody => 413,
+            BadInput::ManyHeaders | BadInput::BrokerManyHeaders => 431,
+            BadInput::BadEndpoint | BadInput::BrokerNotAnEnvelope => 400,
             BadInput::UnknownContentType => 415,
         }
     }
 
     fn request(self) -> Vec<u8> {
         let endpoint = format!("Micro-Endpoint: {}\r\n", crate::service::ENDPOINT);
-        let mut head = b"POST / HTTP/1.1\r\nHost: chaos\r\nConnection: close\r\n".to_vec();
-        let body: &[u8] = br#"{"seq":1}"#;
+        let path = if self.to_broker() { "/?id=chaos" } else { "/" };
+        let mut head =
+            format!("POST {path} HTTP/1.1\r\nHost: chaos\r\nConnection: close\r\n").into_bytes();
+        let mut body: &[u8] = br#"{"seq":1}"#;
         match self {
+            BadInput::BrokerNotAnEnvelope => {
+                head.extend_from_slice(b"Content-Type: application/json\r\n");
+                body = b"{\"Header\":[1,2,3],\"Body\":\"%%%\"}";
+            }
+            BadInput::BrokerHugeBody => {
+                head.extend_from_slice(
+                    b"Content-Type: application/json\r\nContent-Length: 104857600\r\n\r\n",
+                );
+                head.extend(std::iter::repeat_n(b' ', 64 * 1024));
+                return head;
+            }
+            BadInput::BrokerManyHeaders => {
+                head.extend_from_slice(b"Content-Type: application/json\r\n");
+                for i in 0..10_000 {
+                    head.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+                }
+            }
             BadInput::HugeBody => {
                 head.extend_from_slice(endpoint.as_bytes());
                 head.extend_from_slice(
