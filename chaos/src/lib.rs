@@ -7,6 +7,7 @@
 //! aim is missed.
 
 pub mod load;
+pub mod plot;
 pub mod scenarios;
 pub mod service;
 

@@ -24,6 +24,7 @@ Options:
   --short          the short plan (2 s steady, TTL 4 s, interval 2 s, registry down 6 s),
                    as CI runs it; default: the long plan (10 s, TTL 10 s, interval 5 s, 30 s)
   --only A,B       only these scenarios
+  --plot DIR       write the growth rows' curves as SVG files into DIR
   --list           list the scenarios and exit
   -h, --help       this text
 ";
@@ -38,6 +39,7 @@ async fn main() -> ExitCode {
     }
     let mut plan = Plan::long();
     let mut only: Option<Vec<String>> = None;
+    let mut plot = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -52,6 +54,10 @@ async fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             "--short" => plan = Plan::short(),
+            "--plot" => match args.next() {
+                Some(dir) => plot = Some(std::path::PathBuf::from(dir)),
+                None => return bad("`--plot` needs a directory"),
+            },
             "--only" => match args.next() {
                 Some(list) => only = Some(list.split(',').map(|s| s.trim().to_owned()).collect()),
                 None => return bad("`--only` needs a comma-separated list of scenarios"),
@@ -77,7 +83,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let ctx = Ctx { plan, exe };
+    let ctx = Ctx { plan, exe, plot };
     println!("{TABLE_HEADER}");
     let mut missed = 0;
     for name in &names {

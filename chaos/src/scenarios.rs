@@ -26,6 +26,8 @@ pub struct Ctx {
     pub plan: Plan,
     /// This suite's executable (started with [`ROLE`] set, it is the service).
     pub exe: String,
+    /// Where the growth rows write their curves as SVG (`--plot DIR`); `None`: nowhere.
+    pub plot: Option<std::path::PathBuf>,
 }
 
 /// Every scenario's name, in the order they run.
@@ -636,6 +638,8 @@ async fn scale(ctx: &Ctx, kind: Kind) -> Row {
         "measured",
     );
     const CHANGES: usize = 20;
+    let mut latency = Vec::new();
+    let mut cpu_per_change = Vec::new();
     for &n in sizes {
         let server = block(|| kind.start());
         let address = kind.address(&server);
@@ -704,6 +708,9 @@ async fn scale(ctx: &Ctx, kind: Kind) -> Row {
         seen.sort();
         let p50 = seen.get(seen.len() / 2).copied().unwrap_or_default();
         let max = seen.last().copied().unwrap_or_default();
+        let cpu_ms = cpu.as_secs_f64() * 1000.0 / (2 * CHANGES) as f64;
+        latency.push((n as f64, p50.as_secs_f64() * 1000.0));
+        cpu_per_change.push((n as f64, cpu_ms));
         row.figure(
             &format!("{n} nodes"),
             format!(
@@ -716,7 +723,7 @@ async fn scale(ctx: &Ctx, kind: Kind) -> Row {
                 } else {
                     String::new()
                 },
-                cpu.as_secs_f64() * 1000.0 / (2 * CHANGES) as f64,
+                cpu_ms,
                 rss_after.saturating_sub(rss_before) as f64 / 1024.0
             ),
         );
@@ -728,6 +735,28 @@ async fn scale(ctx: &Ctx, kind: Kind) -> Row {
         }
         drop(watcher);
         drop(server);
+    }
+    if let Some(dir) = &ctx.plot {
+        let chart = crate::plot::svg(
+            &format!("{name}: one service, one watcher, a node registered or deregistered"),
+            "nodes of the service (log scale)",
+            "milliseconds",
+            &[
+                crate::plot::Series {
+                    name: "change seen by the watcher, p50".to_owned(),
+                    points: latency,
+                },
+                crate::plot::Series {
+                    name: "CPU of the process per change".to_owned(),
+                    points: cpu_per_change,
+                },
+            ],
+        );
+        let path = dir.join(format!("scale-{name}.svg"));
+        match std::fs::write(&path, chart) {
+            Ok(()) => eprintln!("rmicro-chaos: wrote {}", path.display()),
+            Err(e) => eprintln!("rmicro-chaos: cannot write {}: {e}", path.display()),
+        }
     }
     row
 }

@@ -10,6 +10,7 @@ async fn the_short_plan_meets_every_aim() {
     let ctx = Ctx {
         plan: Plan::short(),
         exe: env!("CARGO_BIN_EXE_rmicro-chaos").to_owned(),
+        plot: None,
     };
     println!("{TABLE_HEADER}");
     let mut missed = Vec::new();
