@@ -8,6 +8,8 @@
 #   bash scripts/fuzz.sh --time 60 envelope  # one target, a minute
 #   bash scripts/fuzz.sh --list
 #
+# fuzz/Cargo.lock is the fuzz crate's own (it is outside the workspace); cargo adds to it when
+# the runtime gains a dependency: commit the change with the dependency.
 # The corpus grows under ~/.cache/rmicro/fuzz/<target> (seeded from fuzz/seeds/<target>);
 # a crash is written to fuzz/artifacts/<target>/ and the script exits 1. Each target's last
 # line is libFuzzer's count: "Done N runs in S second(s)".
@@ -45,7 +47,7 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
 export CARGO_INCREMENTAL=0
 echo "fuzz.sh: building ${#targets[@]} target(s) with coverage instrumentation" >&2
-(cd fuzz && cargo build --locked --release --target "$host" $(printf -- '--bin %s ' "${targets[@]}"))
+(cd fuzz && cargo build --release --target "$host" $(printf -- '--bin %s ' "${targets[@]}"))
 
 status=0
 for t in "${targets[@]}"; do
