@@ -24,7 +24,7 @@ echo "== macro UI and expansion tests (default features: feature-gated plugins m
 cargo test -p rmicro-ui-tests
 
 echo "== fuzz targets: every network decoder, a short run each (scripts/fuzz.sh has the long one)"
-bash scripts/fuzz.sh --time 2
+bash scripts/fuzz.sh --time 1
 
 echo "== examples: the quickstart runs end to end"
 cargo run --quiet --bin quickstart

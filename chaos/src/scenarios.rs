@@ -1381,16 +1381,25 @@ async fn broker_restart(ctx: &Ctx, mut server: BrokerServer) -> Row {
     tokio::time::sleep(ctx.plan.steady / 2).await;
     stop.send_replace(true);
     let _ = stream.await;
-    // Whatever is on its way.
+    // Whatever is on its way: up to 10 s for an at-least-once broker (a redelivery may take
+    // a moment); an at-most-once one is done once nothing has arrived for a second, since
+    // what it lost will never come.
     let acked: Vec<u64> = acked.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let _ = wait_until(Duration::from_secs(10), || async {
+    let quiet_after = (!server.at_least_once).then_some(Duration::from_secs(1));
+    let mut last = (0, Instant::now());
+    let _ = wait_until(Duration::from_secs(10), || {
         let got: HashSet<u64> = received
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .copied()
             .collect();
-        acked.iter().all(|s| got.contains(s))
+        if got.len() != last.0 {
+            last = (got.len(), Instant::now());
+        }
+        let quiet = quiet_after.is_some_and(|q| last.1.elapsed() >= q);
+        let done = quiet || acked.iter().all(|s| got.contains(s));
+        async move { done }
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
