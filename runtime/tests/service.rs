@@ -24,6 +24,8 @@ struct Ping {
 struct Flaky {
     inner: MemoryRegistry,
     down: Arc<AtomicBool>,
+    /// Registrations hang (a registry that accepted the connection and never answers).
+    hang: Arc<AtomicBool>,
     registrations: Arc<AtomicUsize>,
 }
 
@@ -35,6 +37,9 @@ impl Registry for Flaky {
     async fn register(&self, s: &registry::Service, o: RegisterOptions) -> rmicro::Result<()> {
         if self.down.load(Ordering::SeqCst) {
             return Err(Error::service_unavailable("flaky", "registry is down"));
+        }
+        if self.hang.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_secs(60)).await;
         }
         self.registrations.fetch_add(1, Ordering::SeqCst);
         self.inner.register(s, o).await
@@ -151,6 +156,31 @@ async fn registers_with_go_micro_s_record_and_deregisters_on_stop() {
     service.stop().await.expect("stop");
     assert!(nodes(&registry, &name).await.is_empty());
     assert_eq!(*state.borrow_and_update(), RegistrationState::Deregistered);
+}
+
+/// A stop does not wait for a heartbeat that hangs (found by the fault suite: with a 3-member
+/// etcd cluster, a re-registration in flight on a connection to a restarted member held the
+/// deregistration for up to the call limit, 2.5 s).
+#[tokio::test]
+async fn a_stop_deregisters_at_once_while_a_heartbeat_hangs() {
+    let registry = Flaky::default();
+    let name = unique("hang");
+    let service = start(&name, &registry, 10, 1500).await;
+    tokio::time::timeout(Duration::from_secs(5), service.registered())
+        .await
+        .expect("registered in time")
+        .expect("registered");
+    registry.hang.store(true, Ordering::SeqCst);
+    // The next heartbeat (1.5 s in) is now in flight and hanging.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let started = std::time::Instant::now();
+    service.stop().await.expect("stop");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "the stop waited {:?} for the hanging heartbeat",
+        started.elapsed()
+    );
+    assert!(nodes(&registry, &name).await.is_empty(), "deregistered");
 }
 
 #[tokio::test]

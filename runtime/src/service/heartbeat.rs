@@ -151,13 +151,19 @@ async fn run(
     let call_limit = interval.max(Duration::from_secs(1));
     let mut attempts = 0u32;
     loop {
-        let outcome = match tokio::time::timeout(call_limit, registry.register(&record, opts)).await
-        {
-            Ok(result) => result,
-            Err(_) => Err(Error::timeout(
-                &name,
-                format!("registration took longer than {call_limit:?}"),
-            )),
+        // A stop does not wait for a registration in flight: it is dropped, and the
+        // deregistration below goes out at once.
+        let outcome = tokio::select! {
+            result = tokio::time::timeout(call_limit, registry.register(&record, opts)) => {
+                match result {
+                    Ok(result) => result,
+                    Err(_) => Err(Error::timeout(
+                        &name,
+                        format!("registration took longer than {call_limit:?}"),
+                    )),
+                }
+            }
+            _ = &mut stop => break,
         };
         let wait = match outcome {
             Ok(()) => {
