@@ -1185,13 +1185,13 @@ mod brokers {
     }
 
     pub(super) fn redis() -> BrokerServer {
-        let mut server = block(Redis::start);
+        let mut server = block(Redis::start_durable);
         let url = server.url();
         BrokerServer::new(
-            "redis (streams queue)",
-            "kill -9, start again empty",
+            "redis (streams queue, append-only file synced on every write)",
+            "kill -9, start again with its data",
             move || plugin("redis", &url),
-            move || server.restart(),
+            move || server.restart_with_data(),
         )
     }
 

@@ -17,16 +17,23 @@ pub struct Redis {
 impl Redis {
     /// Starts redis-server on a free loopback port in a fresh temporary directory.
     pub fn start() -> Redis {
-        Redis::launch(None)
+        Redis::launch(None, false)
+    }
+
+    /// Like [`Redis::start`], with its append-only file on and synced on every write
+    /// (`appendfsync always`): a write redis acknowledged survives a kill -9, and
+    /// [`Redis::restart_with_data`] brings it back.
+    pub fn start_durable() -> Redis {
+        Redis::launch(None, true)
     }
 
     /// Like [`Redis::start`], but the port speaks TLS only, presenting `certs`' server
     /// certificate; clients need no certificate (`--tls-auth-clients no`).
     pub fn start_tls(certs: &Certs) -> Redis {
-        Redis::launch(Some(certs))
+        Redis::launch(Some(certs), false)
     }
 
-    fn launch(tls: Option<&Certs>) -> Redis {
+    fn launch(tls: Option<&Certs>, durable: bool) -> Redis {
         let program = require("redis-server");
         let port = free_port();
         let mut args: Vec<String> = match tls {
@@ -48,17 +55,13 @@ impl Redis {
             .map(str::to_owned)
             .to_vec(),
         };
+        args.extend(["--bind", "127.0.0.1", "--save", "", "--dir", "{dir}"].map(str::to_owned));
         args.extend(
-            [
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                "{dir}",
-            ]
+            if durable {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "everysec"]
+            }
             .map(str::to_owned),
         );
         let server = Server::start(
@@ -90,6 +93,12 @@ impl Redis {
     /// Kills the server and starts it again, empty, on the same port.
     pub fn restart(&mut self) {
         self.server.restart(true, Duration::from_secs(10));
+    }
+
+    /// Kills the server and starts it again on the same port with its data (what its
+    /// append-only file holds, for [`Redis::start_durable`]).
+    pub fn restart_with_data(&mut self) {
+        self.server.restart(false, Duration::from_secs(10));
     }
 
     /// Kills the server.
