@@ -28,15 +28,53 @@ pub fn start_with_acl(management: &str) -> Server {
 /// Starts an agent with extra HCL configuration blocks; `token` is the one the readiness
 /// probe uses (when ACLs are on).
 pub fn start_with(hcl: &[&str], token: Option<&str>) -> Server {
+    let mut args = vec!["-dev".to_owned(), "-node=rmicro-test".to_owned()];
+    args.extend(hcl.iter().map(|block| format!("-hcl={block}")));
+    let server = agent(distinct_ports(), args);
+    wait_ready(&server, token);
+    server
+}
+
+/// Starts a cluster of `n` Consul servers (`-server -bootstrap-expect=n`, not `-dev`: state
+/// on disk, in each server's directory) on free loopback ports, joined to each other, and
+/// waits until every server's catalog answers (the cluster has a leader).
+pub fn start_cluster(n: usize) -> Vec<Server> {
+    let ports: Vec<[u16; 4]> = (0..n).map(|_| distinct_ports()).collect();
+    let members: Vec<Server> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, &own)| {
+            let mut args = vec![
+                "-server".to_owned(),
+                format!("-node=rmicro-server-{i}"),
+                format!("-bootstrap-expect={n}"),
+                // Production's election timing (the default multiplier, 5, is for small VMs).
+                "-hcl=performance { raft_multiplier = 1 }".to_owned(),
+            ];
+            for (j, other) in ports.iter().enumerate() {
+                if j != i {
+                    args.push(format!("-retry-join=127.0.0.1:{}", other[1]));
+                }
+            }
+            agent(own, args)
+        })
+        .collect();
+    for member in &members {
+        wait_ready(member, None);
+    }
+    members
+}
+
+/// An agent on `[http, serf lan, serf wan, server rpc]` ports of 127.0.0.1 with DNS and gRPC
+/// off, started with `mode` (`-dev`, or `-server` and its cluster) after the common
+/// arguments; waits until its HTTP port accepts connections.
+fn agent([http, lan, wan, rpc]: [u16; 4], mode: Vec<String>) -> Server {
     let program = require("consul");
-    let [http, lan, wan, rpc] = distinct_ports();
     let mut args: Vec<String> = [
         "agent",
-        "-dev",
         "-bind=127.0.0.1",
         "-client=127.0.0.1",
         "-advertise=127.0.0.1",
-        "-node=rmicro-test",
         "-disable-host-node-id",
         "-data-dir={dir}/data",
         "-dns-port=-1",
@@ -54,66 +92,11 @@ pub fn start_with(hcl: &[&str], token: Option<&str>) -> Server {
         format!("-serf-wan-port={wan}"),
         format!("-server-port={rpc}"),
     ]);
-    args.extend(hcl.iter().map(|block| format!("-hcl={block}")));
+    args.extend(mode);
     let addr = SocketAddr::from(([127, 0, 0, 1], http));
     let mut server = Server::start("consul", &program, &args, &[], addr, READY_WITHIN);
     server.extra_ports.extend([lan, wan, rpc]);
-    wait_ready(&server, token);
     server
-}
-
-/// Starts a cluster of `n` Consul servers (`-server -bootstrap-expect=n`, not `-dev`: state
-/// on disk, in each server's directory) on free loopback ports, joined to each other, and
-/// waits until every server's catalog answers (the cluster has a leader).
-pub fn start_cluster(n: usize) -> Vec<Server> {
-    let program = require("consul");
-    let ports: Vec<[u16; 4]> = (0..n).map(|_| distinct_ports()).collect();
-    let members: Vec<Server> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, &[http, lan, wan, rpc])| {
-            let mut args: Vec<String> = [
-                "agent",
-                "-server",
-                "-bind=127.0.0.1",
-                "-client=127.0.0.1",
-                "-advertise=127.0.0.1",
-                "-disable-host-node-id",
-                "-data-dir={dir}/data",
-                "-dns-port=-1",
-                "-grpc-port=-1",
-                "-grpc-tls-port=-1",
-                "-log-level=warn",
-                "-hcl=disable_update_check = true",
-                // Production's election timing (the default multiplier, 5, is for small VMs).
-                "-hcl=performance { raft_multiplier = 1 }",
-            ]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
-            args.extend([
-                format!("-node=rmicro-server-{i}"),
-                format!("-bootstrap-expect={n}"),
-                format!("-http-port={http}"),
-                format!("-serf-lan-port={lan}"),
-                format!("-serf-wan-port={wan}"),
-                format!("-server-port={rpc}"),
-            ]);
-            for (j, other) in ports.iter().enumerate() {
-                if j != i {
-                    args.push(format!("-retry-join=127.0.0.1:{}", other[1]));
-                }
-            }
-            let addr = SocketAddr::from(([127, 0, 0, 1], http));
-            let mut server = Server::start("consul", &program, &args, &[], addr, READY_WITHIN);
-            server.extra_ports.extend([lan, wan, rpc]);
-            server
-        })
-        .collect();
-    for member in &members {
-        wait_ready(member, None);
-    }
-    members
 }
 
 /// Whether the server serving HTTP on `server` leads its cluster (`/v1/status/leader` names

@@ -12,13 +12,56 @@ const READY_WITHIN: Duration = Duration::from_secs(20);
 
 /// Starts etcd and waits until it answers `/health` (it has a leader and serves requests).
 pub fn start() -> Server {
-    let program = require("etcd");
     let (client, peer) = (free_port(), free_port());
+    let server = member("default", client, peer, &[]);
+    wait_healthy(&server);
+    server
+}
+
+/// Starts a cluster of `n` members (`m0`, `m1`, ..) on free loopback ports, each with its own
+/// data directory, and waits until every member is healthy (the cluster has a leader).
+pub fn start_cluster(n: usize) -> Vec<Server> {
+    let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+    let initial = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let cluster = [
+        "--initial-cluster",
+        initial.as_str(),
+        "--initial-cluster-state",
+        "new",
+        "--initial-cluster-token",
+        "rmicro",
+    ];
+    let members: Vec<Server> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, &(client, peer))| member(&format!("m{i}"), client, peer, &cluster))
+        .collect();
+    for member in &members {
+        wait_healthy(member);
+    }
+    members
+}
+
+/// One member named `name` on `client` and `peer` ports; `cluster` are the arguments naming
+/// its peers (none: a cluster of its own).
+fn member(name: &str, client: u16, peer: u16, cluster: &[&str]) -> Server {
+    let program = require("etcd");
     let client_url = format!("http://127.0.0.1:{client}");
     let peer_url = format!("http://127.0.0.1:{peer}");
+    let alone = format!("{name}={peer_url}");
+    let cluster: Vec<&str> = if cluster.is_empty() {
+        vec!["--initial-cluster", &alone]
+    } else {
+        cluster.to_vec()
+    };
     let args: Vec<String> = [
         "--name",
-        "default",
+        name,
         "--data-dir",
         "{dir}/data",
         "--listen-client-urls",
@@ -29,69 +72,15 @@ pub fn start() -> Server {
         &peer_url,
         "--initial-advertise-peer-urls",
         &peer_url,
-        "--initial-cluster",
-        &format!("default={peer_url}"),
     ]
     .iter()
+    .chain(cluster.iter())
     .map(|s| (*s).to_owned())
     .collect();
     let addr = SocketAddr::from(([127, 0, 0, 1], client));
     let mut server = Server::start("etcd", &program, &args, &[], addr, READY_WITHIN);
     server.extra_ports.push(peer);
-    wait_healthy(&server);
     server
-}
-
-/// Starts a cluster of `n` members (`m0`, `m1`, ..) on free loopback ports, each with its own
-/// data directory, and waits until every member is healthy (the cluster has a leader).
-pub fn start_cluster(n: usize) -> Vec<Server> {
-    let program = require("etcd");
-    let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
-    let initial = ports
-        .iter()
-        .enumerate()
-        .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let members: Vec<Server> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, &(client, peer))| {
-            let client_url = format!("http://127.0.0.1:{client}");
-            let peer_url = format!("http://127.0.0.1:{peer}");
-            let args: Vec<String> = [
-                "--name",
-                &format!("m{i}"),
-                "--data-dir",
-                "{dir}/data",
-                "--listen-client-urls",
-                &client_url,
-                "--advertise-client-urls",
-                &client_url,
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-                "--initial-cluster",
-                &initial,
-                "--initial-cluster-state",
-                "new",
-                "--initial-cluster-token",
-                "rmicro",
-            ]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
-            let addr = SocketAddr::from(([127, 0, 0, 1], client));
-            let mut server = Server::start("etcd", &program, &args, &[], addr, READY_WITHIN);
-            server.extra_ports.push(peer);
-            server
-        })
-        .collect();
-    for member in &members {
-        wait_healthy(member);
-    }
-    members
 }
 
 /// Whether the member serving on `server` is the cluster's leader (its status's `leader` is
