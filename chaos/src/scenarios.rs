@@ -994,52 +994,38 @@ impl BadInput {
     }
 
     fn request(self) -> Vec<u8> {
-        let endpoint = format!("Micro-Endpoint: {}\r\n", crate::service::ENDPOINT);
         let path = if self.to_broker() { "/?id=chaos" } else { "/" };
         let mut head =
             format!("POST {path} HTTP/1.1\r\nHost: chaos\r\nConnection: close\r\n").into_bytes();
-        let mut body: &[u8] = br#"{"seq":1}"#;
+        // Every RPC request names the endpoint, but the one whose name is the fault.
         match self {
-            BadInput::BrokerNotAnEnvelope => {
-                head.extend_from_slice(b"Content-Type: application/json\r\n");
-                body = b"{\"Header\":[1,2,3],\"Body\":\"%%%\"}";
-            }
-            BadInput::BrokerHugeBody => {
-                head.extend_from_slice(
-                    b"Content-Type: application/json\r\nContent-Length: 104857600\r\n\r\n",
-                );
-                head.extend(std::iter::repeat_n(b' ', 64 * 1024));
-                return head;
-            }
-            BadInput::BrokerManyHeaders => {
-                head.extend_from_slice(b"Content-Type: application/json\r\n");
-                for i in 0..10_000 {
-                    head.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
-                }
-            }
-            BadInput::HugeBody => {
-                head.extend_from_slice(endpoint.as_bytes());
-                head.extend_from_slice(
-                    b"Content-Type: application/json\r\nContent-Length: 104857600\r\n\r\n",
-                );
-                head.extend(std::iter::repeat_n(b' ', 64 * 1024));
-                return head;
-            }
-            BadInput::ManyHeaders => {
-                head.extend_from_slice(endpoint.as_bytes());
-                head.extend_from_slice(b"Content-Type: application/json\r\n");
-                for i in 0..10_000 {
-                    head.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
-                }
-            }
             BadInput::BadEndpoint => {
                 head.extend_from_slice(b"Micro-Endpoint: Chaos\xffService.Echo\r\n");
-                head.extend_from_slice(b"Content-Type: application/json\r\n");
             }
-            BadInput::UnknownContentType => {
-                head.extend_from_slice(endpoint.as_bytes());
-                head.extend_from_slice(b"Content-Type: application/x-chaos\r\n");
+            _ if !self.to_broker() => head.extend_from_slice(
+                format!("Micro-Endpoint: {}\r\n", crate::service::ENDPOINT).as_bytes(),
+            ),
+            _ => {}
+        }
+        let content_type: &[u8] = match self {
+            BadInput::UnknownContentType => b"Content-Type: application/x-chaos\r\n",
+            _ => b"Content-Type: application/json\r\n",
+        };
+        head.extend_from_slice(content_type);
+        let mut body: &[u8] = br#"{"seq":1}"#;
+        match self {
+            BadInput::HugeBody | BadInput::BrokerHugeBody => {
+                head.extend_from_slice(b"Content-Length: 104857600\r\n\r\n");
+                head.extend(std::iter::repeat_n(b' ', 64 * 1024));
+                return head;
             }
+            BadInput::ManyHeaders | BadInput::BrokerManyHeaders => {
+                for i in 0..10_000 {
+                    head.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+                }
+            }
+            BadInput::BrokerNotAnEnvelope => body = b"{\"Header\":[1,2,3],\"Body\":\"%%%\"}",
+            BadInput::BadEndpoint | BadInput::UnknownContentType => {}
         }
         head.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
         head.extend_from_slice(body);
