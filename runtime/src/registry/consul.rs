@@ -19,6 +19,10 @@
 //! - registering the same node again with the same record and TTL only passes the check (the
 //!   heartbeat); when that fails (Consul restarted, the check is gone) the node is registered
 //!   in full again, so a service is back within one heartbeat interval;
+//! - sooner than that: while anything is registered, a long poll on the agent holding it
+//!   (`GET /v1/agent/service/<id>`, hash-based blocking) notices at once when that agent dies
+//!   (everything is registered through the next address that answers) or restarts empty
+//!   (everything is registered again as soon as it listens); see `guard.rs`;
 //! - reads use `GET /v1/health/service/<name>` (stale reads allowed, as go-micro's default)
 //!   and drop every instance with a critical check, so a node that stops heartbeating
 //!   disappears from reads once its TTL lapses; `warning` does not drop a node;
@@ -55,6 +59,7 @@ use super::{Node, RegisterOptions, Registry, Service, WatchOptions, Watcher};
 use crate::config::Options;
 use crate::{Error, Result};
 
+mod guard;
 mod tags;
 mod watch;
 
@@ -253,8 +258,10 @@ pub(crate) struct Inner {
     current: AtomicUsize,
     token: Option<HeaderValue>,
     options: ConsulOptions,
-    /// node id -> fingerprint of the last full registration (record and TTL).
-    registered: Mutex<HashMap<String, u64>>,
+    /// node id -> the last full registration (record and TTL), kept to register it again.
+    registered: Mutex<HashMap<String, guard::Kept>>,
+    /// The task that watches the agent holding the registrations (see [`guard`]).
+    guard: guard::Slot,
 }
 
 impl fmt::Debug for ConsulRegistry {
@@ -341,6 +348,7 @@ impl ConsulRegistry {
                 token,
                 options,
                 registered: Mutex::new(HashMap::new()),
+                guard: guard::Slot::default(),
             }),
         })
     }
@@ -400,6 +408,35 @@ impl<'a> Call<'a> {
 }
 
 impl Inner {
+    /// `call` addressed to the agent at `urls[i]`, with the token.
+    fn request(&self, i: usize, call: &Call<'_>) -> Result<reqwest::RequestBuilder> {
+        let base = &self.urls[i];
+        let mut url = base.clone();
+        url.path_segments_mut()
+            .map_err(|()| {
+                Error::bad_request(ERROR_ID, format!("consul: `{base}` cannot be a base URL"))
+            })?
+            .pop_if_empty()
+            .extend(call.path);
+        if !call.query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(call.query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        let mut request = self
+            .client
+            .request(call.method.clone(), url)
+            .timeout(call.timeout);
+        if let Some(token) = &self.token {
+            request = request.header(TOKEN_HEADER, token.clone());
+        }
+        if let Some(body) = &call.body {
+            request = request
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
+        Ok(request)
+    }
+
     /// Sends `call` to the current agent, moving to the next one when it cannot be reached.
     /// Any HTTP status is returned as is.
     async fn send(&self, call: &Call<'_>) -> Result<reqwest::Response> {
@@ -408,30 +445,7 @@ impl Inner {
         for attempt in 0..count {
             let i = (start + attempt) % count;
             let base = &self.urls[i];
-            let mut url = base.clone();
-            url.path_segments_mut()
-                .map_err(|()| {
-                    Error::bad_request(ERROR_ID, format!("consul: `{base}` cannot be a base URL"))
-                })?
-                .pop_if_empty()
-                .extend(call.path);
-            if !call.query.is_empty() {
-                url.query_pairs_mut()
-                    .extend_pairs(call.query.iter().map(|(k, v)| (*k, v.as_str())));
-            }
-            let mut request = self
-                .client
-                .request(call.method.clone(), url)
-                .timeout(call.timeout);
-            if let Some(token) = &self.token {
-                request = request.header(TOKEN_HEADER, token.clone());
-            }
-            if let Some(body) = &call.body {
-                request = request
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body.clone());
-            }
-            match request.send().await {
+            match self.request(i, call)?.send().await {
                 Ok(response) => {
                     if attempt > 0 {
                         tracing::info!(address = %base, "consul: switched to another agent");
@@ -536,14 +550,19 @@ impl Inner {
         Ok((value, index))
     }
 
-    async fn register_node(&self, service: &Service, node: &Node, ttl: Duration) -> Result<()> {
+    async fn register_node(
+        self: &Arc<Self>,
+        service: &Service,
+        node: &Node,
+        ttl: Duration,
+    ) -> Result<()> {
         let fingerprint = fingerprint(service, node, ttl);
         let known = self
             .registered
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&node.id)
-            == Some(&fingerprint);
+            .is_some_and(|kept| kept.fingerprint == fingerprint);
         if known && !ttl.is_zero() {
             match self.pass(&node.id).await {
                 Ok(()) => return Ok(()),
@@ -552,19 +571,30 @@ impl Inner {
                 }
             }
         }
-        let body = registration(service, node, ttl)?;
-        let path = ["v1", "agent", "service", "register"];
-        let mut call = Call::new(Method::PUT, &path, self.options.timeout);
-        call.body = Some(body);
-        self.send_ok(&call).await?;
+        let kept = guard::Kept {
+            fingerprint,
+            body: registration(service, node, ttl)?,
+            checked: !ttl.is_zero(),
+        };
+        self.put_registration(&node.id, &kept).await?;
         self.registered
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(node.id.clone(), fingerprint);
-        if ttl.is_zero() {
-            return Ok(());
+            .insert(node.id.clone(), kept);
+        guard::ensure(self);
+        Ok(())
+    }
+
+    /// `PUT /v1/agent/service/register` with `kept`'s body, then a pass of its check.
+    async fn put_registration(&self, node_id: &str, kept: &guard::Kept) -> Result<()> {
+        let path = ["v1", "agent", "service", "register"];
+        let mut call = Call::new(Method::PUT, &path, self.options.timeout);
+        call.body = Some(kept.body.clone());
+        self.send_ok(&call).await?;
+        if kept.checked {
+            self.pass(node_id).await?;
         }
-        self.pass(&node.id).await
+        Ok(())
     }
 
     /// `PUT /v1/agent/check/pass/service:<node id>`.
@@ -581,7 +611,12 @@ impl Inner {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&node.id);
-        let path = ["v1", "agent", "service", "deregister", node.id.as_str()];
+        self.deregister_id(&node.id).await
+    }
+
+    /// `PUT /v1/agent/service/deregister/<node id>`.
+    async fn deregister_id(&self, node_id: &str) -> Result<()> {
+        let path = ["v1", "agent", "service", "deregister", node_id];
         let call = Call::new(Method::PUT, &path, self.options.timeout);
         let response = self.send(&call).await?;
         // Not known to the agent: already gone (reaped, or the agent restarted).
