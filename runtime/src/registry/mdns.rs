@@ -35,7 +35,9 @@
 //! go-micro's sockets send on loopback) are read, so nothing leaves the machine. Several
 //! registries, in one process or many, share the mDNS port. go-micro picks no interface: it
 //! sends multicast where the routing table says, so a go-micro peer on the same machine
-//! reaches a loopback registry only if 224.0.0.0/4 is routed to `lo`.
+//! reaches a loopback registry only if 224.0.0.0/4 is routed to `lo`; a loopback registry
+//! says so in a warning when it is not (`scripts/loopback-multicast.sh`, which
+//! `scripts/setup.sh` runs, adds the route on a host whose only interface is lo).
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -154,6 +156,21 @@ impl MdnsRegistry {
         })?;
         let _entered = runtime.enter();
         let socket = net::group_socket(opts.interface, opts.port)?;
+        if opts.interface.is_loopback() {
+            static ROUTE_CHECKED: std::sync::Once = std::sync::Once::new();
+            ROUTE_CHECKED.call_once(|| {
+                let routed = net::routed_source();
+                if let Some(warning) = net::loopback_route_warning(routed) {
+                    // No route at all (a loopback-only host) is what the fix is for; a route
+                    // out through another interface only matters with go-micro peers here.
+                    if routed.is_none() {
+                        tracing::warn!("{warning}");
+                    } else {
+                        tracing::info!("{warning}");
+                    }
+                }
+            });
+        }
         let refresh = net::query_socket(opts.interface)?;
         let (changes, _) = broadcast::channel(WATCH_BUFFER);
         let shared = Arc::new(Shared {

@@ -93,6 +93,43 @@ fn setup_error(what: &str, e: io::Error) -> Error {
     Error::internal_server_error(ERROR_ID, format!("mdns cannot {what}: {e}"))
 }
 
+/// The source address the routing table gives traffic to the mDNS group (a UDP socket
+/// connected there; nothing is sent), `None` when no route leads there.
+pub(crate) fn routed_source() -> Option<Ipv4Addr> {
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    socket.connect((GROUP, 5353)).ok()?;
+    match socket.local_addr().ok()?.ip() {
+        std::net::IpAddr::V4(source) => Some(source),
+        std::net::IpAddr::V6(_) => None,
+    }
+}
+
+/// What a registry on the loopback interface says when go-micro peers on this host cannot
+/// reach it (they send multicast by the routing table): `None` when the group is routed to
+/// loopback.
+pub(crate) fn loopback_route_warning(routed: Option<Ipv4Addr>) -> Option<String> {
+    let (via, fix) = match routed {
+        Some(source) if source.is_loopback() => return None,
+        Some(source) => (
+            format!("is routed out through `{source}`"),
+            format!(
+                "to meet them, run this registry on that interface (`--registry_address={source}`)"
+            ),
+        ),
+        None => (
+            "has no route".to_owned(),
+            "run `ip route add 224.0.0.0/4 dev lo` as root (what scripts/setup.sh does on a \
+             loopback-only host)"
+                .to_owned(),
+        ),
+    };
+    Some(format!(
+        "mdns: this registry speaks on the loopback interface, but multicast to {GROUP} {via}: \
+         go-micro peers on this host (which send by the routing table) will not see its \
+         services, nor it theirs; {fix}"
+    ))
+}
+
 /// An error for a failed send to the group.
 pub(crate) fn send_error(interface: Ipv4Addr, to: SocketAddr, e: &io::Error) -> Error {
     let hint = if interface.is_loopback() && to.ip().is_multicast() {
@@ -104,4 +141,34 @@ pub(crate) fn send_error(interface: Ipv4Addr, to: SocketAddr, e: &io::Error) -> 
         ERROR_ID,
         format!("mdns cannot send to {to} on interface `{interface}`: {e}{hint}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_when_the_group_is_not_routed_to_loopback() {
+        assert_eq!(loopback_route_warning(Some(Ipv4Addr::LOCALHOST)), None);
+        assert_eq!(
+            loopback_route_warning(Some(Ipv4Addr::new(127, 0, 0, 2))),
+            None
+        );
+        let elsewhere = loopback_route_warning(Some(Ipv4Addr::new(192, 0, 2, 2)))
+            .expect("routed out through another interface");
+        assert!(
+            elsewhere.contains("is routed out through `192.0.2.2`"),
+            "{elsewhere}"
+        );
+        assert!(
+            elsewhere.contains("`--registry_address=192.0.2.2`"),
+            "{elsewhere}"
+        );
+        let nowhere = loopback_route_warning(None).expect("no route");
+        assert!(nowhere.contains("has no route"), "{nowhere}");
+        assert!(
+            nowhere.contains("ip route add 224.0.0.0/4 dev lo"),
+            "{nowhere}"
+        );
+    }
 }
