@@ -5,7 +5,8 @@
 #     (go-micro.dev/v4 v4.11.0) with its plugins registry/consul v1.2.1, broker/mqtt v1.2.0,
 #     broker/nsq v1.1.0 (go-nsq 1.0.8) and broker/kafka v1.2.0 (sarama 1.30.1), into
 #     interop-bin/;
-#   - tests/interop/v5/* (registry, tracecall, traceserve): go-micro v5 (go-micro.dev/v5 v5.30.0, with
+#   - tests/interop/v5/* (registry, tracecall, traceserve, client, service, publisher,
+#     subscriber): go-micro v5 (go-micro.dev/v5 v5.30.0, with
 #     OpenTelemetry's Go SDK and OTLP/HTTP exporter v1.35.0, the SDK go-micro v5.30 requires),
 #     a module of its own, into interop-bin/v5/.
 # The interop tests (examples/tests/interop.rs, runtime/tests/nats_registry.rs) call this
@@ -55,4 +56,5 @@ build() {
 }
 
 build "$root/tests/interop" go "$cache/interop-bin" client service publisher subscriber inspect
-build "$root/tests/interop/v5" . "$cache/interop-bin/v5" registry tracecall traceserve
+build "$root/tests/interop/v5" . "$cache/interop-bin/v5" registry tracecall traceserve \
+  client service publisher subscriber

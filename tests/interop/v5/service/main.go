@@ -1,0 +1,93 @@
+// Command service is the seed's student_service written with go-micro v5: endpoint
+// `StudentService.GetStudent`, registered through the registry the flags name with TTL
+// 10 s, re-registered every 5 s, serving on 127.0.0.1. It prints `ready <node address>` once
+// registered and `called <request JSON> as <content type>` for each call. It also
+// subscribes to the seed's topic with micro.RegisterSubscriber (go-micro's server-side
+// subscriber, on the broker the flags name) and prints `event <student JSON> as <content
+// type> id <Micro-ID>` for each message. It deregisters and exits when standard input
+// closes.
+//
+//	service --registry=etcd --registry_address=127.0.0.1:2379 [--broker=nats --broker_address=nats://127.0.0.1:4222]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"go-micro.dev/v5"
+	"go-micro.dev/v5/errors"
+	"go-micro.dev/v5/metadata"
+	"go-micro.dev/v5/server"
+
+	"rmicro.test/interop/v5/peer"
+)
+
+// StudentService is the handler; go-micro names its endpoint `StudentService.GetStudent`.
+type StudentService struct{}
+
+// GetStudent answers for davie and returns go-micro's 404 for anybody else.
+func (s *StudentService) GetStudent(ctx context.Context, req *peer.StudentRequest, rsp *peer.Student) error {
+	md, _ := metadata.FromContext(ctx)
+	ct, _ := md.Get("Content-Type")
+	fmt.Printf("called {\"name\":%q} as %s\n", req.Name, ct)
+	if req.Name != "davie" {
+		return errors.NotFound("student_service", "no student named %s", req.Name)
+	}
+	*rsp = peer.Davie()
+	return nil
+}
+
+// onMessage is the server-side subscriber: go-micro decodes the payload by its Content-Type.
+func onMessage(ctx context.Context, student *peer.Student) error {
+	md, _ := metadata.FromContext(ctx)
+	ct, _ := md.Get("Content-Type")
+	id, _ := md.Get("Micro-ID")
+	body, err := json.Marshal(student)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("event %s as %s id %s\n", body, ct, id)
+	return nil
+}
+
+func main() {
+	var f peer.Flags
+	f.Register(flag.CommandLine)
+	flag.Parse()
+
+	reg := f.NewRegistry()
+	b := f.NewBroker(reg)
+	srv := server.NewRPCServer(
+		server.Name("student_service"),
+		server.Version("v1.0.0"),
+		server.Address("127.0.0.1:0"),
+		server.Registry(reg),
+		server.Broker(b),
+		server.RegisterTTL(10*time.Second),
+		server.RegisterInterval(5*time.Second),
+	)
+	if err := b.Connect(); err != nil {
+		peer.Fail("broker: %v", err)
+	}
+	if err := micro.RegisterHandler(srv, new(StudentService)); err != nil {
+		peer.Fail("register handler: %v", err)
+	}
+	if err := micro.RegisterSubscriber(peer.Topic, srv, onMessage); err != nil {
+		peer.Fail("register subscriber: %v", err)
+	}
+	if err := srv.Start(); err != nil {
+		peer.Fail("start: %v", err)
+	}
+	fmt.Printf("ready %s\n", srv.Options().Address)
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	if err := srv.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "service: stop: %v\n", err)
+	}
+	_ = b.Disconnect()
+	fmt.Println("stopped")
+}
