@@ -95,7 +95,10 @@ pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// `StudentService.GetStudent`), where `Request: Deserialize`, `Response: Serialize` and
 /// `E: Into<rmicro::Error>` (`rmicro::Result<Response>` works too). A method marked
 /// `#[subscribe("topic")]` (or `#[subscribe("topic", queue = "name")]`) handles the messages
-/// of that topic, taking `&self` and either `Event<T>` or `T`. Other methods are left alone.
+/// of that topic, taking `&self` and either `Event<T>` or `T`. Other methods are left alone,
+/// except one with an endpoint's shape (`&self`, one argument, a `Result`) that is not a
+/// `pub async fn`: that is a compile error saying how to serve it or where a helper goes, so
+/// that no endpoint goes missing without a word (its callers would get a 404).
 ///
 /// ```no_run
 /// use rmicro::prelude::*;

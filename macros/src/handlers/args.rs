@@ -6,6 +6,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Ident, ImplItem, ImplItemFn, ItemImpl, Meta, Type, Visibility};
 
 use crate::diag::Errors;
+use crate::naming;
 use crate::signature::{self, Inputs};
 use crate::subscribe::args::{SubscribeArgs, SubscriberFn, subscriber};
 
@@ -79,6 +80,8 @@ pub(crate) fn parse(attr: TokenStream, item: &mut ItemImpl, errors: &mut Errors)
             if matches!(function.vis, Visibility::Public(_)) && function.sig.asyncness.is_some() {
                 endpoints.extend(endpoint(function, errors));
                 function.attrs.push(signature::allow_unused_async());
+            } else {
+                unserved_endpoint(function, handler.as_ref(), errors);
             }
             continue;
         }
@@ -137,6 +140,50 @@ fn subscribe_args(attr: &Attribute, errors: &mut Errors) -> Option<SubscribeArgs
             None
         }
     }
+}
+
+/// A method with an endpoint's shape (`&self`, one argument, a `Result`) that is not a
+/// `pub async fn` is an error: it would not be served, and its callers would get a 404 at run
+/// time with nothing said at build time.
+fn unserved_endpoint(function: &ImplItemFn, handler: Option<&Ident>, errors: &mut Errors) {
+    let sig = &function.sig;
+    let Inputs { receiver, args } = signature::inputs(sig);
+    let looks_like_one = receiver.is_some_and(signature::is_shared_self)
+        && args.len() == 1
+        && signature::result_ok(&sig.output).is_some();
+    if !looks_like_one {
+        return;
+    }
+    let public = matches!(function.vis, Visibility::Public(_));
+    let missing = match (public, sig.asyncness.is_some()) {
+        (false, false) => "neither `pub` nor `async`",
+        (false, true) => "not `pub`",
+        (true, false) => "not `async`",
+        (true, true) => return,
+    };
+    let name = &sig.ident;
+    let endpoint = handler.map_or_else(
+        || format!("`{name}`"),
+        |h| {
+            format!(
+                "`{}`",
+                naming::endpoint_name(&h.to_string(), &name.to_string())
+            )
+        },
+    );
+    let span = match (&function.vis, &sig.asyncness) {
+        (Visibility::Public(_) | Visibility::Inherited, None) => sig.fn_token.span,
+        (Visibility::Inherited, Some(token)) => token.span,
+        (vis, _) => vis.span(),
+    };
+    errors.at(
+        span,
+        format!(
+            "`{name}` has an endpoint's shape (`&self`, one request, a `Result`) but is \
+             {missing}, so it would not be served: write `pub async fn {name}` to serve it as \
+             {endpoint}, or move it to another impl block if it is a helper"
+        ),
+    );
 }
 
 /// Reads `pub async fn name(&self, req: Request) -> Result<Response, E>`.
@@ -360,6 +407,42 @@ mod tests {
                 "endpoint `e` must return `Result<Response, E>` where `E: Into<rmicro::Error>`: \
                  `pub async fn e(&self, req: Request) -> Result<Response, E>`",
                 "endpoints cannot be generic",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_endpoint_that_would_not_be_served() {
+        let (block, _, errors) = parse_block(
+            quote!(),
+            parse_quote! {
+                impl StudentService {
+                    pub fn get_student(&self, r: R) -> Result<T, E> { todo!() }
+                    async fn find(&self, r: R) -> rmicro::Result<T> { todo!() }
+                    pub(crate) async fn list(&self, r: R) -> Result<T, E> { todo!() }
+                    fn grade(&self, r: R) -> Result<T, E> { todo!() }
+                    fn helper(&self) -> Result<T, E> { todo!() }
+                    fn not_self(r: R) -> Result<T, E> { todo!() }
+                    fn not_a_result(&self, r: R) -> T { todo!() }
+                    fn mutates(&mut self, r: R) -> Result<T, E> { todo!() }
+                }
+            },
+        );
+        assert!(block.is_none());
+        let advice = |name: &str, missing: &str, endpoint: &str| {
+            format!(
+                "`{name}` has an endpoint's shape (`&self`, one request, a `Result`) but is \
+                 {missing}, so it would not be served: write `pub async fn {name}` to serve it as \
+                 `StudentService.{endpoint}`, or move it to another impl block if it is a helper"
+            )
+        };
+        assert_eq!(
+            errors,
+            [
+                advice("get_student", "not `async`", "GetStudent"),
+                advice("find", "not `pub`", "Find"),
+                advice("list", "not `pub`", "List"),
+                advice("grade", "neither `pub` nor `async`", "Grade"),
             ]
         );
     }
