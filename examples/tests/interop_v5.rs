@@ -275,10 +275,13 @@ fn broker_both_ways(kind: &str, rmicro: &[&str], go_flags: &[&str]) {
         args.push(&flag);
         let out = run(&publisher, &args, &[]);
         assert_eq!(stdout(&out).trim(), "published", "{kind}: {}", stderr(&out));
-        ours.wait_for(
-            &format!("received: {DAVIE} (name header: ) as {content_type}"),
+        // go-micro's client.Publish sets `Micro-ID`, which `Event::id()` reads.
+        let line = ours.wait_for(
+            &format!("received: {DAVIE} (name header: ) as {content_type}, id "),
             UP,
         );
+        let id = line.rsplit(", id ").next().unwrap_or_default().trim();
+        assert_eq!(id.len(), 36, "{kind}: go-micro's uuid in `{line}`");
     }
     let mut args = go_flags.to_vec();
     args.push("--raw");

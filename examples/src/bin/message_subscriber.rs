@@ -1,6 +1,7 @@
 //! The seed's server.go: subscribes to `go.micro.srv.message` and prints each student with
-//! its `name` header and the content type it travelled as (JSON or protobuf: the payload is
-//! decoded by the message's `Content-Type`).
+//! its `name` header, the content type it travelled as (JSON or protobuf: the payload is
+//! decoded by the message's `Content-Type`) and its id (go-micro's `Micro-ID`), when it has
+//! one (go-micro's plain `broker.Publish` sends none).
 //!
 //! ```text
 //! cargo run --bin message_subscriber
@@ -20,8 +21,11 @@ async fn on_message(event: Event<Student>) -> Result<()> {
         .header()
         .get("Content-Type")
         .map_or("none", String::as_str);
+    let id = event
+        .id()
+        .map_or_else(String::new, |id| format!(", id {id}"));
     println!(
-        "received: {} (name header: {name}) as {content_type}",
+        "received: {} (name header: {name}) as {content_type}{id}",
         serde_json::to_string(event.payload()).unwrap_or_default()
     );
     Ok(())
