@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Builds the go-micro side of rmicro-bench (bench/go: go-micro v5, go-micro.dev/v5 v5.12.0,
+# Builds the go-micro side of rmicro-bench (bench/go: go-micro v5, go-micro.dev/v5 v5.30.0,
 # and Eclipse paho for MQTT, from the Go module proxy) into
 # $HOME/.cache/rmicro/bench-bin/gomicro-bench. A no-op when the binary was built from the
 # same sources (a hash of the Go files, go.mod and go.sum is kept beside it).
 # GOPATH/GOMODCACHE/GOCACHE live under $HOME/.cache/rmicro/go, shared with
 # scripts/interop.sh and scripts/consul.sh. Nothing is written into the repository.
 #
-# go-micro v5: the module proxy serves exact versions of go-micro.dev/v5 up to v5.12.0 (it
-# refuses to list the versions and refuses v5.13+); v5.12.0 wants go 1.24, built here with
+# go-micro v5: the module proxy serves exact versions of go-micro.dev/v5 (it refuses to list
+# them); v5.30.0 is the newest v5 it serves (v6 is refused); it wants go 1.25, built here with
 # the installed toolchain (GOTOOLCHAIN=local). NATS is go-micro v5's own broker
 # (go-micro.dev/v5/broker/nats). MQTT is not in go-micro v5's core and the v5 MQTT plugin
 # (github.com/micro/plugins/v5/broker/mqtt, github.com/go-micro/plugins/v5/...) is not served,

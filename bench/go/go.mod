@@ -4,7 +4,7 @@ go 1.25
 
 require (
 	github.com/eclipse/paho.mqtt.golang v1.5.1
-	go-micro.dev/v5 v5.12.0
+	go-micro.dev/v5 v5.30.0
 )
 
 require (

@@ -1,4 +1,4 @@
-// Command gomicro-bench is the go-micro (v5, go-micro.dev/v5 v5.12.0) side of rmicro-bench:
+// Command gomicro-bench is the go-micro (v5, go-micro.dev/v5 v5.30.0) side of rmicro-bench:
 // the same GetStudent RPC and the same MQTT and NATS pub/sub rounds as the Rust side,
 // measured inside this one process and printed as one `RESULT {json}` line on stdout.
 //

@@ -1,5 +1,5 @@
 //! go-micro: the RPC, MQTT pub/sub and NATS pub/sub scenarios served by a go-micro v5
-//! program (`bench/go`, go-micro.dev/v5 v5.12.0, built by `bench/build-go.sh`), alternating
+//! program (`bench/go`, go-micro.dev/v5 v5.30.0, built by `bench/build-go.sh`), alternating
 //! with rmicro's in the same run.
 //!
 //! Both sides run client and server in one process: rmicro's in this one, go-micro's in a
