@@ -57,4 +57,4 @@ build() {
 
 build "$root/tests/interop" go "$cache/interop-bin" client service publisher subscriber inspect
 build "$root/tests/interop/v5" . "$cache/interop-bin/v5" registry tracecall traceserve \
-  client service publisher subscriber
+  client service publisher subscriber streamclient

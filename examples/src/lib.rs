@@ -35,4 +35,19 @@ impl Student {
             phone: "12345678901".to_owned(),
         }
     }
+
+    /// The class the streaming examples list: the seed's student and two classmates.
+    pub fn roster() -> Vec<Self> {
+        let classmate = |name: &str, grade, phone: &str| Self {
+            name: name.to_owned(),
+            grade,
+            phone: phone.to_owned(),
+            ..Self::davie()
+        };
+        vec![
+            Self::davie(),
+            classmate("dora", 91, "12345678902"),
+            classmate("doug", 73, "12345678903"),
+        ]
+    }
 }

@@ -380,3 +380,92 @@ fn rabbitmq_broker_both_ways() {
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     broker_both_ways("rabbitmq", &flags, &flags);
 }
+
+/// go-micro's `client.Stream` against rmicro's streaming endpoints, on go-micro's default
+/// stack: a server stream (one request, a reply per student, then EOS) and a bidirectional
+/// one (a reply per request; a name not in the class ends it with go-micro's 404), in JSON and
+/// protobuf.
+#[test]
+fn go_micro_streams_to_rmicro_service() {
+    let _lock = seed_lock();
+    let stream_client = v5("streamclient");
+    let registry = registry("nats");
+    let flags = registry.flags();
+    let started = Instant::now();
+    let mut service = Proc::spawn(SERVICE, &flags, &[]);
+    service.wait_for("registered", UP);
+    // go-micro prints the students as its struct orders the fields.
+    let class = |names: &[&str]| -> String {
+        names
+            .iter()
+            .map(|name| {
+                let (grade, phone) = match *name {
+                    "davie" => (80, "12345678901"),
+                    "dora" => (91, "12345678902"),
+                    _ => (73, "12345678903"),
+                };
+                format!(
+                    "reply {{\"name\":\"{name}\",\"classes\":\"软件工程专业\",\"grade\":{grade},\"phone\":\"{phone}\"}}\n"
+                )
+            })
+            .collect::<String>()
+            + "end"
+    };
+    for content_type in ["application/json", "application/protobuf"] {
+        let flag = format!("--content_type={content_type}");
+        let run_with = |extra: &str| {
+            let mut args = flags.clone();
+            args.extend([flag.as_str(), extra]);
+            run(&stream_client, &args, &[])
+        };
+        let out = run_with("--list=d");
+        assert_eq!(
+            stdout(&out).trim(),
+            class(&["davie", "dora", "doug"]),
+            "{content_type}: {}",
+            stderr(&out)
+        );
+        let out = run_with("--list=do");
+        assert_eq!(
+            stdout(&out).trim(),
+            class(&["dora", "doug"]),
+            "{content_type}"
+        );
+        let out = run_with("--list=x");
+        assert_eq!(
+            stdout(&out).trim(),
+            "end",
+            "{content_type}: no student, just EOS"
+        );
+
+        let out = run_with("--get=dora,davie");
+        assert_eq!(
+            stdout(&out).trim(),
+            class(&["dora", "davie"]),
+            "{content_type}: {}",
+            stderr(&out)
+        );
+        let out = run_with("--get=davie,bob");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{content_type}: {}",
+            stdout(&out)
+        );
+        let text = stdout(&out);
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some(format!("reply {DAVIE}").as_str()),
+            "{content_type}"
+        );
+        let err = labelled_json(&text, "error");
+        assert_eq!(err["id"], "student_service", "{content_type}: {err}");
+        assert_eq!(err["code"], 404, "{content_type}: {err}");
+        assert_eq!(
+            err["detail"], "no student named `bob`",
+            "{content_type}: {err}"
+        );
+    }
+    report("go-micro streams -> rmicro service", started);
+}

@@ -74,6 +74,16 @@ pub(crate) fn result_err(output: &ReturnType) -> Option<&Type> {
     type_args(ty, "Result").nth(1)
 }
 
+/// The `T` of `Requests<T>` (a stream's incoming side; any path ending in `Requests`).
+pub(crate) fn requests_item(ty: &Type) -> Option<&Type> {
+    first_type_arg(ty, "Requests")
+}
+
+/// The `T` of `Replies<T>` (a stream's outgoing side; any path ending in `Replies`).
+pub(crate) fn replies_item(ty: &Type) -> Option<&Type> {
+    first_type_arg(ty, "Replies")
+}
+
 /// The `T` of `Event<T>` (any path ending in `Event`).
 pub(crate) fn event_payload(ty: &Type) -> Option<&Type> {
     first_type_arg(ty, "Event")

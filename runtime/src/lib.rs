@@ -58,6 +58,7 @@ pub use rmicro_macros::{handlers, main, service, subscribe};
 pub mod prelude {
     pub use crate::broker::Message;
     pub use crate::rpc::Client;
+    pub use crate::rpc::stream::{Replies, Requests};
     pub use crate::{Error, Event, Result, Service};
     pub use crate::{handlers, service, subscribe};
     pub use serde::{Deserialize, Serialize};

@@ -1,5 +1,7 @@
 //! The seed's student service: endpoint `StudentService.GetStudent`, and a subscriber of
-//! `go.micro.srv.message`.
+//! `go.micro.srv.message`; beside the seed, two streaming endpoints as go-micro streams them:
+//! `StudentService.ListStudents` (one request, a reply per student) and
+//! `StudentService.GetStudents` (a reply per request, both ways at once).
 //!
 //! ```text
 //! cargo run --bin student_service -- --register_ttl=10 --register_interval=5
@@ -24,6 +26,43 @@ impl StudentService {
                 format!("no student named `{}`", req.name),
             ))
         }
+    }
+
+    /// Streams every student of the class whose name starts with the request's name.
+    pub async fn list_students(
+        &self,
+        req: StudentRequest,
+        replies: Replies<Student>,
+    ) -> Result<()> {
+        for student in Student::roster() {
+            if student.name.starts_with(&req.name) {
+                replies.send(student).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers each request on the stream with that student; a name not in the class ends
+    /// the stream with go-micro's 404.
+    pub async fn get_students(
+        &self,
+        mut requests: Requests<StudentRequest>,
+        replies: Replies<Student>,
+    ) -> Result<()> {
+        while let Some(req) = requests.next().await {
+            let req = req?;
+            let student = Student::roster()
+                .into_iter()
+                .find(|s| s.name == req.name)
+                .ok_or_else(|| {
+                    Error::not_found(
+                        "student_service",
+                        format!("no student named `{}`", req.name),
+                    )
+                })?;
+            replies.send(student).await?;
+        }
+        Ok(())
     }
 
     /// Prints every student published on the seed's topic.

@@ -10,15 +10,29 @@ use crate::naming;
 use crate::signature::{self, Inputs};
 use crate::subscribe::args::{SubscribeArgs, SubscriberFn, subscriber};
 
-/// An endpoint: `pub async fn method(&self, req: Request) -> Result<Response, E>`.
+/// An endpoint: `pub async fn method(&self, req: Request) -> Result<Response, E>`, or one of
+/// the streaming shapes (see [`Streaming`]).
 pub(crate) struct Endpoint {
     pub(crate) method: Ident,
+    /// `None` for a unary endpoint.
+    pub(crate) streaming: Option<Streaming>,
     pub(crate) request: Type,
     pub(crate) response: Type,
     /// The `E` of `Result<Response, E>`, when written out.
     pub(crate) error: Option<Type>,
     /// The method's doc comment, as text.
     pub(crate) doc: Option<String>,
+}
+
+/// The streaming shapes, by their arguments after `&self`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Streaming {
+    /// `(req: Request, replies: Replies<Response>) -> Result<(), E>`.
+    Server,
+    /// `(requests: Requests<Request>) -> Result<Response, E>`.
+    Client,
+    /// `(requests: Requests<Request>, replies: Replies<Response>) -> Result<(), E>`.
+    Bidirectional,
 }
 
 /// A method marked `#[subscribe(..)]`.
@@ -148,8 +162,9 @@ fn subscribe_args(attr: &Attribute, errors: &mut Errors) -> Option<SubscribeArgs
 fn unserved_endpoint(function: &ImplItemFn, handler: Option<&Ident>, errors: &mut Errors) {
     let sig = &function.sig;
     let Inputs { receiver, args } = signature::inputs(sig);
+    let streams = args.len() == 2 && signature::replies_item(&args[1].ty).is_some();
     let looks_like_one = receiver.is_some_and(signature::is_shared_self)
-        && args.len() == 1
+        && (args.len() == 1 || streams)
         && signature::result_ok(&sig.output).is_some();
     if !looks_like_one {
         return;
@@ -212,8 +227,28 @@ fn endpoint(function: &ImplItemFn, errors: &mut Errors) -> Option<Endpoint> {
         ),
         Some(_) => {}
     }
-    let request = match args.as_slice() {
-        [request] => Some((*request.ty).clone()),
+    let (streaming, request, streamed_response) = match args.as_slice() {
+        [only] => match signature::requests_item(&only.ty) {
+            Some(item) => (Some(Streaming::Client), Some(item.clone()), None),
+            None => (None, Some((*only.ty).clone()), None),
+        },
+        [first, second] if signature::replies_item(&second.ty).is_some() => {
+            let replies = signature::replies_item(&second.ty).cloned();
+            match signature::requests_item(&first.ty) {
+                Some(item) => (Some(Streaming::Bidirectional), Some(item.clone()), replies),
+                None if signature::replies_item(&first.ty).is_some() => {
+                    errors.spanned(
+                        &first.ty,
+                        format!(
+                            "endpoint `{name}` takes one `Replies`, last: \
+                             `(&self, req: Request, replies: Replies<Response>)`"
+                        ),
+                    );
+                    (None, None, None)
+                }
+                None => (Some(Streaming::Server), Some((*first.ty).clone()), replies),
+            }
+        }
         [] => {
             if receiver.is_some() {
                 errors.at(
@@ -223,22 +258,32 @@ fn endpoint(function: &ImplItemFn, errors: &mut Errors) -> Option<Endpoint> {
                     ),
                 );
             }
-            None
+            (None, None, None)
         }
         [_, extra @ ..] => {
             errors.spanned(
                 quote::quote!(#(#extra)*),
                 format!(
                     "endpoint `{name}` takes one request argument, found {}: \
-                     put the fields in one request type",
+                     put the fields in one request type (or stream: \
+                     `(&self, req: Request, replies: Replies<Response>)`, \
+                     `(&self, requests: Requests<Request>)` or \
+                     `(&self, requests: Requests<Request>, replies: Replies<Response>)`)",
                     args.len()
                 ),
             );
-            None
+            (None, None, None)
         }
     };
-    let response = signature::result_ok(&sig.output).cloned();
-    if response.is_none() {
+    let ok = signature::result_ok(&sig.output).cloned();
+    if ok.is_none() {
+        let shape = match streaming {
+            Some(Streaming::Server | Streaming::Bidirectional) => {
+                "a streaming endpoint that sends through `Replies` returns `Result<(), E>`"
+                    .to_owned()
+            }
+            _ => shape.clone(),
+        };
         let message = format!(
             "endpoint `{name}` must return `Result<Response, E>` where \
              `E: Into<rmicro::Error>`: {shape}"
@@ -248,11 +293,28 @@ fn endpoint(function: &ImplItemFn, errors: &mut Errors) -> Option<Endpoint> {
             syn::ReturnType::Default => errors.spanned(signature::head(sig), message),
         }
     }
+    let response = match (streamed_response, ok) {
+        (Some(replies), Some(ok)) => {
+            if !signature::is_unit(&ok) {
+                errors.spanned(
+                    &ok,
+                    format!(
+                        "endpoint `{name}` sends its replies through `Replies`, so it returns \
+                         `Result<(), E>`, not a value"
+                    ),
+                );
+            }
+            Some(replies)
+        }
+        (None, ok) => ok,
+        (Some(_), None) => None,
+    };
     if errors.len() > before {
         return None;
     }
     Some(Endpoint {
         method: name.clone(),
+        streaming,
         request: request?,
         response: response?,
         error: signature::result_err(&sig.output).cloned(),
@@ -401,12 +463,78 @@ mod tests {
                 "endpoint `b` must take one request argument after `&self`: \
                  `pub async fn b(&self, req: Request) -> Result<Response, E>`",
                 "endpoint `c` takes one request argument, found 3: put the fields in one request \
-                 type",
+                 type (or stream: `(&self, req: Request, replies: Replies<Response>)`, \
+                 `(&self, requests: Requests<Request>)` or \
+                 `(&self, requests: Requests<Request>, replies: Replies<Response>)`)",
                 "endpoint `d` must return `Result<Response, E>` where `E: Into<rmicro::Error>`: \
                  `pub async fn d(&self, req: Request) -> Result<Response, E>`",
                 "endpoint `e` must return `Result<Response, E>` where `E: Into<rmicro::Error>`: \
                  `pub async fn e(&self, req: Request) -> Result<Response, E>`",
                 "endpoints cannot be generic",
+            ]
+        );
+    }
+
+    #[test]
+    fn stream_shapes() {
+        let (block, _, errors) = parse_block(
+            quote!(),
+            parse_quote! {
+                impl S {
+                    pub async fn server(&self, r: R, out: Replies<T>) -> Result<(), E> { todo!() }
+                    pub async fn client(&self, r: rmicro::Requests<R>) -> rmicro::Result<T> { todo!() }
+                    pub async fn bidi(&self, r: Requests<R>, out: Replies<T>) -> Result<(), E> { todo!() }
+                }
+            },
+        );
+        assert_eq!(errors, Vec::<String>::new());
+        let shapes: Vec<_> = block
+            .expect("valid")
+            .endpoints
+            .iter()
+            .map(|e| {
+                let request = &e.request;
+                let response = &e.response;
+                (
+                    e.streaming,
+                    quote!(#request).to_string(),
+                    quote!(#response).to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shapes,
+            [
+                (Some(Streaming::Server), "R".to_owned(), "T".to_owned()),
+                (Some(Streaming::Client), "R".to_owned(), "T".to_owned()),
+                (
+                    Some(Streaming::Bidirectional),
+                    "R".to_owned(),
+                    "T".to_owned()
+                ),
+            ]
+        );
+
+        let (_, _, errors) = parse_block(
+            quote!(),
+            parse_quote! {
+                impl S {
+                    pub async fn returns_a_value(&self, r: R, out: Replies<T>) -> Result<T, E> { todo!() }
+                    pub async fn replies_first(&self, out: Replies<T>, r: Replies<T>) -> Result<(), E> { todo!() }
+                    pub async fn no_result(&self, r: Requests<R>, out: Replies<T>) { }
+                }
+            },
+        );
+        assert_eq!(
+            errors,
+            [
+                "endpoint `returns_a_value` sends its replies through `Replies`, so it returns \
+                 `Result<(), E>`, not a value",
+                "endpoint `replies_first` takes one `Replies`, last: \
+                 `(&self, req: Request, replies: Replies<Response>)`",
+                "endpoint `no_result` must return `Result<Response, E>` where \
+                 `E: Into<rmicro::Error>`: a streaming endpoint that sends through `Replies` \
+                 returns `Result<(), E>`",
             ]
         );
     }

@@ -5,6 +5,7 @@ use quote::{ToTokens as _, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, ItemImpl, Type};
 
+use super::args::Streaming;
 use super::validate::{Config, Endpoint, Subscriber};
 use crate::subscribe::args::{Payload, SubscriberFn};
 use crate::subscribe::{assert_decode, map_err, option, redelivery};
@@ -94,25 +95,51 @@ fn endpoint(endpoint: &Endpoint) -> TokenStream {
     let Endpoint {
         name,
         method,
+        streaming,
         request,
         response,
         error,
         doc,
     } = endpoint;
     let (this, req) = (local("this"), local("req"));
-    let call = map_err(quote!(#this.#method(#req).await), error.as_ref());
+    let (requests, replies) = (local("requests"), local("replies"));
     let describe_request = describe(request);
     let describe_response = describe(response);
     let description = doc
         .as_deref()
         .map(|doc| quote!(.description(#name, #doc)))
         .unwrap_or_default();
+    let requests_ty = quote!(::rmicro::rpc::stream::Requests<#request>);
+    let replies_ty = quote!(::rmicro::rpc::stream::Replies<#response>);
+    let (route, arguments, call) = match streaming {
+        None => (
+            quote!(endpoint),
+            quote!(#req: #request),
+            quote!(#this.#method(#req)),
+        ),
+        Some(Streaming::Server) => (
+            quote!(server_stream),
+            quote!(#req: #request, #replies: #replies_ty),
+            quote!(#this.#method(#req, #replies)),
+        ),
+        Some(Streaming::Client) => (
+            quote!(client_stream),
+            quote!(#requests: #requests_ty),
+            quote!(#this.#method(#requests)),
+        ),
+        Some(Streaming::Bidirectional) => (
+            quote!(bidi_stream),
+            quote!(#requests: #requests_ty, #replies: #replies_ty),
+            quote!(#this.#method(#requests, #replies)),
+        ),
+    };
+    let call = map_err(quote!(#call.await), error.as_ref());
     quote! {
-        .endpoint::<#request, #response, _, _>(
+        .#route::<#request, #response, _, _>(
             #name,
             #describe_request,
             #describe_response,
-            |#this: ::rmicro::__private::Arc<Self>, #req: #request| async move {
+            |#this: ::rmicro::__private::Arc<Self>, #arguments| async move {
                 #call
             },
         )

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use syn::{Ident, Type};
 
-use super::args::Block;
+use super::args::{Block, Streaming};
 use crate::diag::Errors;
 use crate::naming;
 use crate::subscribe::args::SubscriberFn;
@@ -16,6 +16,7 @@ pub(crate) struct Endpoint {
     /// `Handler.Method`.
     pub(crate) name: String,
     pub(crate) method: Ident,
+    pub(crate) streaming: Option<Streaming>,
     pub(crate) request: Type,
     pub(crate) response: Type,
     pub(crate) error: Option<Type>,
@@ -64,6 +65,7 @@ pub(crate) fn validate(block: Block, errors: &mut Errors) -> Option<Config> {
         endpoints.push(Endpoint {
             name,
             method: endpoint.method,
+            streaming: endpoint.streaming,
             request: endpoint.request,
             response: endpoint.response,
             error: endpoint.error,

@@ -22,6 +22,7 @@ pub mod client;
 pub mod describe;
 pub mod selector;
 pub mod server;
+pub mod stream;
 pub mod tls;
 
 pub use client::{CallOptions, Client, ClientOptions};
@@ -92,6 +93,8 @@ pub type EndpointFn = Arc<dyn Fn(Request) -> BoxFuture<'static, Result<Response>
 
 type BoundEndpoint<S> =
     Arc<dyn Fn(Arc<S>, Request) -> BoxFuture<'static, Result<Response>> + Send + Sync>;
+type BoundStream<S> =
+    Arc<dyn Fn(Arc<S>, stream::StreamCall) -> BoxFuture<'static, Result<()>> + Send + Sync>;
 type BoundSubscription<S> =
     Arc<dyn Fn(Arc<S>, broker::Event) -> BoxFuture<'static, Result<()>> + Send + Sync>;
 
@@ -101,6 +104,7 @@ type BoundSubscription<S> =
 /// same calls by hand.
 pub struct Routes<S> {
     endpoints: Vec<(Endpoint, BoundEndpoint<S>)>,
+    streams: Vec<(Endpoint, BoundStream<S>)>,
     subscriptions: Vec<(SubscriptionSpec, BoundSubscription<S>)>,
 }
 
@@ -110,6 +114,10 @@ impl<S> fmt::Debug for Routes<S> {
             .field(
                 "endpoints",
                 &self.endpoints.iter().map(|e| &e.0.name).collect::<Vec<_>>(),
+            )
+            .field(
+                "streams",
+                &self.streams.iter().map(|e| &e.0.name).collect::<Vec<_>>(),
             )
             .field(
                 "subscriptions",
@@ -123,6 +131,7 @@ impl<S> Default for Routes<S> {
     fn default() -> Self {
         Self {
             endpoints: Vec::new(),
+            streams: Vec::new(),
             subscriptions: Vec::new(),
         }
     }
@@ -206,12 +215,149 @@ impl<S: Send + Sync + 'static> Routes<S> {
         self
     }
 
+    /// Adds streaming endpoint `name` of `kind` served by `call`, which gets the stream's two
+    /// directions typed (see [`stream`]); [`Routes::server_stream`],
+    /// [`Routes::client_stream`] and [`Routes::bidi_stream`] are its typed forms.
+    #[must_use]
+    pub fn stream<F, Fut>(
+        mut self,
+        name: &str,
+        kind: stream::Kind,
+        request: Value,
+        response: Value,
+        call: F,
+    ) -> Self
+    where
+        F: Fn(Arc<S>, stream::StreamCall) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        let call: BoundStream<S> = Arc::new(move |this, s| Box::pin(call(this, s)));
+        let mut metadata = Metadata::new();
+        metadata.insert("stream".to_owned(), "true".to_owned());
+        let kind = match kind {
+            stream::Kind::Server => "server",
+            stream::Kind::Client => "client",
+            stream::Kind::Bidirectional => "bidirectional",
+        };
+        // Which side streams, for tools (go-micro writes only `stream`).
+        metadata.insert("stream_kind".to_owned(), kind.to_owned());
+        let endpoint = Endpoint {
+            name: name.to_owned(),
+            request: Some(request),
+            response: Some(response),
+            metadata,
+        };
+        self.streams.push((endpoint, call));
+        self
+    }
+
+    /// Adds a server-streaming endpoint: one request, then as many replies as `f` sends.
+    #[must_use]
+    pub fn server_stream<Req, Resp, F, Fut>(
+        self,
+        name: &str,
+        request: Value,
+        response: Value,
+        f: F,
+    ) -> Self
+    where
+        Req: Decode + Send + 'static,
+        Resp: Encode + Send + 'static,
+        F: Fn(Arc<S>, Req, stream::Replies<Resp>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        self.stream(
+            name,
+            stream::Kind::Server,
+            request,
+            response,
+            move |this, call: stream::StreamCall| {
+                let f = Arc::clone(&f);
+                let service = call.service.clone();
+                async move {
+                    let (mut requests, replies) = call.split::<Req, Resp>();
+                    let request = requests.next().await.unwrap_or_else(|| {
+                        Err(Error::bad_request(
+                            &service,
+                            "the stream ended before its request",
+                        ))
+                    })?;
+                    f(this, request, replies).await
+                }
+            },
+        )
+    }
+
+    /// Adds a client-streaming endpoint: requests until the caller ends its side, then the
+    /// one reply `f` returns.
+    #[must_use]
+    pub fn client_stream<Req, Resp, F, Fut>(
+        self,
+        name: &str,
+        request: Value,
+        response: Value,
+        f: F,
+    ) -> Self
+    where
+        Req: Decode + Send + 'static,
+        Resp: Encode + Send + 'static,
+        F: Fn(Arc<S>, stream::Requests<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        self.stream(
+            name,
+            stream::Kind::Client,
+            request,
+            response,
+            move |this, call: stream::StreamCall| {
+                let f = Arc::clone(&f);
+                async move {
+                    let (requests, replies) = call.split::<Req, Resp>();
+                    let reply = f(this, requests).await?;
+                    replies.send(reply).await
+                }
+            },
+        )
+    }
+
+    /// Adds a bidirectional streaming endpoint: `f` reads the caller's messages and sends its
+    /// own as it likes.
+    #[must_use]
+    pub fn bidi_stream<Req, Resp, F, Fut>(
+        self,
+        name: &str,
+        request: Value,
+        response: Value,
+        f: F,
+    ) -> Self
+    where
+        Req: Decode + Send + 'static,
+        Resp: Encode + Send + 'static,
+        F: Fn(Arc<S>, stream::Requests<Req>, stream::Replies<Resp>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        self.stream(
+            name,
+            stream::Kind::Bidirectional,
+            request,
+            response,
+            move |this, call: stream::StreamCall| {
+                let (requests, replies) = call.split::<Req, Resp>();
+                f(this, requests, replies)
+            },
+        )
+    }
+
     /// Sets `endpoint`'s description (the registry's `description` endpoint metadata, which
     /// go-micro v5's tools read: its MCP gateway describes the endpoint's tool with it).
     /// `#[handlers]` sets it from the method's doc comment.
     #[must_use]
     pub fn description(mut self, endpoint: &str, description: &str) -> Self {
-        for (e, _) in &mut self.endpoints {
+        let streams = self.streams.iter_mut().map(|(e, _)| e);
+        for e in self.endpoints.iter_mut().map(|(e, _)| e).chain(streams) {
             if e.name == endpoint {
                 e.metadata
                     .insert("description".to_owned(), description.to_owned());
@@ -252,9 +398,12 @@ impl<S: Send + Sync + 'static> Routes<S> {
         self
     }
 
-    /// The endpoints as the registry advertises them.
+    /// The endpoints as the registry advertises them, streaming ones included.
     pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
-        self.endpoints.iter().map(|(e, _)| e)
+        self.endpoints
+            .iter()
+            .map(|(e, _)| e)
+            .chain(self.streams.iter().map(|(e, _)| e))
     }
 
     /// The subscriptions' topics and queues.
@@ -273,6 +422,15 @@ impl<S: Send + Sync + 'static> Routes<S> {
                 (ep, f)
             })
             .collect();
+        let streams = self
+            .streams
+            .into_iter()
+            .map(|(ep, call)| {
+                let this = Arc::clone(&this);
+                let f: stream::StreamFn = Arc::new(move |s| call(Arc::clone(&this), s));
+                (ep, f)
+            })
+            .collect();
         let subscriptions = self
             .subscriptions
             .into_iter()
@@ -284,6 +442,7 @@ impl<S: Send + Sync + 'static> Routes<S> {
             .collect();
         Bound {
             endpoints,
+            streams,
             subscriptions,
         }
     }
@@ -294,6 +453,8 @@ impl<S: Send + Sync + 'static> Routes<S> {
 pub struct Bound {
     /// Endpoint descriptions and their handlers.
     pub endpoints: Vec<(Endpoint, EndpointFn)>,
+    /// Streaming endpoints and their handlers.
+    pub streams: Vec<(Endpoint, stream::StreamFn)>,
     /// Subscriptions and their handlers.
     pub subscriptions: Vec<(SubscriptionSpec, broker::Handler)>,
 }

@@ -57,6 +57,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument as _;
 
+use super::stream::{self, StreamFn, wire};
 use super::{EndpointFn, Request, Response, header as mucp, names};
 use crate::codec;
 use crate::layer::{HandlerService, Layers};
@@ -150,7 +151,18 @@ impl Server {
         endpoints: Vec<(Endpoint, EndpointFn)>,
         opts: ServerOptions,
     ) -> ServerHandle {
-        self.serve_with(endpoints, opts, None, &Layers::new())
+        self.serve_with(endpoints, Vec::new(), opts, None, &Layers::new())
+    }
+
+    /// [`Server::serve`] with streaming endpoints beside the unary ones (see
+    /// [`super::stream`]).
+    pub fn serve_streaming(
+        self,
+        endpoints: Vec<(Endpoint, EndpointFn)>,
+        streams: Vec<(Endpoint, StreamFn)>,
+        opts: ServerOptions,
+    ) -> ServerHandle {
+        self.serve_with(endpoints, streams, opts, None, &Layers::new())
     }
 
     /// [`Server::serve`], each endpoint call going through `layers`' handler layers (the
@@ -161,13 +173,14 @@ impl Server {
         opts: ServerOptions,
         layers: &Layers,
     ) -> ServerHandle {
-        self.serve_with(endpoints, opts, None, layers)
+        self.serve_with(endpoints, Vec::new(), opts, None, layers)
     }
 
     /// [`Server::serve`], with plain HTTP routes beside mucp and handler layers.
     pub(crate) fn serve_with(
         self,
         endpoints: Vec<(Endpoint, EndpointFn)>,
+        streams: Vec<(Endpoint, StreamFn)>,
         opts: ServerOptions,
         web: Option<WebRoutes>,
         layers: &Layers,
@@ -221,6 +234,7 @@ impl Server {
             max_connections: opts.max_connections.max(1),
             tls: opts.tls.map(|t| tokio_rustls::TlsAcceptor::from(t.0)),
             endpoints: table,
+            streams: streams.into_iter().map(|(ep, f)| (ep.name, f)).collect(),
             in_flight_gauge,
             stack,
             web,
@@ -257,6 +271,8 @@ struct Shared {
     max_connections: usize,
     tls: Option<tokio_rustls::TlsAcceptor>,
     endpoints: HashMap<String, (EndpointFn, Option<EndpointMetrics>)>,
+    /// The streaming endpoints.
+    streams: HashMap<String, StreamFn>,
     /// `micro_requests_in_flight` of this service; `None` with metrics off.
     in_flight_gauge: Option<prometheus_client::metrics::gauge::Gauge>,
     /// The endpoints behind the handler layers, when there are any.
@@ -437,16 +453,172 @@ async fn serve_conn(
 ) {
     let _ = stream.set_nodelay(true);
     let Some(acceptor) = shared.tls.clone() else {
-        return serve_http(TokioIo::new(stream), peer, shared, state).await;
+        return serve_io(stream, peer, shared, state).await;
     };
     // The handshake is part of reading the request: it gets the header-read timeout, so a
     // connection that never completes it holds nothing for long.
     match tokio::time::timeout(shared.header_read_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => serve_http(TokioIo::new(tls), peer, shared, state).await,
+        Ok(Ok(tls)) => serve_io(tls, peer, shared, state).await,
         Ok(Err(err)) => {
             tracing::debug!(%peer, error = %err, "rpc connection refused in the TLS handshake");
         }
         Err(_) => tracing::debug!(%peer, "rpc connection closed: no TLS handshake in time"),
+    }
+}
+
+/// Serves one connection: a go-micro stream when its first request opens one to a
+/// streaming endpoint, HTTP/1.1 through hyper otherwise. Only a server with streaming
+/// endpoints reads the first request's head itself (within the header-read timeout) before
+/// deciding; the bytes it read go to hyper first.
+async fn serve_io<IO>(
+    mut io: IO,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    state: watch::Receiver<State>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    if shared.streams.is_empty() {
+        return serve_http(TokioIo::new(io), peer, shared, state).await;
+    }
+    let mut read = Vec::new();
+    let head = match tokio::time::timeout(shared.header_read_timeout, sniff(&mut io, &mut read))
+        .await
+    {
+        Ok(Ok(head)) => head,
+        Ok(Err(err)) => {
+            tracing::debug!(%peer, error = %err, "rpc connection failed before its first request");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "rpc connection closed: no request headers in time");
+            return;
+        }
+    };
+    let call = head.as_ref().and_then(|first| {
+        let endpoint = first
+            .micro("Micro-Endpoint")
+            .or_else(|| first.micro("Micro-Method"))?;
+        stream::opens_stream(first)
+            .then(|| shared.streams.get(endpoint).cloned())
+            .flatten()
+    });
+    let Some(call) = call else {
+        return serve_http(TokioIo::new(Rewind::new(read, io)), peer, shared, state).await;
+    };
+    let (reader, write) = tokio::io::split(io);
+    let mut reader = wire::Reader::new(reader, &read, shared.max_body_bytes);
+    let Ok(first) = reader.next().await else {
+        tracing::debug!(%peer, "rpc stream: the first message did not arrive whole");
+        return;
+    };
+    let _in_flight = InFlight::enter(&shared);
+    let served = stream::Served {
+        id: &shared.id,
+        name: &shared.name,
+        peer,
+    };
+    let mut state = state;
+    tokio::select! {
+        () = stream::serve(reader, write, first, call, served) => {}
+        _ = until(&mut state, |s| s == State::Abort) => {
+            tracing::debug!(%peer, "rpc stream cut: the server stopped");
+        }
+    }
+}
+
+/// Reads until the first request's head is whole (or is not a head this server reads
+/// itself) and returns it, with no body; every byte read is kept in `read`.
+async fn sniff<IO: tokio::io::AsyncRead + Unpin>(
+    io: &mut IO,
+    read: &mut Vec<u8>,
+) -> std::io::Result<Option<wire::Message>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut chunk = [0u8; 4096];
+    loop {
+        match wire::parse_head(read) {
+            Ok(Some((head, _))) => {
+                return Ok(Some(wire::Message {
+                    header: head.header,
+                    body: Bytes::new(),
+                }));
+            }
+            Ok(None) if read.len() <= wire::MAX_HEAD => {}
+            // Too large or not parsable here: hyper answers it as it answers any request.
+            _ => return Ok(None),
+        }
+        let n = io.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        read.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A connection whose first bytes were read already: they are read again first.
+struct Rewind<IO> {
+    read: Bytes,
+    io: IO,
+}
+
+impl<IO> Rewind<IO> {
+    fn new(read: Vec<u8>, io: IO) -> Self {
+        Self {
+            read: Bytes::from(read),
+            io,
+        }
+    }
+}
+
+impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Rewind<IO> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.read.is_empty() {
+            let n = self.read.len().min(buf.remaining());
+            let head = self.read.split_to(n);
+            buf.put_slice(&head);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Rewind<IO> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
     }
 }
 

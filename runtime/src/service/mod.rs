@@ -660,16 +660,23 @@ impl ServiceBuilder {
 
         // Routes.
         let mut endpoints = Vec::new();
+        let mut streams = Vec::new();
         let mut subscriptions = std::mem::take(&mut self.subscriptions);
         for bind in self.binders.drain(..) {
             let bound = bind();
             endpoints.extend(bound.endpoints);
+            streams.extend(bound.streams);
             subscriptions.extend(bound.subscriptions);
         }
         if self.free_subscribers {
             subscriptions.extend(claim_free_subscribers(&name));
         }
-        check_endpoint_collisions(&name, &endpoints)?;
+        let advertised: Vec<Endpoint> = endpoints
+            .iter()
+            .map(|(e, _)| e.clone())
+            .chain(streams.iter().map(|(e, _)| e.clone()))
+            .collect();
+        check_endpoint_collisions(&name, &advertised)?;
 
         // The registry record.
         let record = self.record(
@@ -677,7 +684,7 @@ impl ServiceBuilder {
             &registry,
             &broker,
             address,
-            &endpoints,
+            advertised,
             &subscriptions,
         );
 
@@ -724,6 +731,7 @@ impl ServiceBuilder {
                 tracing::info!(service = %name, address = %at, "health and metrics on their own address");
                 let only_web = listener.serve_with(
                     Vec::new(),
+                    Vec::new(),
                     ServerOptions {
                         name: name.clone(),
                         metrics: false,
@@ -737,6 +745,7 @@ impl ServiceBuilder {
         };
         let server = server.serve_with(
             endpoints,
+            streams,
             ServerOptions {
                 name: name.clone(),
                 metrics: self.metrics,
@@ -826,7 +835,7 @@ impl ServiceBuilder {
         registry: &SharedRegistry,
         broker: &SharedBroker,
         address: SocketAddr,
-        endpoints: &[(Endpoint, crate::rpc::EndpointFn)],
+        endpoints: Vec<Endpoint>,
         subscriptions: &[(SubscriptionSpec, broker::Handler)],
     ) -> registry::Service {
         let name = &options.server_name;
@@ -863,8 +872,7 @@ impl ServiceBuilder {
             .map_or(0, |d| d.as_secs());
         metadata.insert("registered".to_owned(), started.to_string());
         metadata.extend(options.server_metadata.clone());
-        let mut advertised_endpoints: Vec<Endpoint> =
-            endpoints.iter().map(|(e, _)| e.clone()).collect();
+        let mut advertised_endpoints = endpoints;
         for (spec, _) in subscriptions {
             let mut md = Metadata::new();
             md.insert("topic".to_owned(), spec.topic.clone());
@@ -951,12 +959,9 @@ fn advertise(bound: SocketAddr) -> String {
     SocketAddr::new(ip, bound.port()).to_string()
 }
 
-fn check_endpoint_collisions(
-    service: &str,
-    endpoints: &[(Endpoint, crate::rpc::EndpointFn)],
-) -> Result<()> {
+fn check_endpoint_collisions(service: &str, endpoints: &[Endpoint]) -> Result<()> {
     let mut seen = std::collections::BTreeSet::new();
-    for (ep, _) in endpoints {
+    for ep in endpoints {
         if !seen.insert(ep.name.as_str()) {
             return Err(Error::conflict(
                 service,

@@ -1,0 +1,413 @@
+//! Streaming RPC, as go-micro's default stack (mucp over its http transport) streams.
+//!
+//! A stream is a connection of its own. The caller's first request names the endpoint and
+//! carries `Micro-Stream: <id>`; its body is a placeholder (go-micro's generated clients send
+//! an empty message first, and go-micro's server drops it), so the messages the handler sees
+//! start with the second request. Every message either side sends is one HTTP/1.1 message:
+//! `POST /` from the caller, `200 OK` from the server, not paired. The server ends its side
+//! with a response whose `Micro-Error` is `EOS`, or the handler's error as go-micro's JSON;
+//! the caller ends its side with a request whose `Micro-Error` is `EOS` and closes the
+//! connection (go-micro has no half-close).
+//!
+//! Handlers see the stream as [`Requests`] (the caller's messages, decoded by the stream's
+//! `Content-Type`) and [`Replies`] (sent in the `Accept` type). Both are bounded: a handler
+//! that does not read stops the server reading the connection, and [`Replies::send`] waits
+//! while the connection cannot take more. A caller that goes away ends [`Requests`] with an
+//! error, fails the next [`Replies::send`], and cancels the handler (its future is dropped).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+
+use crate::codec::{self, Decode, Encode, Format};
+use crate::registry::Metadata;
+use crate::{Error, Result};
+
+pub(crate) mod wire;
+
+/// How many messages wait in each direction before the other side is held back.
+const DEPTH: usize = 16;
+
+/// What arrived from the caller.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    Message(Bytes),
+    /// The caller's `EOS`: it sends no more.
+    End,
+    /// The caller's error, or the connection failed.
+    Failed(Error),
+}
+
+/// The caller's messages on a stream, decoded as `T`.
+pub struct Requests<T> {
+    rx: mpsc::Receiver<Incoming>,
+    service: Arc<str>,
+    content_type: Arc<str>,
+    done: bool,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for Requests<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Requests")
+            .field("content_type", &self.content_type)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Decode> Requests<T> {
+    /// The next message; `None` once the caller has said it sends no more. A message that
+    /// does not decode is an error and the stream goes on; a caller that went away is an
+    /// error and the end.
+    pub async fn next(&mut self) -> Option<Result<T>> {
+        if self.done {
+            return None;
+        }
+        match self.rx.recv().await {
+            Some(Incoming::Message(body)) => {
+                Some(T::decode(&self.service, &self.content_type, &body))
+            }
+            Some(Incoming::End) => {
+                self.done = true;
+                None
+            }
+            Some(Incoming::Failed(err)) => {
+                self.done = true;
+                Some(Err(err))
+            }
+            None => {
+                self.done = true;
+                Some(Err(gone(&self.service)))
+            }
+        }
+    }
+}
+
+/// Where a handler sends its messages on a stream, encoded from `T`.
+pub struct Replies<T> {
+    tx: mpsc::Sender<Bytes>,
+    service: Arc<str>,
+    accept: Arc<str>,
+    _type: PhantomData<fn(T)>,
+}
+
+impl<T> fmt::Debug for Replies<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Replies")
+            .field("accept", &self.accept)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Encode> Replies<T> {
+    /// Sends one message; waits while the connection cannot take more. Fails when the caller
+    /// has gone away.
+    pub async fn send(&self, reply: T) -> Result<()> {
+        let body = reply.encode(&self.service, &self.accept)?;
+        self.tx
+            .send(Bytes::from(body))
+            .await
+            .map_err(|_| gone(&self.service))
+    }
+}
+
+fn gone(service: &str) -> Error {
+    Error::new(service, 499, "the caller closed the stream")
+}
+
+/// One stream as the server hands it to an endpoint.
+pub struct StreamCall {
+    /// `Micro-Service`.
+    pub service: String,
+    /// `Handler.Method`.
+    pub endpoint: String,
+    /// The caller's headers beyond the protocol's (its metadata).
+    pub header: Metadata,
+    content_type: Arc<str>,
+    accept: Arc<str>,
+    requests: mpsc::Receiver<Incoming>,
+    replies: mpsc::Sender<Bytes>,
+}
+
+impl fmt::Debug for StreamCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamCall")
+            .field("service", &self.service)
+            .field("endpoint", &self.endpoint)
+            .field("content_type", &self.content_type)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamCall {
+    /// The stream's two directions, typed.
+    pub fn split<Req, Resp>(self) -> (Requests<Req>, Replies<Resp>) {
+        let service: Arc<str> = Arc::from(self.service);
+        (
+            Requests {
+                rx: self.requests,
+                service: Arc::clone(&service),
+                content_type: self.content_type,
+                done: false,
+                _type: PhantomData,
+            },
+            Replies {
+                tx: self.replies,
+                service,
+                accept: self.accept,
+                _type: PhantomData,
+            },
+        )
+    }
+}
+
+/// A type-erased streaming endpoint of a running service.
+pub type StreamFn = Arc<dyn Fn(StreamCall) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+
+/// The kind of stream an endpoint serves, as go-micro's generated code has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One request, many replies.
+    Server,
+    /// Many requests, one reply.
+    Client,
+    /// Many of each.
+    Bidirectional,
+}
+
+/// What the server passes to a stream connection.
+pub(crate) struct Served<'a> {
+    /// The id of the server's own errors.
+    pub(crate) id: &'a str,
+    /// The service served here (`ServerOptions::name`); empty: any.
+    pub(crate) name: &'a str,
+    pub(crate) peer: SocketAddr,
+}
+
+/// Serves one stream connection whose first message, `first` (read from `reader` already),
+/// opened a stream to `call`; replies go to `write`.
+pub(crate) async fn serve<R, W>(
+    reader: wire::Reader<R>,
+    mut write: W,
+    first: wire::Message,
+    call: StreamFn,
+    served: Served<'_>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin,
+{
+    let Served { id, name, peer } = served;
+    let echo = first.header.clone();
+    let endpoint = first
+        .micro("Micro-Endpoint")
+        .or_else(|| first.micro("Micro-Method"))
+        .unwrap_or_default()
+        .to_owned();
+    let service = first.micro("Micro-Service").unwrap_or(id).to_owned();
+    let content_type = first
+        .get("Content-Type")
+        .map_or(codec::PROTOBUF, codec::normalize)
+        .to_owned();
+    let accept = first
+        .get("Accept")
+        .map(codec::normalize)
+        .filter(|a| Format::of(a).is_some())
+        .unwrap_or(&content_type)
+        .to_owned();
+    let end = |err: Option<&Error>| {
+        let value = err.map_or_else(|| "EOS".to_owned(), Error::to_json);
+        wire::response(
+            &echo,
+            &[("Micro-Error", &value), ("X-Micro-Error", &value)],
+            b"",
+        )
+    };
+    if !name.is_empty() && first.micro("Micro-Service").is_some_and(|s| s != name) {
+        let err = Error::not_found(
+            id,
+            format!("service `{service}` is not served here, this is `{name}`"),
+        );
+        let _ = wire::write(&mut write, &end(Some(&err))).await;
+        return;
+    }
+    if Format::of(&content_type).is_none() {
+        let err = Error::new(
+            &service,
+            415,
+            format!("unsupported content type `{content_type}`"),
+        );
+        let _ = wire::write(&mut write, &end(Some(&err))).await;
+        return;
+    }
+    let timeout = first
+        .get("Timeout")
+        .and_then(|t| t.parse::<u64>().ok())
+        .filter(|ns| *ns > 0)
+        .map(Duration::from_nanos);
+    let header = first
+        .header
+        .iter()
+        .filter(|(k, _)| !is_protocol_header(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let (requests_tx, requests) = mpsc::channel(DEPTH);
+    let (replies, mut replies_rx) = mpsc::channel::<Bytes>(DEPTH);
+    let content_type: Arc<str> = Arc::from(content_type);
+    let stream = StreamCall {
+        service: service.clone(),
+        endpoint: endpoint.clone(),
+        header,
+        content_type: Arc::clone(&content_type),
+        accept: Arc::from(accept.as_str()),
+        requests,
+        replies,
+    };
+    // The caller's side: every message after the placeholder, until its EOS or the end.
+    let reader = tokio::spawn(read_requests(reader, requests_tx, service.clone()));
+    let handler = call(stream);
+    let handler = async move {
+        match timeout {
+            Some(limit) => tokio::time::timeout(limit, handler)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::timeout(
+                        &service,
+                        format!("stream timed out after {limit:?}"),
+                    ))
+                }),
+            None => handler.await,
+        }
+    };
+    tokio::pin!(handler);
+    let mut reader = reader;
+    let mut reader_done = false;
+    let result = loop {
+        tokio::select! {
+            result = &mut handler => break Some(result),
+            Some(reply) = replies_rx.recv() => {
+                let message = wire::response(&echo, &[("Content-Type", &accept)], &reply);
+                if let Err(err) = wire::write(&mut write, &message).await {
+                    tracing::debug!(%peer, %endpoint, error = %err, "rpc stream: the caller's connection failed");
+                    break None;
+                }
+            }
+            gone = &mut reader, if !reader_done => {
+                reader_done = true;
+                // The caller closed its connection without ending the stream: cancel.
+                if matches!(gone, Ok(Closed::Abruptly)) {
+                    tracing::debug!(%peer, %endpoint, "rpc stream: the caller went away; handler cancelled");
+                    break None;
+                }
+            }
+        }
+    };
+    if let Some(result) = result {
+        // Replies still queued go first.
+        while let Ok(reply) = replies_rx.try_recv() {
+            let message = wire::response(&echo, &[("Content-Type", &accept)], &reply);
+            if wire::write(&mut write, &message).await.is_err() {
+                return;
+            }
+        }
+        if let Err(err) = &result {
+            tracing::debug!(%peer, %endpoint, error = %err, "rpc stream ended with an error");
+        }
+        let _ = wire::write(&mut write, &end(result.as_ref().err())).await;
+        // go-micro's caller answers the end with its own EOS and closes; wait for that (or
+        // a second) so that closing first does not reset what was just written.
+        if !reader_done {
+            let _ = tokio::time::timeout(Duration::from_secs(1), &mut reader).await;
+        }
+    }
+    reader.abort();
+}
+
+/// How the caller's side ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Closed {
+    /// With its EOS (or an error it sent).
+    Ended,
+    /// The connection closed or failed before the caller ended the stream.
+    Abruptly,
+}
+
+async fn read_requests<R: AsyncRead + Unpin>(
+    mut reader: wire::Reader<R>,
+    tx: mpsc::Sender<Incoming>,
+    service: String,
+) -> Closed {
+    let mut ended = false;
+    loop {
+        let message = match reader.next().await {
+            Ok(message) => message,
+            Err(wire::ReadError::Closed) if ended => return Closed::Ended,
+            Err(err) => {
+                if ended {
+                    return Closed::Ended;
+                }
+                let detail = match err {
+                    wire::ReadError::TooLarge(n) => {
+                        format!("a stream message of {n} bytes is over the limit")
+                    }
+                    wire::ReadError::Malformed(why) => format!("bad stream message: {why}"),
+                    wire::ReadError::Io(e) => format!("the caller's connection failed: {e}"),
+                    wire::ReadError::Closed => "the caller closed the stream".to_owned(),
+                };
+                let _ = tx
+                    .send(Incoming::Failed(Error::new(&service, 499, detail)))
+                    .await;
+                return Closed::Abruptly;
+            }
+        };
+        if ended {
+            // After its EOS the caller has nothing more to say; go-micro closes.
+            continue;
+        }
+        let incoming = match message.micro("Micro-Error") {
+            Some("EOS") => {
+                ended = true;
+                Incoming::End
+            }
+            Some(error) => {
+                ended = true;
+                Incoming::Failed(Error::parse(error))
+            }
+            None => Incoming::Message(message.body),
+        };
+        if tx.send(incoming).await.is_err() && !ended {
+            // The handler has finished: the rest is read and dropped until the caller ends.
+        }
+    }
+}
+
+/// Headers of the protocol itself, not handed to handlers as metadata.
+fn is_protocol_header(name: &str) -> bool {
+    const PROTOCOL: [&str; 12] = [
+        "content-length",
+        "content-type",
+        "accept",
+        "host",
+        "transfer-encoding",
+        "connection",
+        "user-agent",
+        "accept-encoding",
+        "timeout",
+        "micro-stream",
+        "micro-error",
+        "x-micro-error",
+    ];
+    PROTOCOL.iter().any(|p| name.eq_ignore_ascii_case(p))
+}
+
+/// Whether a request head opens a go-micro stream (it carries `Micro-Stream`).
+pub(crate) fn opens_stream(first: &wire::Message) -> bool {
+    first.micro("Micro-Stream").is_some()
+}
