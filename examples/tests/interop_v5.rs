@@ -469,3 +469,88 @@ fn go_micro_streams_to_rmicro_service() {
     }
     report("go-micro streams -> rmicro service", started);
 }
+
+/// rmicro's `Client::stream` against a go-micro v5 service's streaming handlers (`server.Stream`
+/// on go-micro's default stack), found through go-micro's nats registry: a server stream read
+/// to go-micro's EOS, and a bidirectional one whose go-micro error ends it, in JSON and
+/// protobuf.
+#[test]
+fn rmicro_streams_to_go_micro_service() {
+    use rmicro::registry::nats::{NatsRegistry, NatsRegistryOptions};
+    use rmicro_examples::{Student, StudentRequest};
+
+    let _lock = seed_lock();
+    let service = v5("service");
+    let server = Nats::start();
+    let registry_flags = [
+        "--registry=nats".to_owned(),
+        format!("--registry_address={}", server.url()),
+    ];
+    let flags: Vec<&str> = registry_flags.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let mut peer = Proc::spawn(&service, &flags, &[]);
+    peer.wait_for("ready 127.0.0.1:", UP);
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let mut options = NatsRegistryOptions::default();
+        options.addresses = vec![server.url()];
+        let registry = NatsRegistry::new(options).expect("registry");
+        let client = rmicro::Client::new(
+            std::sync::Arc::new(registry),
+            rmicro::rpc::ClientOptions::default(),
+        );
+        let names = |students: Vec<Student>| -> Vec<String> {
+            students.into_iter().map(|s| s.name).collect()
+        };
+        for content_type in ["application/json", "application/protobuf"] {
+            let opts = || rmicro::rpc::CallOptions {
+                content_type: Some(content_type.to_owned()),
+                ..rmicro::rpc::CallOptions::default()
+            };
+            let mut list = client
+                .stream_with::<StudentRequest, Student>(
+                    "student_service",
+                    "StudentService.ListStudents",
+                    opts(),
+                )
+                .await
+                .expect("open");
+            let prefix = StudentRequest { name: "do".into() };
+            list.send(&prefix).await.expect("send");
+            let mut got = Vec::new();
+            while let Some(student) = list.recv().await.expect("recv") {
+                got.push(student);
+            }
+            assert_eq!(names(got), ["dora", "doug"], "{content_type}");
+            list.close_send().await.expect("close");
+
+            let mut get = client
+                .stream_with::<StudentRequest, Student>(
+                    "student_service",
+                    "StudentService.GetStudents",
+                    opts(),
+                )
+                .await
+                .expect("open");
+            for name in ["doug", "davie"] {
+                get.send(&StudentRequest { name: name.into() })
+                    .await
+                    .expect("send");
+                let student = get.recv().await.expect("recv").expect("a student");
+                assert_eq!(student.name, name, "{content_type}");
+            }
+            get.send(&StudentRequest { name: "bob".into() })
+                .await
+                .expect("send");
+            let err = get.recv().await.expect_err("go-micro's error");
+            assert_eq!(
+                (err.code, err.id.as_str(), err.detail.as_str()),
+                (404, "student_service", "no student named `bob`"),
+                "{content_type}"
+            );
+        }
+    });
+    peer.wait_for(r#"streaming students named "do"*"#, UP);
+    report("rmicro streams -> go-micro service", started);
+}

@@ -323,3 +323,91 @@ fn streaming_endpoints_are_advertised_as_streams() {
         .collect();
     assert_eq!(kinds, ["server", "client", "bidirectional", "client"]);
 }
+
+fn client() -> rmicro::Client {
+    let registry = std::sync::Arc::new(rmicro::registry::memory::MemoryRegistry::new());
+    rmicro::Client::new(registry, rmicro::rpc::ClientOptions::default())
+}
+
+fn at(addr: std::net::SocketAddr) -> rmicro::rpc::CallOptions {
+    rmicro::rpc::CallOptions {
+        address: Some(addr.to_string()),
+        ..rmicro::rpc::CallOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn the_client_reads_a_server_stream_to_its_end() {
+    let (_server, addr) = serve().await;
+    let mut stream = client()
+        .stream_with::<Tick, Tick>("counter", "Counter.Count", at(addr))
+        .await
+        .expect("open");
+    stream.send(&Tick { n: 3 }).await.expect("send");
+    let mut got = Vec::new();
+    while let Some(tick) = stream.recv().await.expect("recv") {
+        got.push(tick.n);
+    }
+    assert_eq!(got, [1, 2, 3]);
+    assert!(stream.recv().await.expect("after the end").is_none());
+}
+
+#[tokio::test]
+async fn the_client_streams_requests_and_reads_the_one_reply() {
+    let (_server, addr) = serve().await;
+    let mut stream = client()
+        .stream_with::<Tick, Tick>("counter", "Counter.Sum", at(addr))
+        .await
+        .expect("open");
+    for n in 1..=4 {
+        stream.send(&Tick { n }).await.expect("send");
+    }
+    stream.close_send().await.expect("close");
+    let err = stream.send(&Tick { n: 5 }).await.expect_err("closed");
+    assert!(err.detail.contains("closed for sending"), "{err}");
+    assert_eq!(stream.recv().await.expect("the sum"), Some(Tick { n: 10 }));
+    assert_eq!(stream.recv().await.expect("the end"), None);
+}
+
+#[tokio::test]
+async fn both_sides_at_once_and_the_servers_error_reaches_the_client() {
+    let (_server, addr) = serve().await;
+    let stream = client()
+        .stream_with::<Tick, Tick>("counter", "Counter.Double", at(addr))
+        .await
+        .expect("open");
+    let (mut send, mut recv) = stream.split();
+    let sending = tokio::spawn(async move {
+        for n in [1, 5, 13] {
+            send.send(&Tick { n }).await.expect("send");
+        }
+        send
+    });
+    assert_eq!(recv.recv().await.expect("2"), Some(Tick { n: 2 }));
+    assert_eq!(recv.recv().await.expect("10"), Some(Tick { n: 10 }));
+    let err = recv.recv().await.expect_err("the handler's error");
+    assert_eq!((err.code, err.detail.as_str()), (400, "13 is unlucky"));
+    assert_eq!(err.id, "counter");
+    assert!(recv.recv().await.expect("ended").is_none());
+    drop(sending.await.expect("sender"));
+}
+
+#[tokio::test]
+async fn a_stream_to_no_node_is_go_micros_error() {
+    let err = client()
+        .stream::<Tick, Tick>("nobody", "Nobody.Count")
+        .await
+        .expect_err("no node");
+    assert_eq!(err.detail, "error selecting nobody node: not found");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let addr = closed.local_addr().expect("addr");
+    drop(closed);
+    let err = client()
+        .stream_with::<Tick, Tick>("counter", "Counter.Count", at(addr))
+        .await
+        .expect_err("refused");
+    assert!(
+        err.detail.starts_with("connection error: dial tcp"),
+        "{err}"
+    );
+}

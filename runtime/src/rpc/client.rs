@@ -32,6 +32,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
+use super::header as mucp;
 use super::names;
 use super::selector::{Next, Outcome, Selector, Strategy};
 use crate::broker::{self, Message, PublishOptions, SharedBroker};
@@ -40,8 +41,10 @@ use crate::layer::{Call, CallService, Layers, Publish, PublisherService, Shared}
 use crate::registry::{Metadata, SharedRegistry};
 use crate::{Error, Result};
 
-/// The id of errors raised by the client, go-micro's.
-const CLIENT_ID: &str = "go.micro.client";
+use super::CLIENT_ID;
+
+/// The largest stream message a caller reads (the server's default request limit).
+const MAX_STREAM_MESSAGE: usize = 4 * 1024 * 1024;
 
 fn no_broker(topic: &str) -> Error {
     Error::internal_server_error(
@@ -316,6 +319,112 @@ impl Client {
             .invoke(service, endpoint, content_type, body, &opts)
             .await?;
         Resp::decode(CLIENT_ID, &reply_type, &reply)
+    }
+
+    /// Opens a stream to streaming endpoint `endpoint` of `service`, as go-micro's
+    /// `client.Stream` does (see [`super::stream`]): a connection of its own to one node
+    /// (the next one when a node cannot be reached), `Req` messages out and `Resp` in.
+    pub async fn stream<Req, Resp>(
+        &self,
+        service: &str,
+        endpoint: &str,
+    ) -> Result<super::stream::CallStream<Req, Resp>>
+    where
+        Req: Encode,
+        Resp: Decode,
+    {
+        self.stream_with(service, endpoint, CallOptions::default())
+            .await
+    }
+
+    /// [`Client::stream`] with per-call options: the content type, a node's address, the
+    /// metadata; `timeout` bounds the whole stream (go-micro's `Timeout` header, which the
+    /// server enforces), `retries` is not used (nothing is retried once a stream is open).
+    pub async fn stream_with<Req, Resp>(
+        &self,
+        service: &str,
+        endpoint: &str,
+        opts: CallOptions,
+    ) -> Result<super::stream::CallStream<Req, Resp>>
+    where
+        Req: Encode,
+        Resp: Decode,
+    {
+        if self.inner.opts.tls.is_some() {
+            return Err(Error::bad_request(
+                CLIENT_ID,
+                "streams over TLS are not supported yet: open them with a client without TLS",
+            ));
+        }
+        let content_type = opts
+            .content_type
+            .as_deref()
+            .or(self.inner.opts.content_type.as_deref())
+            .unwrap_or_else(|| Req::default_content_type());
+        let content_type = codec::normalize(content_type).to_owned();
+        let id = crate::id::uuid().to_string();
+        let mut header: Vec<(String, String)> = opts
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (name, value) in [
+            ("Content-Type", content_type.as_str()),
+            ("Accept", content_type.as_str()),
+            (mucp::ID, id.as_str()),
+            (mucp::SERVICE, service),
+            (mucp::METHOD, endpoint),
+            (mucp::ENDPOINT, endpoint),
+            ("Micro-Stream", id.as_str()),
+        ] {
+            header.push((name.to_owned(), value.to_owned()));
+        }
+        if let Some(timeout) = opts.timeout {
+            let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+            header.push((mucp::TIMEOUT.to_owned(), nanos.to_string()));
+        }
+        let mut targets = match &opts.address {
+            Some(address) => Targets::Fixed(address),
+            None => Targets::Selected(self.inner.selector.select(service).await?),
+        };
+        let mut last = None;
+        while let Some(address) = targets.next().map(str::to_owned) {
+            let connect = tokio::net::TcpStream::connect(address.as_str());
+            let io = match tokio::time::timeout(self.inner.opts.dial_timeout, connect).await {
+                Ok(Ok(io)) => io,
+                Ok(Err(e)) => {
+                    targets.report(Outcome::Unreachable);
+                    last = Some(format!("connection error: dial tcp {address}: {e}"));
+                    if matches!(targets, Targets::Fixed(_)) {
+                        break;
+                    }
+                    continue;
+                }
+                Err(_) => {
+                    targets.report(Outcome::Unreachable);
+                    last = Some(format!("connection error: dial tcp {address}: timed out"));
+                    if matches!(targets, Targets::Fixed(_)) {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let _ = io.set_nodelay(true);
+            targets.report(Outcome::Answered);
+            return super::stream::CallStream::open(
+                io,
+                address,
+                header,
+                service,
+                &content_type,
+                MAX_STREAM_MESSAGE,
+            )
+            .await;
+        }
+        Err(match last {
+            Some(detail) => Error::internal_server_error(CLIENT_ID, detail),
+            None => super::selector::not_found(service),
+        })
     }
 
     /// Calls `endpoint` of `service` with a body already encoded as `content_type`; returns

@@ -28,6 +28,9 @@ pub mod tls;
 pub use client::{CallOptions, Client, ClientOptions};
 pub use selector::Strategy;
 
+/// The id of the client's own errors (go-micro's).
+pub(crate) const CLIENT_ID: &str = "go.micro.client";
+
 /// Header names of the mucp protocol.
 pub mod header {
     /// Request id.

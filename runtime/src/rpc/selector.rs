@@ -33,8 +33,7 @@ use tokio::task::AbortHandle;
 use crate::registry::{Action, Change, Node, Service, SharedRegistry, WatchOptions};
 use crate::{Error, Result};
 
-/// The error id of selection failures, go-micro's client package id.
-const CLIENT_ID: &str = "go.micro.client";
+use super::CLIENT_ID;
 
 /// How the next node is picked among a service's nodes (`--selector`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

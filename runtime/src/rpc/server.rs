@@ -539,6 +539,7 @@ async fn sniff<IO: tokio::io::AsyncRead + Unpin>(
         match wire::parse_head(read) {
             Ok(Some((head, _))) => {
                 return Ok(Some(wire::Message {
+                    status: 200,
                     header: head.header,
                     body: Bytes::new(),
                 }));

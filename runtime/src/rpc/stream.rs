@@ -26,6 +26,7 @@ use futures::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
+use super::CLIENT_ID;
 use crate::codec::{self, Decode, Encode, Format};
 use crate::registry::Metadata;
 use crate::{Error, Result};
@@ -410,4 +411,216 @@ fn is_protocol_header(name: &str) -> bool {
 /// Whether a request head opens a go-micro stream (it carries `Micro-Stream`).
 pub(crate) fn opens_stream(first: &wire::Message) -> bool {
     first.micro("Micro-Stream").is_some()
+}
+
+/// A stream a caller opened with [`crate::rpc::Client::stream`]: `Req` messages out, `Resp`
+/// messages in, on a connection of its own. End the sending side with
+/// [`CallStream::close_send`] (go-micro's `EOS`); dropping the stream closes the connection,
+/// which the server takes as the caller going away.
+pub struct CallStream<Req, Resp> {
+    sender: StreamSender<Req>,
+    receiver: StreamReceiver<Resp>,
+}
+
+impl<Req, Resp> fmt::Debug for CallStream<Req, Resp> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallStream")
+            .field("service", &self.sender.service)
+            .field("content_type", &self.sender.content_type)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Req: Encode, Resp: Decode> CallStream<Req, Resp> {
+    /// Opens the stream on `io` (connected to the node at `host`): sends go-micro's placeholder
+    /// first message with `header`, the headers every message carries.
+    pub(crate) async fn open(
+        io: tokio::net::TcpStream,
+        host: String,
+        header: Vec<(String, String)>,
+        service: &str,
+        content_type: &str,
+        max_body: usize,
+    ) -> Result<Self> {
+        let (read, write) = io.into_split();
+        let service: Arc<str> = Arc::from(service);
+        let content_type: Arc<str> = Arc::from(content_type);
+        let mut sender = StreamSender {
+            write,
+            host,
+            header,
+            service: Arc::clone(&service),
+            content_type: Arc::clone(&content_type),
+            closed: false,
+            _type: PhantomData,
+        };
+        // go-micro's generated clients open a stream with an empty message, which its server
+        // (and rmicro's) drops: `{}` in JSON, no bytes in protobuf.
+        let placeholder: &[u8] = if &*content_type == codec::JSON {
+            b"{}"
+        } else {
+            b""
+        };
+        sender.write(&[], placeholder).await?;
+        Ok(Self {
+            sender,
+            receiver: StreamReceiver {
+                reader: wire::Reader::responses(read, max_body),
+                service,
+                content_type,
+                done: false,
+                _type: PhantomData,
+            },
+        })
+    }
+
+    /// Sends one message.
+    pub async fn send(&mut self, message: &Req) -> Result<()> {
+        self.sender.send(message).await
+    }
+
+    /// The server's next message; `None` once it has ended the stream. The server's error
+    /// (go-micro's JSON in `Micro-Error`) is an `Err`, and the end.
+    pub async fn recv(&mut self) -> Result<Option<Resp>> {
+        self.receiver.recv().await
+    }
+
+    /// Tells the server no more messages come (go-micro's `EOS`); replies can still be read.
+    pub async fn close_send(&mut self) -> Result<()> {
+        self.sender.close_send().await
+    }
+
+    /// The two sides, to send and receive from different tasks.
+    pub fn split(self) -> (StreamSender<Req>, StreamReceiver<Resp>) {
+        (self.sender, self.receiver)
+    }
+}
+
+/// The sending side of a [`CallStream`].
+pub struct StreamSender<Req> {
+    write: tokio::net::tcp::OwnedWriteHalf,
+    host: String,
+    header: Vec<(String, String)>,
+    service: Arc<str>,
+    content_type: Arc<str>,
+    closed: bool,
+    _type: PhantomData<fn(Req)>,
+}
+
+impl<Req> fmt::Debug for StreamSender<Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamSender")
+            .field("service", &self.service)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Req: Encode> StreamSender<Req> {
+    /// Sends one message; an error after [`StreamSender::close_send`].
+    pub async fn send(&mut self, message: &Req) -> Result<()> {
+        if self.closed {
+            return Err(Error::bad_request(
+                CLIENT_ID,
+                format!("the stream to `{}` is closed for sending", self.service),
+            ));
+        }
+        let body = message.encode(CLIENT_ID, &self.content_type)?;
+        self.write(&[], &body).await
+    }
+
+    /// Tells the server no more messages come (go-micro's `EOS`). Idempotent.
+    pub async fn close_send(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        self.write(&[("Micro-Error", "EOS")], b"").await
+    }
+
+    async fn write(&mut self, extra: &[(&str, &str)], body: &[u8]) -> Result<()> {
+        let message = wire::request(&self.host, &self.header, extra, body);
+        wire::write(&mut self.write, &message).await.map_err(|e| {
+            Error::internal_server_error(
+                CLIENT_ID,
+                format!(
+                    "connection error: the stream to `{}` failed: {e}",
+                    self.service
+                ),
+            )
+        })
+    }
+}
+
+/// The receiving side of a [`CallStream`].
+pub struct StreamReceiver<Resp> {
+    reader: wire::Reader<tokio::net::tcp::OwnedReadHalf>,
+    service: Arc<str>,
+    content_type: Arc<str>,
+    done: bool,
+    _type: PhantomData<fn() -> Resp>,
+}
+
+impl<Resp> fmt::Debug for StreamReceiver<Resp> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamReceiver")
+            .field("service", &self.service)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Resp: Decode> StreamReceiver<Resp> {
+    /// The server's next message; `None` once it has ended the stream.
+    pub async fn recv(&mut self) -> Result<Option<Resp>> {
+        if self.done {
+            return Ok(None);
+        }
+        let message = match self.reader.next().await {
+            Ok(message) => message,
+            Err(err) => {
+                self.done = true;
+                let detail = match err {
+                    wire::ReadError::Closed | wire::ReadError::Io(_) => format!(
+                        "connection error: `{}` closed the stream before ending it",
+                        self.service
+                    ),
+                    wire::ReadError::TooLarge(n) => {
+                        format!(
+                            "a stream message of {n} bytes from `{}` is over the limit",
+                            self.service
+                        )
+                    }
+                    wire::ReadError::Malformed(why) => {
+                        format!("a bad stream message from `{}`: {why}", self.service)
+                    }
+                };
+                return Err(Error::internal_server_error(CLIENT_ID, detail));
+            }
+        };
+        if message.status != 200 {
+            self.done = true;
+            let text = String::from_utf8_lossy(&message.body[..message.body.len().min(1024)]);
+            return Err(Error::internal_server_error(
+                CLIENT_ID,
+                format!("{}: {}", message.status, text.trim()),
+            ));
+        }
+        match message.micro("Micro-Error") {
+            Some("EOS") => {
+                self.done = true;
+                Ok(None)
+            }
+            Some(error) => {
+                self.done = true;
+                Err(Error::parse(error))
+            }
+            None => {
+                let content_type = message
+                    .get("Content-Type")
+                    .map_or(&*self.content_type, codec::normalize);
+                Resp::decode(CLIENT_ID, content_type, &message.body).map(Some)
+            }
+        }
+    }
 }

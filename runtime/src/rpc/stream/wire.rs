@@ -18,6 +18,8 @@ pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// One message's headers (names as sent) and body.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Message {
+    /// A response's status (go-micro's server always sends 200); 200 for a request.
+    pub(crate) status: u16,
     pub(crate) header: Vec<(String, String)>,
     pub(crate) body: Bytes,
 }
@@ -62,8 +64,28 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, String> {
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(format!("not an HTTP/1.1 request: {e}")),
     };
-    let mut head = Head::default();
-    for h in request.headers.iter() {
+    read_headers(request.headers, 200).map(|head| Some((head, used)))
+}
+
+/// [`parse_head`] for a response: the server's side of a stream.
+fn parse_response_head(buf: &[u8]) -> Result<Option<(Head, usize)>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let used = match response.parse(buf) {
+        Ok(httparse::Status::Complete(used)) => used,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("not an HTTP/1.1 response: {e}")),
+    };
+    let status = response.code.unwrap_or(0);
+    read_headers(response.headers, status).map(|head| Some((head, used)))
+}
+
+fn read_headers(headers: &[httparse::Header<'_>], status: u16) -> Result<Head, String> {
+    let mut head = Head {
+        status,
+        ..Head::default()
+    };
+    for h in headers {
         let value = std::str::from_utf8(h.value)
             .map_err(|_| format!("header `{}` is not UTF-8", h.name))?
             .trim()
@@ -82,12 +104,14 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, String> {
         }
         head.header.push((h.name.to_owned(), value));
     }
-    Ok(Some((head, used)))
+    Ok(head)
 }
 
-/// A request head.
+/// A message head.
 #[derive(Debug, Default)]
 pub(crate) struct Head {
+    /// A response's status; 200 for a request.
+    status: u16,
     pub(crate) header: Vec<(String, String)>,
     length: Option<usize>,
     chunked: bool,
@@ -98,6 +122,8 @@ pub(crate) struct Reader<R> {
     io: R,
     buf: BytesMut,
     max_body: usize,
+    /// Reads the server's responses (the caller's side) instead of requests.
+    responses: bool,
 }
 
 impl<R: AsyncRead + Unpin> Reader<R> {
@@ -107,6 +133,15 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             io,
             buf: BytesMut::from(read),
             max_body,
+            responses: false,
+        }
+    }
+
+    /// A reader of the responses a server sends on `io`.
+    pub(crate) fn responses(io: R, max_body: usize) -> Self {
+        Self {
+            responses: true,
+            ..Self::new(io, &[], max_body)
         }
     }
 
@@ -123,8 +158,13 @@ impl<R: AsyncRead + Unpin> Reader<R> {
 
     /// The next message: `Err(Closed)` when the connection ends cleanly between messages.
     pub(crate) async fn next(&mut self) -> Result<Message, ReadError> {
+        let parse = if self.responses {
+            parse_response_head
+        } else {
+            parse_head
+        };
         let (head, used) = loop {
-            match parse_head(&self.buf).map_err(ReadError::Malformed)? {
+            match parse(&self.buf).map_err(ReadError::Malformed)? {
                 Some(parsed) => break parsed,
                 None if self.buf.len() > MAX_HEAD => {
                     return Err(ReadError::Malformed(format!(
@@ -153,6 +193,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             self.exactly(length).await?
         };
         Ok(Message {
+            status: head.status,
             header: head.header,
             body,
         })
@@ -232,6 +273,28 @@ pub(crate) fn response(echo: &[(String, String)], header: &[(&str, &str)], body:
         }
     }
     for (name, value) in header {
+        push_header(&mut out, name, value);
+    }
+    push_header(&mut out, "Content-Length", &body.len().to_string());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// One `POST / HTTP/1.1` request, as go-micro's http transport writes a caller's message.
+pub(crate) fn request(
+    host: &str,
+    header: &[(String, String)],
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(b"POST / HTTP/1.1\r\n");
+    push_header(&mut out, "Host", host);
+    for (name, value) in header {
+        push_header(&mut out, name, value);
+    }
+    for (name, value) in extra {
         push_header(&mut out, name, value);
     }
     push_header(&mut out, "Content-Length", &body.len().to_string());

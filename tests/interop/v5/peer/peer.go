@@ -52,6 +52,15 @@ func Davie() Student {
 	return Student{Name: "davie", Classes: "软件工程专业", Grade: 80, Phone: "12345678901"}
 }
 
+// Roster is the class the streaming endpoints list: the seed's student and two classmates (as
+// rmicro's examples have it).
+func Roster() []Student {
+	dora, doug := Davie(), Davie()
+	dora.Name, dora.Grade, dora.Phone = "dora", 91, "12345678902"
+	doug.Name, doug.Grade, doug.Phone = "doug", 73, "12345678903"
+	return []Student{Davie(), dora, doug}
+}
+
 // Topic is the seed's topic.
 const Topic = "go.micro.srv.message"
 

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"go-micro.dev/v5"
@@ -40,6 +41,54 @@ func (s *StudentService) GetStudent(ctx context.Context, req *peer.StudentReques
 	}
 	*rsp = peer.Davie()
 	return nil
+}
+
+// ListStudents streams every student of the class whose name starts with the request's name.
+func (s *StudentService) ListStudents(ctx context.Context, stream server.Stream) error {
+	var req peer.StudentRequest
+	if err := stream.Recv(&req); err != nil {
+		return err
+	}
+	fmt.Printf("streaming students named %q*\n", req.Name)
+	for _, student := range peer.Roster() {
+		if strings.HasPrefix(student.Name, req.Name) {
+			if err := stream.Send(&student); err != nil {
+				return err
+			}
+			// go-micro v5.30's server queues each message with its codec's write buffer,
+			// which the next Send resets and fills again: messages sent back to back can
+			// leave with the last one's body (seen: "doug", "doug" for "dora", "doug"). A
+			// pause lets each one leave first.
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// GetStudents answers each request on the stream with that student.
+func (s *StudentService) GetStudents(ctx context.Context, stream server.Stream) error {
+	for {
+		var req peer.StudentRequest
+		err := stream.Recv(&req)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		found := false
+		for _, student := range peer.Roster() {
+			if student.Name == req.Name {
+				found = true
+				if err := stream.Send(&student); err != nil {
+					return err
+				}
+			}
+		}
+		if !found {
+			return errors.NotFound("student_service", "no student named `%s`", req.Name)
+		}
+	}
 }
 
 // onMessage is the server-side subscriber: go-micro decodes the payload by its Content-Type.
