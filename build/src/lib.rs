@@ -68,7 +68,9 @@
 //!
 //! # Limits
 //!
-//! Streaming rpcs are skipped (rmicro's RPC is unary). JSON of `bytes` fields is an array of
+//! Streaming rpcs are generated in the shapes `#[handlers]` takes (`Requests<In>` and/or
+//! `Replies<Out>`, see `rmicro::rpc::stream`), with client methods returning a `CallStream`.
+//! JSON of `bytes` fields is an array of
 //! numbers (Go writes base64), JSON of `oneof` fields does not follow Go's shape, and the
 //! well-known types (`google.protobuf.*`) have no serde derives: keep them out of messages that
 //! must speak JSON.
@@ -336,35 +338,38 @@ impl ServiceGenerator for Services {
         } else {
             format!("{}.{}", service.package, service.proto_name)
         };
-        let (unary, streaming): (Vec<&Method>, Vec<&Method>) = service
-            .methods
-            .iter()
-            .partition(|m| !m.client_streaming && !m.server_streaming);
         let endpoint = |m: &Method| format!("{}.{}", service.proto_name, m.proto_name);
+        let requests = |m: &Method| format!("{rmicro}::rpc::stream::Requests<{}>", m.input_type);
+        let replies = |m: &Method| format!("{rmicro}::rpc::stream::Replies<{}>", m.output_type);
 
-        // The handler trait.
+        // The handler trait: a method per rpc, in the shape `#[handlers]` takes for it.
         let _ = writeln!(
             buf,
             "/// The handlers of proto service `{full_name}`: implement it (`async fn` methods), then serve\n\
              /// it with `ServiceBuilder::handler(value, Value::routes())`."
         );
-        for m in &streaming {
-            let _ = writeln!(
-                buf,
-                "///\n/// (rpc `{}` streams, which rmicro does not: it is left out.)",
-                m.proto_name
-            );
-        }
         let _ = writeln!(
             buf,
             "pub trait {name}Handler: ::core::marker::Send + ::core::marker::Sync + 'static {{"
         );
-        for m in &unary {
+        for m in &service.methods {
             doc(m, buf);
+            let (arguments, output) = match (m.client_streaming, m.server_streaming) {
+                (false, false) => (format!("request: {}", m.input_type), m.output_type.clone()),
+                (false, true) => (
+                    format!("request: {}, replies: {}", m.input_type, replies(m)),
+                    "()".to_owned(),
+                ),
+                (true, false) => (format!("requests: {}", requests(m)), m.output_type.clone()),
+                (true, true) => (
+                    format!("requests: {}, replies: {}", requests(m), replies(m)),
+                    "()".to_owned(),
+                ),
+            };
             let _ = writeln!(
                 buf,
-                "    fn {}(&self, request: {}) -> impl ::core::future::Future<Output = {rmicro}::Result<{}>> + ::core::marker::Send;",
-                m.name, m.input_type, m.output_type
+                "    fn {}(&self, {arguments}) -> impl ::core::future::Future<Output = {rmicro}::Result<{output}>> + ::core::marker::Send;",
+                m.name
             );
         }
         let _ = writeln!(
@@ -373,16 +378,34 @@ impl ServiceGenerator for Services {
              \x20   /// names (`{}`).\n\
              \x20   fn routes() -> {rmicro}::Routes<Self> where Self: ::core::marker::Sized {{\n\
              \x20       {rmicro}::Routes::new()",
-            unary.first().map(|m| endpoint(m)).unwrap_or_default()
+            service.methods.first().map(&endpoint).unwrap_or_default()
         );
-        for m in &unary {
+        for m in &service.methods {
+            let (route, arguments, call) = match (m.client_streaming, m.server_streaming) {
+                (false, false) => ("endpoint", format!("request: {}", m.input_type), "request"),
+                (false, true) => (
+                    "server_stream",
+                    format!("request: {}, replies: {}", m.input_type, replies(m)),
+                    "request, replies",
+                ),
+                (true, false) => (
+                    "client_stream",
+                    format!("requests: {}", requests(m)),
+                    "requests",
+                ),
+                (true, true) => (
+                    "bidi_stream",
+                    format!("requests: {}, replies: {}", requests(m), replies(m)),
+                    "requests, replies",
+                ),
+            };
             let _ = writeln!(
                 buf,
-                "            .endpoint::<{input}, {output}, _, _>(\n\
+                "            .{route}::<{input}, {output}, _, _>(\n\
                  \x20               \"{endpoint}\",\n\
                  \x20               {rmicro}::rpc::describe::describe::<{input}>(),\n\
                  \x20               {rmicro}::rpc::describe::describe::<{output}>(),\n\
-                 \x20               |this: ::std::sync::Arc<Self>, request: {input}| async move {{ this.{method}(request).await }},\n\
+                 \x20               |this: ::std::sync::Arc<Self>, {arguments}| async move {{ this.{method}({call}).await }},\n\
                  \x20           )",
                 input = m.input_type,
                 output = m.output_type,
@@ -412,21 +435,51 @@ impl ServiceGenerator for Services {
              \x20       &self.service\n\
              \x20   }}"
         );
-        for m in &unary {
+        for m in &service.methods {
             doc(m, buf);
+            if !m.client_streaming && !m.server_streaming {
+                let _ = writeln!(
+                    buf,
+                    "    pub async fn {method}(&self, request: &{input}) -> {rmicro}::Result<{output}> {{\n\
+                     \x20       self.client.call(&self.service, \"{endpoint}\", request).await\n\
+                     \x20   }}\n\
+                     \x20   /// [`Self::{method}`] with per-call options (content type, timeout, retries, address).\n\
+                     \x20   pub async fn {method}_with(&self, request: &{input}, options: {rmicro}::rpc::CallOptions) -> {rmicro}::Result<{output}> {{\n\
+                     \x20       self.client.call_with(&self.service, \"{endpoint}\", request, options).await\n\
+                     \x20   }}",
+                    method = m.name,
+                    input = m.input_type,
+                    output = m.output_type,
+                    endpoint = endpoint(m),
+                );
+                continue;
+            }
+            // A stream: opened as go-micro's generated client opens it; a server-streaming
+            // rpc sends its one request at once.
+            let (request_argument, send) = if m.client_streaming {
+                (String::new(), "")
+            } else {
+                (
+                    format!(", request: &{}", m.input_type),
+                    "\n        stream.send(request).await?;",
+                )
+            };
             let _ = writeln!(
                 buf,
-                "    pub async fn {method}(&self, request: &{input}) -> {rmicro}::Result<{output}> {{\n\
-                 \x20       self.client.call(&self.service, \"{endpoint}\", request).await\n\
+                "    pub async fn {method}(&self{request_argument}) -> {rmicro}::Result<{rmicro}::rpc::stream::CallStream<{input}, {output}>> {{\n\
+                 \x20       self.{method}_with({call}{rmicro}::rpc::CallOptions::default()).await\n\
                  \x20   }}\n\
-                 \x20   /// [`Self::{method}`] with per-call options (content type, timeout, retries, address).\n\
-                 \x20   pub async fn {method}_with(&self, request: &{input}, options: {rmicro}::rpc::CallOptions) -> {rmicro}::Result<{output}> {{\n\
-                 \x20       self.client.call_with(&self.service, \"{endpoint}\", request, options).await\n\
+                 \x20   /// [`Self::{method}`] with per-call options (content type, address, metadata).\n\
+                 \x20   pub async fn {method}_with(&self{request_argument}, options: {rmicro}::rpc::CallOptions) -> {rmicro}::Result<{rmicro}::rpc::stream::CallStream<{input}, {output}>> {{\n\
+                 \x20       #[allow(unused_mut)]\n\
+                 \x20       let mut stream = self.client.stream_with(&self.service, \"{endpoint}\", options).await?;{send}\n\
+                 \x20       Ok(stream)\n\
                  \x20   }}",
                 method = m.name,
                 input = m.input_type,
                 output = m.output_type,
                 endpoint = endpoint(m),
+                call = if m.client_streaming { "" } else { "request, " },
             );
         }
         buf.push_str("}\n");

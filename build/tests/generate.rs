@@ -1,5 +1,5 @@
 //! What rmicro-build writes for a proto with nested messages, a camelCase field, an enum, a
-//! oneof and a streaming rpc.
+//! oneof and streaming rpcs of each shape.
 
 use std::path::PathBuf;
 
@@ -40,6 +40,8 @@ fn messages_services_and_registration() {
         service Registrar {
           rpc Enrol(Student) returns (Student);
           rpc Watch(Student) returns (stream Student);
+          rpc EnrolAll(stream Student) returns (Student);
+          rpc Talk(stream Student) returns (stream Student);
         }
         "#,
     );
@@ -55,14 +57,36 @@ fn messages_services_and_registration() {
         code.contains("::rmicro::protobuf!(Student, student::Address);"),
         "{code}"
     );
-    // The service: a handler trait with go-micro's endpoint names, and a typed client; the
-    // streaming rpc is left out.
+    // The service: a handler trait with go-micro's endpoint names, and a typed client; each
+    // streaming rpc in its shape.
     assert!(code.contains("pub trait RegistrarHandler"), "{code}");
     assert!(code.contains("\"Registrar.Enrol\""), "{code}");
     assert!(code.contains("pub struct RegistrarClient"), "{code}");
     assert!(code.contains("fn enrol_with("), "{code}");
-    assert!(!code.contains("fn watch("), "{code}");
-    assert!(code.contains("rpc `Watch` streams"), "{code}");
+    let (requests, replies) = (
+        "::rmicro::rpc::stream::Requests<Student>",
+        "::rmicro::rpc::stream::Replies<Student>",
+    );
+    for shape in [
+        format!("fn watch(&self, request: Student, replies: {replies}) -> impl ::core::future::Future<Output = ::rmicro::Result<()>>"),
+        format!("fn enrol_all(&self, requests: {requests}) -> impl ::core::future::Future<Output = ::rmicro::Result<Student>>"),
+        format!("fn talk(&self, requests: {requests}, replies: {replies}) -> impl ::core::future::Future<Output = ::rmicro::Result<()>>"),
+        ".server_stream::<Student, Student, _, _>(".to_owned(),
+        ".client_stream::<Student, Student, _, _>(".to_owned(),
+        ".bidi_stream::<Student, Student, _, _>(".to_owned(),
+        "pub async fn watch(&self, request: &Student) -> ::rmicro::Result<::rmicro::rpc::stream::CallStream<Student, Student>>".to_owned(),
+        "pub async fn talk(&self) -> ::rmicro::Result<::rmicro::rpc::stream::CallStream<Student, Student>>".to_owned(),
+        "\"Registrar.EnrolAll\"".to_owned(),
+    ] {
+        // The file is formatted: compare without whitespace and trailing commas.
+        let flat = |s: &str| {
+            s.split_whitespace()
+                .collect::<String>()
+                .replace(",)", ")")
+                .replace(",>", ">")
+        };
+        assert!(flat(&code).contains(&flat(&shape)), "{shape}\n{code}");
+    }
     // Only rmicro is named: no serde or prost dependency needed.
     let rest = code
         .replace("::rmicro::__private::prost::", "")

@@ -85,6 +85,36 @@ impl StudentServiceHandler for Students {
             ))
         }
     }
+
+    async fn list_students(
+        &self,
+        request: StudentRequest,
+        replies: rmicro::rpc::stream::Replies<Student>,
+    ) -> rmicro::Result<()> {
+        for student in Student::roster() {
+            if student.name.starts_with(&request.name) {
+                replies.send(student).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_students(
+        &self,
+        mut requests: rmicro::rpc::stream::Requests<StudentRequest>,
+        replies: rmicro::rpc::stream::Replies<Student>,
+    ) -> rmicro::Result<()> {
+        while let Some(request) = requests.next().await {
+            let request = request?;
+            if let Some(student) = Student::roster()
+                .into_iter()
+                .find(|s| s.name == request.name)
+            {
+                replies.send(student).await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[tokio::test]
@@ -110,7 +140,14 @@ async fn the_generated_trait_serves_and_the_typed_client_calls_in_both_codecs() 
         .iter()
         .map(|e| e.name.clone())
         .collect();
-    assert_eq!(endpoints, ["StudentService.GetStudent"]);
+    assert_eq!(
+        endpoints,
+        [
+            "StudentService.GetStudent",
+            "StudentService.ListStudents",
+            "StudentService.GetStudents"
+        ]
+    );
 
     let client = StudentServiceClient::new(name, service.client().clone());
     let req = StudentRequest {
@@ -135,6 +172,38 @@ async fn the_generated_trait_serves_and_the_typed_client_calls_in_both_codecs() 
         .await
         .expect_err("not found");
     assert_eq!(err.code, 404);
+
+    // The generated stream methods, in both codecs.
+    for content_type in [JSON, PROTOBUF] {
+        let opts = || CallOptions {
+            content_type: Some(content_type.to_owned()),
+            ..CallOptions::default()
+        };
+        let prefix = StudentRequest {
+            name: "do".to_owned(),
+        };
+        let mut list = client
+            .list_students_with(&prefix, opts())
+            .await
+            .expect("open");
+        let mut names = Vec::new();
+        while let Some(student) = list.recv().await.expect(content_type) {
+            names.push(student.name);
+        }
+        assert_eq!(names, ["dora", "doug"], "{content_type}");
+
+        let mut get = client.get_students_with(opts()).await.expect("open");
+        for name in ["doug", "davie"] {
+            let request = StudentRequest {
+                name: name.to_owned(),
+            };
+            get.send(&request).await.expect("send");
+            let student = get.recv().await.expect(content_type).expect("a student");
+            assert_eq!(student.name, name, "{content_type}");
+        }
+        get.close_send().await.expect("close");
+        assert_eq!(get.recv().await.expect("the end"), None, "{content_type}");
+    }
     service.stop().await.expect("stop");
 }
 
