@@ -8,7 +8,8 @@
 #   - tests/interop/v5/* (registry, tracecall, traceserve, client, service, publisher,
 #     subscriber): go-micro v5 (go-micro.dev/v5 v5.30.0, with
 #     OpenTelemetry's Go SDK and OTLP/HTTP exporter v1.35.0, the SDK go-micro v5.30 requires),
-#     a module of its own, into interop-bin/v5/.
+#     a module of its own, into interop-bin/v5/; client and service again with `-tags grpc`
+#     (go-micro's grpc server and client) into interop-bin/v5/grpc/.
 # The interop tests (examples/tests/interop.rs, runtime/tests/nats_registry.rs) call this
 # script; each module is rebuilt only when its sources changed (a hash of its Go files,
 # go.mod and go.sum is kept beside the binaries).
@@ -50,7 +51,7 @@ build() {
   echo "interop: building ${programs[*]} with $(go version | cut -d' ' -f3) into $bin"
   local start=$SECONDS
   rm -f "$stamp"
-  (cd "$src" && go build -trimpath -o "$bin/" "${programs[@]/#/./$dir/}")
+  (cd "$src" && go build -trimpath ${TAGS:+-tags "$TAGS"} -o "$bin/" "${programs[@]/#/./$dir/}")
   echo "$hash" >"$stamp"
   echo "interop: built in $((SECONDS - start)) s"
 }
@@ -58,3 +59,6 @@ build() {
 build "$root/tests/interop" go "$cache/interop-bin" client service publisher subscriber inspect
 build "$root/tests/interop/v5" . "$cache/interop-bin/v5" registry tracecall traceserve \
   client service publisher subscriber streamclient
+# The same client and service with go-micro's grpc server and client linked in (`-tags grpc`):
+# kept apart, as linking them breaks etcd's client in the same binary (see v5/peer/peer.go).
+TAGS=grpc build "$root/tests/interop/v5" . "$cache/interop-bin/v5/grpc" client service

@@ -61,6 +61,8 @@ pub struct Layer {
     pub broker: Option<String>,
     /// `--broker_address`.
     pub broker_address: Option<String>,
+    /// `--server`.
+    pub server: Option<String>,
     /// `--server_name`.
     pub server_name: Option<String>,
     /// `--server_version`.
@@ -105,6 +107,9 @@ pub struct Options {
     pub broker: String,
     /// Broker address, plugin-specific; empty = the plugin's default.
     pub broker_address: String,
+    /// The RPC protocol the service registers and serves: `mucp` (go-micro's default) or
+    /// `grpc` (go-micro's grpc server: gRPC over h2c, served beside mucp on the same port).
+    pub server: String,
     /// Service name.
     pub server_name: String,
     /// Service version.
@@ -144,6 +149,7 @@ impl Default for Options {
             register_interval: Duration::from_secs(30),
             broker: "http".to_owned(),
             broker_address: String::new(),
+            server: "mucp".to_owned(),
             server_name: String::new(),
             server_version: "latest".to_owned(),
             server_id: String::new(),
@@ -191,6 +197,10 @@ const SPECS: &[Spec] = &[
     Spec {
         flag: "broker_address",
         help: "Comma-separated list of broker addresses",
+    },
+    Spec {
+        flag: "server",
+        help: "Server protocol: mucp (go-micro's default) or grpc (gRPC over h2c, beside mucp on the same port)",
     },
     Spec {
         flag: "server_name",
@@ -418,6 +428,7 @@ impl Layer {
             register_interval,
             broker,
             broker_address,
+            server,
             server_name,
             server_version,
             server_id,
@@ -451,6 +462,7 @@ impl Options {
             register_interval,
             broker,
             broker_address,
+            server,
             server_name,
             server_version,
             server_id,
@@ -556,6 +568,12 @@ impl Options {
             .map_err(|m| fail("registry", m))?;
         check_plugin("broker", &self.broker, BROKERS, feature_enabled)
             .map_err(|m| fail("broker", m))?;
+        if !["mucp", "grpc"].contains(&self.server.as_str()) {
+            return Err(fail(
+                "server",
+                format!("unknown server `{}`: mucp or grpc", self.server),
+            ));
+        }
         if self.register_ttl.is_zero() {
             return Err(fail("register_ttl", "must be greater than 0".to_owned()));
         }
@@ -741,6 +759,7 @@ fn code_gives(code: &Layer, flag: &str) -> bool {
         "register_interval" => code.register_interval.is_some(),
         "broker" => code.broker.is_some(),
         "broker_address" => code.broker_address.is_some(),
+        "server" => code.server.is_some(),
         "server_name" => code.server_name.is_some(),
         "server_version" => code.server_version.is_some(),
         "server_id" => code.server_id.is_some(),
@@ -774,6 +793,7 @@ fn effective(opts: &Options, flag: &str) -> Option<String> {
         "register_interval" => show_duration(opts.register_interval),
         "broker" => opts.broker.clone(),
         "broker_address" => opts.broker_address.clone(),
+        "server" => opts.server.clone(),
         "server_name" => opts.server_name.clone(),
         "server_version" => opts.server_version.clone(),
         "server_id" => opts.server_id.clone(),
@@ -902,6 +922,7 @@ fn given_layer(
                 }
                 "broker" => layer.broker = Some(value),
                 "broker_address" => layer.broker_address = Some(value),
+                "server" => layer.server = Some(value),
                 "server_name" => layer.server_name = Some(value),
                 "server_version" => layer.server_version = Some(value),
                 "server_id" => layer.server_id = Some(value),

@@ -136,6 +136,8 @@ struct Stacks {
 #[derive(Clone)]
 struct Inner {
     http: HttpClient<super::tls::connect::Connector, Full<Bytes>>,
+    /// For nodes that registered `protocol=grpc` (see [`super::grpc`]).
+    grpc: HttpClient<HttpConnector, Full<Bytes>>,
     selector: Selector,
     opts: ClientOptions,
     broker: Option<SharedBroker>,
@@ -189,9 +191,19 @@ impl Client {
                 connector,
                 opts.tls.as_ref(),
             ));
+        // go-micro's grpc nodes: gRPC over h2c, one multiplexed connection per node.
+        let mut grpc_connector = HttpConnector::new();
+        grpc_connector.set_connect_timeout(Some(opts.dial_timeout));
+        grpc_connector.set_nodelay(true);
+        let grpc = HttpClient::builder(TokioExecutor::new())
+            .http2_only(true)
+            .pool_idle_timeout(opts.pool_idle_timeout)
+            .pool_timer(TokioTimer::new())
+            .build(grpc_connector);
         Client {
             inner: Arc::new(Inner {
                 http,
+                grpc,
                 selector: Selector::new(registry, opts.strategy),
                 opts,
                 broker: None,
@@ -388,7 +400,13 @@ impl Client {
             None => Targets::Selected(self.inner.selector.select(service).await?),
         };
         let mut last = None;
-        while let Some(address) = targets.next().map(str::to_owned) {
+        while let Some((address, grpc)) = targets.next().map(|(a, g)| (a.to_owned(), g)) {
+            if grpc {
+                last = Some(format!(
+                    "`{address}` speaks go-micro's grpc protocol, and streams over grpc are not supported yet"
+                ));
+                continue;
+            }
             let connect = tokio::net::TcpStream::connect(address.as_str());
             let io = match tokio::time::timeout(self.inner.opts.dial_timeout, connect).await {
                 Ok(Ok(io)) => io,
@@ -565,9 +583,43 @@ impl Client {
                     tokio::time::sleep(pause).await;
                 }
             }
-            let Some(address) = targets.next() else {
+            let Some((address, grpc)) = targets.next() else {
                 return Err(super::selector::not_found(service));
             };
+            if grpc {
+                let try_once = self.attempt_grpc(
+                    address,
+                    service,
+                    endpoint,
+                    content_type,
+                    &body,
+                    deadline,
+                    &opts.metadata,
+                );
+                let failure = match tokio::time::timeout_at(deadline, try_once).await {
+                    Err(_) => return Err(timed_out(last.as_ref())),
+                    Ok(Ok(reply)) => {
+                        targets.report(Outcome::Answered);
+                        return Ok(reply);
+                    }
+                    Ok(Err(failure)) => failure,
+                };
+                unreachable = matches!(failure, Failure::Unreachable(_));
+                let (err, outcome) = match failure {
+                    Failure::Remote(err) if err.code != 408 => {
+                        targets.report(Outcome::Answered);
+                        return Err(err);
+                    }
+                    Failure::Remote(err) => (err, None),
+                    Failure::Unreachable(err) => (err, Some(Outcome::Unreachable)),
+                    Failure::Transport(err) => (err, Some(Outcome::Broken)),
+                };
+                if let Some(outcome) = outcome {
+                    targets.report(outcome);
+                }
+                last = Some(err);
+                continue;
+            }
             let scheme = if self.inner.opts.tls.is_some() {
                 "https"
             } else {
@@ -675,6 +727,107 @@ impl Client {
     }
 }
 
+impl Client {
+    /// One unary gRPC call to a go-micro grpc node (see [`super::grpc`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt_grpc(
+        &self,
+        address: &str,
+        service: &str,
+        endpoint: &str,
+        content_type: &str,
+        body: &Bytes,
+        deadline: Instant,
+        metadata: &Metadata,
+    ) -> std::result::Result<(String, Bytes), Failure> {
+        use super::grpc;
+        let bad = |what: &str, value: &str| {
+            Failure::Remote(Error::bad_request(
+                CLIENT_ID,
+                format!("invalid {what} `{value}` for a grpc call"),
+            ))
+        };
+        let uri: Uri = format!("http://{address}{}", grpc::path_of(service, endpoint))
+            .parse()
+            .map_err(|_| bad("address", address))?;
+        let mut request = http::Request::new(Full::new(grpc::frame(body)));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        for (name, value) in metadata {
+            let name = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+                .map_err(|_| bad("header name", name))?;
+            let value = HeaderValue::from_str(value).map_err(|_| bad("header value", value))?;
+            headers.insert(name, value);
+        }
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(grpc::content_type_of(content_type)),
+        );
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let nanos = u64::try_from(remaining.as_nanos()).unwrap_or(u64::MAX);
+        headers.insert(names::TIMEOUT, HeaderValue::from(nanos));
+        let response = self
+            .inner
+            .grpc
+            .request(request)
+            .await
+            .map_err(|e| Failure::transport(&e))?;
+        let (parts, body) = response.into_parts();
+        let collected = body
+            .collect()
+            .await
+            .map_err(|e| Failure::Transport(connection_error(&e)))?;
+        // The status is in the trailers, or in the headers of a trailers-only answer.
+        let trailers = collected.trailers().cloned().unwrap_or_default();
+        let status_of = |map: &http::HeaderMap| {
+            map.get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u32>().ok())
+        };
+        let Some(status) = status_of(&trailers).or_else(|| status_of(&parts.headers)) else {
+            return Err(Failure::Remote(Error::internal_server_error(
+                CLIENT_ID,
+                format!(
+                    "the grpc answer from `{address}` carries no grpc-status ({})",
+                    parts.status
+                ),
+            )));
+        };
+        if status != 0 {
+            let message = trailers
+                .get("grpc-message")
+                .or_else(|| parts.headers.get("grpc-message"))
+                .and_then(|v| v.to_str().ok())
+                .map(grpc::decode_message)
+                .unwrap_or_default();
+            // go-micro's grpc server puts its error's JSON in the message.
+            let parsed = Error::parse(&message);
+            let err = if parsed.id.is_empty() {
+                Error::new(service, grpc::code_of(status), message)
+            } else {
+                parsed
+            };
+            return Err(Failure::Remote(err));
+        }
+        let message = grpc::unframe(&collected.to_bytes()).map_err(|why| {
+            Failure::Remote(Error::internal_server_error(
+                CLIENT_ID,
+                format!("a bad grpc answer from `{address}`: {why}"),
+            ))
+        })?;
+        let reply_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(grpc::codec_of)
+            .unwrap_or(content_type)
+            .to_owned();
+        Ok((reply_type, message))
+    }
+}
+
 /// go-micro's default backoff before retry `attempt` (1-based): `attempt^e * 100 ms`.
 fn backoff(attempt: u32) -> Duration {
     Duration::from_secs_f64(f64::from(attempt).powf(std::f64::consts::E) * 0.1)
@@ -746,10 +899,17 @@ enum Targets<'a> {
 }
 
 impl Targets<'_> {
-    fn next(&mut self) -> Option<&str> {
+    /// The next node's address, and whether it speaks go-micro's grpc protocol.
+    fn next(&mut self) -> Option<(&str, bool)> {
         match self {
-            Targets::Fixed(address) => Some(address),
-            Targets::Selected(next) => next.pick().map(|node| node.address.as_str()),
+            Targets::Fixed(address) => Some((address, false)),
+            Targets::Selected(next) => next.pick().map(|node| {
+                let grpc = node
+                    .metadata
+                    .get("protocol")
+                    .is_some_and(|p| p == super::grpc::PROTOCOL);
+                (node.address.as_str(), grpc)
+            }),
         }
     }
 

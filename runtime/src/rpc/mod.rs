@@ -20,6 +20,7 @@ use crate::{Error, Result};
 
 pub mod client;
 pub mod describe;
+pub mod grpc;
 pub mod selector;
 pub mod server;
 pub mod stream;

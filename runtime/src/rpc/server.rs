@@ -92,6 +92,9 @@ pub struct ServerOptions {
     /// Count requests in the process's metrics (`micro_request_total` and the rest, see
     /// [`crate::metrics`]). Default `true`.
     pub metrics: bool,
+    /// Also serve go-micro's grpc protocol (unary gRPC over h2c, see [`super::grpc`]) on the
+    /// same port, beside mucp. Default `false`.
+    pub grpc: bool,
 }
 
 impl Default for ServerOptions {
@@ -102,6 +105,7 @@ impl Default for ServerOptions {
             header_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             tls: None,
+            grpc: false,
             metrics: true,
         }
     }
@@ -235,6 +239,7 @@ impl Server {
             tls: opts.tls.map(|t| tokio_rustls::TlsAcceptor::from(t.0)),
             endpoints: table,
             streams: streams.into_iter().map(|(ep, f)| (ep.name, f)).collect(),
+            grpc: opts.grpc,
             in_flight_gauge,
             stack,
             web,
@@ -273,6 +278,8 @@ struct Shared {
     endpoints: HashMap<String, (EndpointFn, Option<EndpointMetrics>)>,
     /// The streaming endpoints.
     streams: HashMap<String, StreamFn>,
+    /// `ServerOptions::grpc`.
+    grpc: bool,
     /// `micro_requests_in_flight` of this service; `None` with metrics off.
     in_flight_gauge: Option<prometheus_client::metrics::gauge::Gauge>,
     /// The endpoints behind the handler layers, when there are any.
@@ -478,7 +485,7 @@ async fn serve_io<IO>(
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    if shared.streams.is_empty() {
+    if shared.streams.is_empty() && !shared.grpc {
         return serve_http(TokioIo::new(io), peer, shared, state).await;
     }
     let mut read = Vec::new();
@@ -495,6 +502,9 @@ async fn serve_io<IO>(
             return;
         }
     };
+    if shared.grpc && read.starts_with(super::grpc::PREFACE) {
+        return serve_grpc(Rewind::new(read, io), peer, shared, state).await;
+    }
     let call = head.as_ref().and_then(|first| {
         let endpoint = first
             .micro("Micro-Endpoint")
@@ -525,6 +535,135 @@ async fn serve_io<IO>(
             tracing::debug!(%peer, "rpc stream cut: the server stopped");
         }
     }
+}
+
+/// Serves one HTTP/2 connection as go-micro's grpc protocol (unary calls).
+async fn serve_grpc<IO>(
+    io: IO,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut state: watch::Receiver<State>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let request_state = state.clone();
+    let service = service_fn(move |req| {
+        let shared = Arc::clone(&shared);
+        let state = request_state.clone();
+        async move { Ok::<_, Infallible>(grpc_call(shared, state, peer, req).await) }
+    });
+    let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(err) = result {
+                tracing::debug!(%peer, error = %err, "grpc connection ended with an error");
+            }
+        }
+        _ = until(&mut state, |s| s != State::Running) => {
+            conn.as_mut().graceful_shutdown();
+            if let Err(err) = conn.await {
+                tracing::debug!(%peer, error = %err, "grpc connection ended with an error");
+            }
+        }
+    }
+}
+
+/// A gRPC response: the message (if any), then the status in trailers.
+type GrpcBody = http_body_util::StreamBody<
+    futures::stream::Iter<
+        std::vec::IntoIter<std::result::Result<hyper::body::Frame<Bytes>, Infallible>>,
+    >,
+>;
+
+/// One unary gRPC call: the path names the endpoint, the content type the codec.
+async fn grpc_call(
+    shared: Arc<Shared>,
+    state: watch::Receiver<State>,
+    peer: SocketAddr,
+    req: http::Request<Incoming>,
+) -> http::Response<GrpcBody> {
+    use super::grpc;
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    let started = Instant::now();
+    let call = async {
+        let Some((service, endpoint)) = grpc::endpoint_of(&path) else {
+            return (
+                String::new(),
+                Err(Error::not_found(
+                    &shared.id,
+                    format!(
+                        "no such gRPC method `{path}`: calls are `/<service>.<Handler>/<Method>`"
+                    ),
+                )),
+            );
+        };
+        let content_type = header_str(&parts.headers, &header::CONTENT_TYPE).unwrap_or_default();
+        let Some(codec_type) = grpc::codec_of(content_type) else {
+            let err = Error::unsupported_media_type(
+                &shared.id,
+                format!("unsupported gRPC content type `{content_type}`"),
+            );
+            return (endpoint, Err(err));
+        };
+        let collected = match Limited::new(body, shared.max_body_bytes).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) => {
+                let err =
+                    Error::bad_request(&shared.id, format!("cannot read the gRPC request: {err}"));
+                return (endpoint, Err(err));
+            }
+        };
+        let message = match grpc::unframe(&collected) {
+            Ok(message) => message,
+            Err(why) => return (endpoint, Err(Error::bad_request(&shared.id, why))),
+        };
+        let request = Request {
+            service: service.unwrap_or(&shared.id).to_owned(),
+            endpoint: endpoint.clone(),
+            content_type: codec_type.to_owned(),
+            accept: codec_type.to_owned(),
+            header: metadata(&parts.headers),
+            body: message,
+        };
+        let span = tracing::info_span!("rpc", endpoint = %endpoint, protocol = "grpc", %peer);
+        let result = dispatch(&shared, state, &parts.headers, request)
+            .instrument(span)
+            .await;
+        (endpoint, result)
+    };
+    let (endpoint, result) = call.await;
+    observe(&shared, &endpoint, &result, started.elapsed());
+    let mut trailers = HeaderMap::new();
+    let mut frames = Vec::with_capacity(2);
+    let content_type = match &result {
+        Ok(response) => {
+            frames.push(Ok(hyper::body::Frame::data(grpc::frame(&response.body))));
+            trailers.insert("grpc-status", HeaderValue::from_static("0"));
+            grpc::content_type_of(&response.content_type)
+        }
+        Err(err) => {
+            if err.code >= 500 {
+                tracing::warn!(%endpoint, error = %err, "grpc call failed");
+            }
+            trailers.insert("grpc-status", HeaderValue::from(grpc::status_of(err.code)));
+            if let Ok(message) = HeaderValue::from_str(&grpc::encode_message(&err.to_json())) {
+                trailers.insert("grpc-message", message);
+            }
+            "application/grpc+proto"
+        }
+    };
+    frames.push(Ok(hyper::body::Frame::trailers(trailers)));
+    let mut response = http::Response::new(http_body_util::StreamBody::new(futures::stream::iter(
+        frames,
+    )));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 /// Reads until the first request's head is whole (or is not a head this server reads
@@ -806,7 +945,7 @@ fn no_endpoint(headers: &HeaderMap) -> String {
 
 async fn serve_request(
     shared: &Shared,
-    mut state: watch::Receiver<State>,
+    state: watch::Receiver<State>,
     headers: &HeaderMap,
     endpoint: &str,
     body: Incoming,
@@ -827,9 +966,9 @@ async fn serve_request(
             ),
         ));
     }
-    let Some((call, _)) = shared.endpoints.get(endpoint) else {
+    if !shared.endpoints.contains_key(endpoint) {
         return Err(super::unknown_endpoint(&shared.id, endpoint));
-    };
+    }
     let too_large = || {
         Error::payload_too_large(
             &shared.id,
@@ -844,11 +983,6 @@ async fn serve_request(
         return Err(too_large());
     }
 
-    let _in_flight = InFlight::enter(shared);
-    let _gauge = shared
-        .in_flight_gauge
-        .as_ref()
-        .map(crate::metrics::InFlight::enter);
     let body = match Limited::new(body, shared.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
@@ -865,10 +999,6 @@ async fn serve_request(
         Some(accept) if !accept.contains('*') => codec::normalize(accept).to_owned(),
         _ => content_type.clone(),
     };
-    let timeout = header_str(headers, &names::TIMEOUT)
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|ns| *ns > 0)
-        .map(Duration::from_nanos);
     let request = Request {
         service: service.unwrap_or(&shared.id).to_owned(),
         endpoint: endpoint.to_owned(),
@@ -877,6 +1007,30 @@ async fn serve_request(
         header: metadata(headers),
         body,
     };
+    dispatch(shared, state, headers, request).await
+}
+
+/// Runs `request` through the handler layers to its endpoint, bounded by the `Timeout` header
+/// and by the server's abort; a handler that panics is a 500.
+async fn dispatch(
+    shared: &Shared,
+    mut state: watch::Receiver<State>,
+    headers: &HeaderMap,
+    request: Request,
+) -> Result<Response> {
+    let endpoint = request.endpoint.clone();
+    let Some((call, _)) = shared.endpoints.get(&endpoint) else {
+        return Err(super::unknown_endpoint(&shared.id, &endpoint));
+    };
+    let _in_flight = InFlight::enter(shared);
+    let _gauge = shared
+        .in_flight_gauge
+        .as_ref()
+        .map(crate::metrics::InFlight::enter);
+    let timeout = header_str(headers, &names::TIMEOUT)
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|ns| *ns > 0)
+        .map(Duration::from_nanos);
 
     // The handler may panic while building its future or while it runs.
     let work = async {

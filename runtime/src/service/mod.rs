@@ -749,6 +749,7 @@ impl ServiceBuilder {
             ServerOptions {
                 name: name.clone(),
                 metrics: self.metrics,
+                grpc: self.limits.grpc || options.server == crate::rpc::grpc::PROTOCOL,
                 ..self.limits.clone()
             },
             web,
@@ -850,12 +851,18 @@ impl ServiceBuilder {
             options.server_advertise.clone()
         };
         let mut metadata = Metadata::new();
+        // go-micro's grpc server writes `grpc` for all three.
+        let (transport, server) = if options.server == crate::rpc::grpc::PROTOCOL {
+            ("grpc", "grpc")
+        } else {
+            ("http", "mucp")
+        };
         for (k, v) in [
-            ("transport", "http"),
+            ("transport", transport),
             ("broker", broker.name()),
-            ("server", "mucp"),
+            ("server", server),
             ("registry", registry.name()),
-            ("protocol", "mucp"),
+            ("protocol", server),
         ] {
             metadata.insert(k.to_owned(), v.to_owned());
         }

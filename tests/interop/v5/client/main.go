@@ -1,7 +1,8 @@
 // Command client is a go-micro v5 client: it finds a service through the registry the flags
 // name and calls one endpoint with a JSON request (go-micro's default content type unless
 // --content_type says otherwise), then prints `reply <student JSON>`; --calls makes that many
-// calls one after another, over go-micro's pooled connections. On an error it prints
+// calls one after another, over go-micro's pooled connections. --client=grpc calls with
+// go-micro's grpc client (go-micro.dev/v5/client/grpc). On an error it prints
 // `error <go-micro error JSON>` (what errors.Parse read from the error) and exits 1.
 //
 //	client --registry=consul --registry_address=127.0.0.1:8500 [--endpoint=StudentService.GetStudent] [--name=davie]
@@ -29,7 +30,7 @@ func main() {
 	calls := flag.Int("calls", 1, "how many calls to make, one after another (pooled connections)")
 	flag.Parse()
 
-	c := client.NewClient(client.Registry(f.NewRegistry()), client.ContentType(*contentType))
+	c := f.NewClient(client.Registry(f.NewRegistry()), client.ContentType(*contentType))
 	req := c.NewRequest(*service, *endpoint, &peer.StudentRequest{Name: *name})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -16,10 +16,12 @@ import (
 	"go-micro.dev/v5/broker"
 	"go-micro.dev/v5/broker/nats"
 	"go-micro.dev/v5/broker/rabbitmq"
+	"go-micro.dev/v5/client"
 	"go-micro.dev/v5/registry"
 	"go-micro.dev/v5/registry/consul"
 	"go-micro.dev/v5/registry/etcd"
 	natsreg "go-micro.dev/v5/registry/nats"
+	"go-micro.dev/v5/server"
 )
 
 // Student is the seed's message.Student with its JSON names and its protobuf fields, written
@@ -70,6 +72,9 @@ type Flags struct {
 	RegistryAddress string
 	Broker          string
 	BrokerAddress   string
+	// Server and Client are go-micro's `--server` and `--client`: mucp or grpc.
+	Server string
+	Client string
 }
 
 // Register adds --registry, --registry_address, --broker and --broker_address.
@@ -78,6 +83,45 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.RegistryAddress, "registry_address", "", "the registry's address on 127.0.0.1 (not for mdns)")
 	fs.StringVar(&f.Broker, "broker", "http", "http, nats or rabbitmq")
 	fs.StringVar(&f.BrokerAddress, "broker_address", "", "the broker's address on 127.0.0.1 (not for http)")
+	fs.StringVar(&f.Server, "server", "mucp", "mucp or grpc (go-micro.dev/v5/server/grpc)")
+	fs.StringVar(&f.Client, "client", "mucp", "mucp or grpc (go-micro.dev/v5/client/grpc)")
+}
+
+// The grpc server and client, set by grpc.go in a build with `-tags grpc`. They are kept out
+// of the other builds because importing go-micro v5's grpc packages registers their codecs
+// with grpc-go in place of its own, after which etcd's client (grpc-go with protoc-gen-go
+// messages) fails every call: "grpc: error while marshaling: invalid message".
+var (
+	newGRPCServer func(...server.Option) server.Server
+	newGRPCClient func(...client.Option) client.Client
+)
+
+// NewServer builds the server the flags name.
+func (f *Flags) NewServer(opts ...server.Option) server.Server {
+	switch {
+	case f.Server == "mucp":
+		return server.NewRPCServer(opts...)
+	case f.Server == "grpc" && newGRPCServer != nil:
+		return newGRPCServer(opts...)
+	case f.Server == "grpc":
+		Fail("--server=grpc needs the build with -tags grpc (interop-bin/v5/grpc/)")
+	}
+	Fail("unknown server %q (mucp or grpc)", f.Server)
+	return nil
+}
+
+// NewClient builds the client the flags name.
+func (f *Flags) NewClient(opts ...client.Option) client.Client {
+	switch {
+	case f.Client == "mucp":
+		return client.NewClient(opts...)
+	case f.Client == "grpc" && newGRPCClient != nil:
+		return newGRPCClient(opts...)
+	case f.Client == "grpc":
+		Fail("--client=grpc needs the build with -tags grpc (interop-bin/v5/grpc/)")
+	}
+	Fail("unknown client %q (mucp or grpc)", f.Client)
+	return nil
 }
 
 // Loopback refuses any address that is not on 127.0.0.1.

@@ -33,9 +33,7 @@ type StudentService struct{}
 
 // GetStudent answers for davie and returns go-micro's 404 for anybody else.
 func (s *StudentService) GetStudent(ctx context.Context, req *peer.StudentRequest, rsp *peer.Student) error {
-	md, _ := metadata.FromContext(ctx)
-	ct, _ := md.Get("Content-Type")
-	fmt.Printf("called {\"name\":%q} as %s\n", req.Name, ct)
+	fmt.Printf("called {\"name\":%q} as %s\n", req.Name, contentType(ctx))
 	if req.Name != "davie" {
 		return errors.NotFound("student_service", "no student named %s", req.Name)
 	}
@@ -91,6 +89,18 @@ func (s *StudentService) GetStudents(ctx context.Context, stream server.Stream) 
 	}
 }
 
+// contentType is the call's content type from its metadata, whatever the key's case (go-micro's
+// grpc server keeps gRPC's lowercase keys, its mucp server Go's canonical ones).
+func contentType(ctx context.Context) string {
+	md, _ := metadata.FromContext(ctx)
+	for k, v := range md {
+		if strings.EqualFold(k, "Content-Type") {
+			return v
+		}
+	}
+	return ""
+}
+
 // onMessage is the server-side subscriber: go-micro decodes the payload by its Content-Type.
 func onMessage(ctx context.Context, student *peer.Student) error {
 	md, _ := metadata.FromContext(ctx)
@@ -111,7 +121,7 @@ func main() {
 
 	reg := f.NewRegistry()
 	b := f.NewBroker(reg)
-	srv := server.NewRPCServer(
+	srv := f.NewServer(
 		server.Name("student_service"),
 		server.Version("v1.0.0"),
 		server.Address("127.0.0.1:0"),
