@@ -70,7 +70,17 @@ pub fn routes() -> Routes<StudentService> {
 
 /// Starts the rmicro student service on `registry` (memory broker, no free subscribers).
 pub async fn start_rmicro(registry: SharedRegistry) -> rmicro::Result<Service> {
-    Service::builder(SERVICE)
+    start_rmicro_as(registry, SERVICE, "mucp").await
+}
+
+/// [`start_rmicro`] under another name, with `--server=<protocol>` (`mucp` or `grpc`).
+pub async fn start_rmicro_as(
+    registry: SharedRegistry,
+    name: &str,
+    protocol: &str,
+) -> rmicro::Result<Service> {
+    Service::builder(name)
+        .server(protocol)
         .with_registry(registry)
         .with_broker(Arc::new(MemoryBroker::new()))
         .address("127.0.0.1:0")
@@ -322,7 +332,79 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
             }
         }
     }
+    // go-micro's grpc protocol (`--server=grpc`) against mucp, both rmicro on both sides.
+    let grpc_service = match start_rmicro_as(Arc::clone(&registry), GRPC_SERVICE, "grpc").await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            rows.push(Row::skipped(
+                "rpc",
+                "grpc",
+                format!("rmicro grpc service: {e}"),
+            ));
+            None
+        }
+    };
+    if grpc_service.is_some() {
+        for (short, ct) in CONTENT_TYPES {
+            let client = Client::new(
+                Arc::clone(&registry),
+                ClientOptions {
+                    content_type: Some(ct.to_owned()),
+                    ..ClientOptions::default()
+                },
+            );
+            for callers in CALLERS {
+                progress(format!(
+                    "rpc grpc {short} c={callers}: rmicro over grpc vs over mucp"
+                ));
+                let (a, b) = load::alternate(
+                    cfg.rounds,
+                    cfg.warmup,
+                    cfg.round,
+                    async |len| {
+                        let c = client.clone();
+                        load::closed_loop(callers, len, move || {
+                            let c = c.clone();
+                            async move {
+                                rmicro_call_to(&c, GRPC_SERVICE, rmicro::rpc::CallOptions::default())
+                                    .await
+                            }
+                        })
+                        .await
+                    },
+                    async |len| {
+                        let c = client.clone();
+                        load::closed_loop(callers, len, move || {
+                            let c = c.clone();
+                            async move { rmicro_call(&c, rmicro::rpc::CallOptions::default()).await }
+                        })
+                        .await
+                    },
+                )
+                .await;
+                let row = Row::compare(
+                    "rpc",
+                    &format!("grpc {short} c={callers}"),
+                    "req/s",
+                    a,
+                    "rmicro over mucp",
+                    b,
+                );
+                progress(format!(
+                    "  ratio {}",
+                    row.ratio.map_or("-".into(), |x| format!("{x:.2}"))
+                ));
+                rows.push(row);
+            }
+        }
+    }
+    if let Some(grpc_service) = grpc_service {
+        let _ = grpc_service.stop().await;
+    }
     raw_task.abort();
     let _ = service.stop().await;
     rows
 }
+
+/// The name the `--server=grpc` copy of the student service registers under.
+const GRPC_SERVICE: &str = "student_service_grpc";

@@ -316,6 +316,14 @@ impl ServiceBuilder {
         self
     }
 
+    /// `--server`: `mucp` (default) or `grpc` (go-micro's grpc protocol beside mucp, see
+    /// [`crate::rpc::grpc`]).
+    #[must_use]
+    pub fn server(mut self, protocol: impl Into<String>) -> Self {
+        self.code.server = Some(protocol.into());
+        self
+    }
+
     /// `--server_address`: where the RPC server binds (default `127.0.0.1:0`).
     #[must_use]
     pub fn address(mut self, address: impl Into<String>) -> Self {
