@@ -586,8 +586,16 @@ impl Client {
             let Some((address, grpc)) = targets.next() else {
                 return Err(super::selector::not_found(service));
             };
-            if grpc {
-                let try_once = self.attempt_grpc(
+            // A node's protocol picks the attempt: go-micro's grpc, or mucp.
+            let uri = if grpc {
+                String::new()
+            } else if self.inner.opts.tls.is_some() {
+                format!("https://{address}/")
+            } else {
+                format!("http://{address}/")
+            };
+            let try_once = if grpc {
+                futures::future::Either::Left(self.attempt_grpc(
                     address,
                     service,
                     endpoint,
@@ -595,47 +603,19 @@ impl Client {
                     &body,
                     deadline,
                     &opts.metadata,
-                );
-                let failure = match tokio::time::timeout_at(deadline, try_once).await {
-                    Err(_) => return Err(timed_out(last.as_ref())),
-                    Ok(Ok(reply)) => {
-                        targets.report(Outcome::Answered);
-                        return Ok(reply);
-                    }
-                    Ok(Err(failure)) => failure,
-                };
-                unreachable = matches!(failure, Failure::Unreachable(_));
-                let (err, outcome) = match failure {
-                    Failure::Remote(err) if err.code != 408 => {
-                        targets.report(Outcome::Answered);
-                        return Err(err);
-                    }
-                    Failure::Remote(err) => (err, None),
-                    Failure::Unreachable(err) => (err, Some(Outcome::Unreachable)),
-                    Failure::Transport(err) => (err, Some(Outcome::Broken)),
-                };
-                if let Some(outcome) = outcome {
-                    targets.report(outcome);
-                }
-                last = Some(err);
-                continue;
-            }
-            let scheme = if self.inner.opts.tls.is_some() {
-                "https"
+                ))
             } else {
-                "http"
+                futures::future::Either::Right(self.attempt(
+                    &uri,
+                    service,
+                    endpoint,
+                    content_type,
+                    body.clone(),
+                    &call_id,
+                    deadline,
+                    &opts.metadata,
+                ))
             };
-            let uri = format!("{scheme}://{address}/");
-            let try_once = self.attempt(
-                &uri,
-                service,
-                endpoint,
-                content_type,
-                body.clone(),
-                &call_id,
-                deadline,
-                &opts.metadata,
-            );
             let failure = match tokio::time::timeout_at(deadline, try_once).await {
                 Err(_) => return Err(timed_out(last.as_ref())),
                 Ok(Ok(reply)) => {
