@@ -64,6 +64,9 @@ mod api;
 use api::{Client, WatchStream, pb};
 
 /// The id of errors raised by this registry.
+/// How many times a deregistration is sent when members are unreachable.
+const DEREGISTER_TRIES: u32 = 4;
+
 const ERROR_ID: &str = "go.micro.registry";
 
 /// go-micro's key prefix: every node lives at `/micro/registry/<service>/<node id>`.
@@ -492,12 +495,28 @@ impl Inner {
     async fn deregister_node(&self, client: &Client, service: &Service, node: &Node) -> Result<()> {
         let key = node_key(&service.name, &node.id);
         let known = lock(&self.registered).remove(&key);
-        let rsp = client.delete(key.as_bytes()).await.map_err(|e| {
-            self.error(
-                &format!("deregister `{}` node `{}`", service.name, node.id),
-                &e,
-            )
-        })?;
+        // A member that just died can still take the first try (the channel learns it is
+        // gone when a connection to it fails); the next tries go to the others. Found by the
+        // fault suite: a stop right after the leader came back was seen only when the lease
+        // ran out.
+        let mut tries = 0;
+        let rsp = loop {
+            tries += 1;
+            match client.delete(key.as_bytes()).await {
+                Ok(rsp) => break rsp,
+                Err(e) => {
+                    let err = self.error(
+                        &format!("deregister `{}` node `{}`", service.name, node.id),
+                        &e,
+                    );
+                    if err.code != 503 || tries == DEREGISTER_TRIES {
+                        return Err(err);
+                    }
+                    tracing::debug!(error = %err, tries, "etcd: deregistration failed, trying again");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
         let lease = known
             .map(|k| k.lease)
             .filter(|l| *l != 0)
