@@ -102,6 +102,10 @@ func main() {
 		if err != nil {
 			fail("watch: %v", err)
 		}
+		// go-micro's nats watcher subscribes without flushing, so its SUB can reach the
+		// server after a change published right after Watch returns (seen once in CI: the
+		// change never came). nats.go flushes within its flusher's cycle; give it that.
+		time.Sleep(200 * time.Millisecond)
 		fmt.Println("ready")
 		for i := 0; i < count; i++ {
 			res, err := w.Next()
