@@ -177,6 +177,15 @@ func (f *Flags) NewBroker(reg registry.Registry) broker.Broker {
 	return nil
 }
 
+// StandaloneBroker builds the broker the flags name for a program without a server: the
+// http broker gets the registry it finds its peers through.
+func (f *Flags) StandaloneBroker() broker.Broker {
+	if f.Broker == "http" {
+		return f.NewBroker(f.NewRegistry())
+	}
+	return f.NewBroker(nil)
+}
+
 // Fail prints an error and exits with status 2.
 func Fail(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "error: "+format+"\n", args...)

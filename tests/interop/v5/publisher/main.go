@@ -29,12 +29,7 @@ func main() {
 	contentType := flag.String("content_type", "application/json", "the event's content type")
 	flag.Parse()
 
-	var b broker.Broker
-	if f.Broker == "http" {
-		b = f.NewBroker(f.NewRegistry())
-	} else {
-		b = f.NewBroker(nil)
-	}
+	b := f.StandaloneBroker()
 	if err := b.Connect(); err != nil {
 		peer.Fail("broker connection failed: %v", err)
 	}

@@ -26,12 +26,7 @@ func main() {
 	count := flag.Int("count", 1, "exit after this many messages")
 	flag.Parse()
 
-	var b broker.Broker
-	if f.Broker == "http" {
-		b = f.NewBroker(f.NewRegistry())
-	} else {
-		b = f.NewBroker(nil)
-	}
+	b := f.StandaloneBroker()
 	if err := b.Connect(); err != nil {
 		peer.Fail("broker connection failed: %v", err)
 	}
