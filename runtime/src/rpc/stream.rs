@@ -383,9 +383,9 @@ async fn read_requests<R: AsyncRead + Unpin>(
             }
             None => Incoming::Message(message.body),
         };
-        if tx.send(incoming).await.is_err() && !ended {
-            // The handler has finished: the rest is read and dropped until the caller ends.
-        }
+        // A handler that has finished no longer reads: the rest is dropped until the caller
+        // ends.
+        let _ = tx.send(incoming).await;
     }
 }
 
