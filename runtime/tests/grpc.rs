@@ -29,6 +29,46 @@ impl Counter {
         }
         Ok(Tick { n: tick.n * 2 })
     }
+
+    /// Counts from 1 to `n`, one reply each.
+    pub async fn count(&self, upto: Tick, replies: Replies<Tick>) -> Result<()> {
+        for n in 1..=upto.n {
+            replies.send(Tick { n }).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds up every request.
+    pub async fn sum(&self, mut requests: Requests<Tick>) -> Result<Tick> {
+        let mut n = 0;
+        while let Some(tick) = requests.next().await {
+            n += tick?.n;
+        }
+        Ok(Tick { n })
+    }
+
+    /// Answers each request with its double; fails on 13.
+    pub async fn doubles(
+        &self,
+        mut requests: Requests<Tick>,
+        replies: Replies<Tick>,
+    ) -> Result<()> {
+        while let Some(tick) = requests.next().await {
+            let tick = tick?;
+            if tick.n == 13 {
+                return Err(Error::bad_request("counter", "13 is unlucky"));
+            }
+            replies.send(Tick { n: tick.n * 2 }).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads one request, then waits forever (cancellation).
+    pub async fn hang(&self, mut requests: Requests<Tick>) -> Result<Tick> {
+        let _ = requests.next().await;
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        Ok(Tick { n: 0 })
+    }
 }
 
 async fn serve(grpc: bool) -> (rmicro::rpc::server::ServerHandle, rmicro::Client) {
@@ -42,7 +82,7 @@ async fn serve(grpc: bool) -> (rmicro::rpc::server::ServerHandle, rmicro::Client
         grpc,
         ..ServerOptions::default()
     };
-    let handle = server.serve(bound.endpoints, opts);
+    let handle = server.serve_streaming(bound.endpoints, bound.streams, opts);
     let registry = Arc::new(MemoryRegistry::new());
     let mut metadata = rmicro::registry::Metadata::new();
     let protocol = if grpc { "grpc" } else { "mucp" };
@@ -147,4 +187,113 @@ async fn a_mucp_only_server_refuses_grpc() {
         .await
         .expect_err("not a grpc server");
     assert!(err.code >= 500, "{err}");
+}
+
+#[tokio::test]
+async fn streams_to_a_grpc_node_go_over_grpc_in_every_shape() {
+    let (_server, client) = serve(true).await;
+    for content_type in ["application/protobuf", "application/json"] {
+        let opts = || CallOptions {
+            content_type: Some(content_type.to_owned()),
+            ..CallOptions::default()
+        };
+        // Server stream: one request, replies to the end.
+        let mut count = client
+            .stream_with::<Tick, Tick>("counter", "Counter.Count", opts())
+            .await
+            .expect("open");
+        count.send(&Tick { n: 3 }).await.expect("send");
+        count.close_send().await.expect("half-close");
+        let mut got = Vec::new();
+        while let Some(tick) = count.recv().await.expect(content_type) {
+            got.push(tick.n);
+        }
+        assert_eq!(got, [1, 2, 3], "{content_type}");
+
+        // Client stream: requests, the half-close, one reply.
+        let mut sum = client
+            .stream_with::<Tick, Tick>("counter", "Counter.Sum", opts())
+            .await
+            .expect("open");
+        for n in 1..=4 {
+            sum.send(&Tick { n }).await.expect("send");
+        }
+        sum.close_send().await.expect("half-close");
+        assert_eq!(sum.recv().await.expect("sum"), Some(Tick { n: 10 }));
+        assert_eq!(sum.recv().await.expect("end"), None);
+
+        // Bidirectional, both sides at once; the handler's error ends it as go-micro's.
+        let (mut send, mut recv) = client
+            .stream_with::<Tick, Tick>("counter", "Counter.Doubles", opts())
+            .await
+            .expect("open")
+            .split();
+        let sending = tokio::spawn(async move {
+            for n in [1, 5, 13] {
+                send.send(&Tick { n }).await.expect("send");
+            }
+            send
+        });
+        assert_eq!(recv.recv().await.expect("2"), Some(Tick { n: 2 }));
+        assert_eq!(recv.recv().await.expect("10"), Some(Tick { n: 10 }));
+        let err = recv.recv().await.expect_err("the handler's error");
+        assert_eq!(
+            (err.code, err.id.as_str(), err.detail.as_str()),
+            (400, "counter", "13 is unlucky"),
+            "{content_type}"
+        );
+        assert!(recv.recv().await.expect("ended").is_none());
+        drop(sending.await.expect("sender"));
+    }
+}
+
+#[tokio::test]
+async fn a_grpc_caller_that_goes_away_cancels_the_handler() {
+    let (server, client) = serve(true).await;
+    let mut hang = client
+        .stream::<Tick, Tick>("counter", "Counter.Hang")
+        .await
+        .expect("open");
+    hang.send(&Tick { n: 1 }).await.expect("send");
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while server.in_flight() == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    });
+    waited.await.expect("the stream is in flight");
+    drop(hang);
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while server.in_flight() != 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    });
+    waited
+        .await
+        .expect("the handler was cancelled when its caller went away");
+    // The server goes on serving.
+    let got: Tick = client
+        .call("counter", "Counter.Double", &Tick { n: 2 })
+        .await
+        .expect("after the cancellation");
+    assert_eq!(got, Tick { n: 4 });
+}
+
+#[tokio::test]
+async fn a_grpc_stream_past_its_timeout_ends_with_go_micros_timeout() {
+    let (_server, client) = serve(true).await;
+    let opts = CallOptions {
+        timeout: Some(std::time::Duration::from_millis(200)),
+        ..CallOptions::default()
+    };
+    let mut hang = client
+        .stream_with::<Tick, Tick>("counter", "Counter.Hang", opts)
+        .await
+        .expect("open");
+    hang.send(&Tick { n: 1 }).await.expect("send");
+    let err = tokio::time::timeout(std::time::Duration::from_secs(5), hang.recv())
+        .await
+        .expect("ended by the server")
+        .expect_err("timed out");
+    assert_eq!(err.code, 408, "{err}");
+    assert!(err.detail.contains("timed out"), "{err}");
 }

@@ -35,6 +35,7 @@ use tokio::time::Instant;
 use super::header as mucp;
 use super::names;
 use super::selector::{Next, Outcome, Selector, Strategy};
+use super::tls::connect::Connector;
 use crate::broker::{self, Message, PublishOptions, SharedBroker};
 use crate::codec::{self, Decode, Encode};
 use crate::layer::{Call, CallService, Layers, Publish, PublisherService, Shared};
@@ -135,9 +136,12 @@ struct Stacks {
 
 #[derive(Clone)]
 struct Inner {
-    http: HttpClient<super::tls::connect::Connector, Full<Bytes>>,
+    http: HttpClient<Connector, Full<Bytes>>,
     /// For nodes that registered `protocol=grpc` (see [`super::grpc`]).
-    grpc: HttpClient<HttpConnector, Full<Bytes>>,
+    grpc: HttpClient<Connector, Full<Bytes>>,
+    /// The connectors of the two, for streams (a connection each).
+    connect: Connector,
+    connect_grpc: Connector,
     selector: Selector,
     opts: ClientOptions,
     broker: Option<SharedBroker>,
@@ -180,30 +184,29 @@ impl Failure {
 impl Client {
     /// A client finding services in `registry`.
     pub fn new(registry: SharedRegistry, opts: ClientOptions) -> Client {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(opts.dial_timeout));
-        connector.set_nodelay(true);
+        let mut tcp = HttpConnector::new();
+        tcp.set_connect_timeout(Some(opts.dial_timeout));
+        tcp.set_nodelay(true);
+        let connect = Connector::new(tcp.clone(), opts.tls.as_ref());
         let http = HttpClient::builder(TokioExecutor::new())
             .pool_idle_timeout(opts.pool_idle_timeout)
             .pool_max_idle_per_host(opts.pool_max_idle_per_node)
             .pool_timer(TokioTimer::new())
-            .build(super::tls::connect::Connector::new(
-                connector,
-                opts.tls.as_ref(),
-            ));
-        // go-micro's grpc nodes: gRPC over h2c, one multiplexed connection per node.
-        let mut grpc_connector = HttpConnector::new();
-        grpc_connector.set_connect_timeout(Some(opts.dial_timeout));
-        grpc_connector.set_nodelay(true);
+            .build(connect.clone());
+        // go-micro's grpc nodes: gRPC over HTTP/2 (h2c, or TLS asking for `h2` when the
+        // client has TLS), one multiplexed connection per node.
+        let connect_grpc = Connector::new(tcp, opts.tls.as_ref().map(|t| t.with_h2()).as_ref());
         let grpc = HttpClient::builder(TokioExecutor::new())
             .http2_only(true)
             .pool_idle_timeout(opts.pool_idle_timeout)
             .pool_timer(TokioTimer::new())
-            .build(grpc_connector);
+            .build(connect_grpc.clone());
         Client {
             inner: Arc::new(Inner {
                 http,
                 grpc,
+                connect,
+                connect_grpc,
                 selector: Selector::new(registry, opts.strategy),
                 opts,
                 broker: None,
@@ -362,12 +365,6 @@ impl Client {
         Req: Encode,
         Resp: Decode,
     {
-        if self.inner.opts.tls.is_some() {
-            return Err(Error::bad_request(
-                CLIENT_ID,
-                "streams over TLS are not supported yet: open them with a client without TLS",
-            ));
-        }
         let content_type = opts
             .content_type
             .as_deref()
@@ -401,16 +398,23 @@ impl Client {
         };
         let mut last = None;
         while let Some((address, grpc)) = targets.next().map(|(a, g)| (a.to_owned(), g)) {
-            if grpc {
-                last = Some(format!(
-                    "`{address}` speaks go-micro's grpc protocol, and streams over grpc are not supported yet"
-                ));
+            let scheme = if self.inner.opts.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let Ok(uri) = format!("{scheme}://{address}/").parse::<Uri>() else {
+                last = Some(format!("connection error: `{address}` is not an address"));
                 continue;
-            }
-            let connect = tokio::net::TcpStream::connect(address.as_str());
-            let io = match tokio::time::timeout(self.inner.opts.dial_timeout, connect).await {
-                Ok(Ok(io)) => io,
-                Ok(Err(e)) => {
+            };
+            let mut connector = if grpc {
+                self.inner.connect_grpc.clone()
+            } else {
+                self.inner.connect.clone()
+            };
+            let io = match tower_service::Service::call(&mut connector, uri).await {
+                Ok(io) => io.into_inner(),
+                Err(e) => {
                     targets.report(Outcome::Unreachable);
                     last = Some(format!("connection error: dial tcp {address}: {e}"));
                     if matches!(targets, Targets::Fixed(_)) {
@@ -418,17 +422,21 @@ impl Client {
                     }
                     continue;
                 }
-                Err(_) => {
-                    targets.report(Outcome::Unreachable);
-                    last = Some(format!("connection error: dial tcp {address}: timed out"));
-                    if matches!(targets, Targets::Fixed(_)) {
-                        break;
-                    }
-                    continue;
-                }
             };
-            let _ = io.set_nodelay(true);
             targets.report(Outcome::Answered);
+            if grpc {
+                let headers = grpc_stream_headers(&opts, &content_type)?;
+                return super::stream::CallStream::open_grpc(
+                    io,
+                    &address,
+                    endpoint,
+                    headers,
+                    service,
+                    &content_type,
+                    MAX_STREAM_MESSAGE,
+                )
+                .await;
+            }
             return super::stream::CallStream::open(
                 io,
                 address,
@@ -727,19 +735,20 @@ impl Client {
                 format!("invalid {what} `{value}` for a grpc call"),
             ))
         };
-        let uri: Uri = format!("http://{address}{}", grpc::path_of(service, endpoint))
+        let scheme = if self.inner.opts.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let uri: Uri = format!("{scheme}://{address}{}", grpc::path_of(service, endpoint))
             .parse()
             .map_err(|_| bad("address", address))?;
         let mut request = http::Request::new(Full::new(grpc::frame(body)));
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = uri;
+        *request.headers_mut() =
+            grpc_metadata(metadata).map_err(|(what, value)| bad(what, &value))?;
         let headers = request.headers_mut();
-        for (name, value) in metadata {
-            let name = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
-                .map_err(|_| bad("header name", name))?;
-            let value = HeaderValue::from_str(value).map_err(|_| bad("header value", value))?;
-            headers.insert(name, value);
-        }
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(grpc::content_type_of(content_type)),
@@ -761,35 +770,20 @@ impl Client {
             .map_err(|e| Failure::Transport(connection_error(&e)))?;
         // The status is in the trailers, or in the headers of a trailers-only answer.
         let trailers = collected.trailers().cloned().unwrap_or_default();
-        let status_of = |map: &http::HeaderMap| {
-            map.get("grpc-status")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u32>().ok())
-        };
-        let Some(status) = status_of(&trailers).or_else(|| status_of(&parts.headers)) else {
-            return Err(Failure::Remote(Error::internal_server_error(
-                CLIENT_ID,
-                format!(
-                    "the grpc answer from `{address}` carries no grpc-status ({})",
-                    parts.status
-                ),
-            )));
-        };
-        if status != 0 {
-            let message = trailers
-                .get("grpc-message")
-                .or_else(|| parts.headers.get("grpc-message"))
-                .and_then(|v| v.to_str().ok())
-                .map(grpc::decode_message)
-                .unwrap_or_default();
-            // go-micro's grpc server puts its error's JSON in the message.
-            let parsed = Error::parse(&message);
-            let err = if parsed.id.is_empty() {
-                Error::new(service, grpc::code_of(status), message)
-            } else {
-                parsed
-            };
-            return Err(Failure::Remote(err));
+        let status = grpc::status_error(&trailers, service)
+            .or_else(|| grpc::status_error(&parts.headers, service));
+        match status {
+            Some(Ok(())) => {}
+            Some(Err(err)) => return Err(Failure::Remote(err)),
+            None => {
+                return Err(Failure::Remote(Error::internal_server_error(
+                    CLIENT_ID,
+                    format!(
+                        "the grpc answer from `{address}` carries no grpc-status ({})",
+                        parts.status
+                    ),
+                )));
+            }
         }
         let message = grpc::unframe(&collected.to_bytes()).map_err(|why| {
             Failure::Remote(Error::internal_server_error(
@@ -806,6 +800,41 @@ impl Client {
             .to_owned();
         Ok((reply_type, message))
     }
+}
+
+/// The headers of a gRPC stream as go-micro's grpc client sends them: the metadata in
+/// lowercase, the gRPC content type, and the stream's `timeout` in nanoseconds when it has one.
+fn grpc_stream_headers(opts: &CallOptions, content_type: &str) -> Result<http::HeaderMap> {
+    let mut headers = grpc_metadata(&opts.metadata).map_err(|(what, value)| {
+        Error::bad_request(
+            CLIENT_ID,
+            format!("invalid {what} `{value}` for a grpc call"),
+        )
+    })?;
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(super::grpc::content_type_of(content_type)),
+    );
+    headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    if let Some(timeout) = opts.timeout {
+        let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        headers.insert(names::TIMEOUT, HeaderValue::from(nanos));
+    }
+    Ok(headers)
+}
+
+/// Metadata as gRPC headers (lowercase names); the bad name or value, if one is.
+fn grpc_metadata(
+    metadata: &Metadata,
+) -> std::result::Result<http::HeaderMap, (&'static str, String)> {
+    let mut headers = http::HeaderMap::with_capacity(metadata.len() + 3);
+    for (name, value) in metadata {
+        let name = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+            .map_err(|_| ("header name", name.clone()))?;
+        let value = HeaderValue::from_str(value).map_err(|_| ("header value", value.clone()))?;
+        headers.insert(name, value);
+    }
+    Ok(headers)
 }
 
 /// go-micro's default backoff before retry `attempt` (1-based): `attempt^e * 100 ms`.

@@ -1,5 +1,6 @@
-//! go-micro's grpc protocol (`--server=grpc`, `--client=grpc` in go-micro v5): unary calls
-//! as gRPC over HTTP/2 without TLS (h2c).
+//! go-micro's grpc protocol (`--server=grpc`, `--client=grpc` in go-micro v5): calls as
+//! gRPC over HTTP/2, without TLS (h2c) or, when the client and server have TLS, over TLS with
+//! ALPN `h2`. Streams: see [`super::stream`].
 //!
 //! A call is `POST /<service>.<Handler>/<Method>` (go-micro's server keeps the last dotted
 //! part of the first segment as the handler, so any prefix works), `content-type:
@@ -101,6 +102,117 @@ pub(crate) fn unframe(body: &Bytes) -> Result<Bytes, String> {
     Ok(body.slice(5..))
 }
 
+/// Splits the length-prefixed messages of a streamed gRPC body as its bytes arrive.
+#[derive(Debug, Default)]
+pub(crate) struct Deframer {
+    buf: BytesMut,
+}
+
+impl Deframer {
+    /// Adds bytes that arrived.
+    pub(crate) fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Whether nothing is left over (a stream that ends here ended between messages).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The next whole message, if one has arrived; an error for a compressed message or one
+    /// over `max` bytes (the stream cannot go on after either).
+    pub(crate) fn next(&mut self, max: usize) -> Result<Option<Bytes>, String> {
+        if self.buf.len() < 5 {
+            return Ok(None);
+        }
+        if self.buf[0] != 0 {
+            return Err("compressed gRPC messages are not supported".to_owned());
+        }
+        let length =
+            u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+        if length > max {
+            return Err(format!(
+                "a gRPC message of {length} bytes is over the limit of {max}"
+            ));
+        }
+        if self.buf.len() < 5 + length {
+            self.buf.reserve(5 + length - self.buf.len());
+            return Ok(None);
+        }
+        let _ = self.buf.split_to(5);
+        Ok(Some(self.buf.split_to(length).freeze()))
+    }
+}
+
+/// A call's deadline from its headers: go-micro's `timeout` (nanoseconds), else gRPC's
+/// `grpc-timeout` (digits and a unit: `H`, `M`, `S`, `m`, `u`, `n`).
+pub(crate) fn timeout_of(headers: &http::HeaderMap) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(ns) = text("timeout").and_then(|t| t.trim().parse::<u64>().ok()) {
+        return (ns > 0).then(|| Duration::from_nanos(ns));
+    }
+    let value = text("grpc-timeout")?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    let limit = match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    };
+    (!limit.is_zero()).then_some(limit)
+}
+
+/// The status trailers that end a gRPC answer: `grpc-status` 0, or the error's code as
+/// go-micro maps it with its JSON in `grpc-message`.
+pub(crate) fn status_trailers(result: Result<(), &crate::Error>) -> http::HeaderMap {
+    use http::HeaderValue;
+    let mut trailers = http::HeaderMap::new();
+    match result {
+        Ok(()) => {
+            trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        }
+        Err(err) => {
+            trailers.insert("grpc-status", HeaderValue::from(status_of(err.code)));
+            if let Ok(message) = HeaderValue::from_str(&encode_message(&err.to_json())) {
+                trailers.insert("grpc-message", message);
+            }
+        }
+    }
+    trailers
+}
+
+/// The error a gRPC answer's status names (in its trailers, or its headers when it is
+/// trailers-only): `None` for `grpc-status: 0`. go-micro's grpc server puts its error's JSON
+/// in `grpc-message`; any other message becomes the detail of an error of `service`.
+pub(crate) fn status_error(
+    map: &http::HeaderMap,
+    service: &str,
+) -> Option<std::result::Result<(), crate::Error>> {
+    let status = map
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())?;
+    if status == 0 {
+        return Some(Ok(()));
+    }
+    let message = map
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .map(decode_message)
+        .unwrap_or_default();
+    let parsed = crate::Error::parse(&message);
+    Some(Err(if parsed.id.is_empty() {
+        crate::Error::new(service, code_of(status), message)
+    } else {
+        parsed
+    }))
+}
+
 /// go-micro's mapping from an error's HTTP code to a gRPC status code.
 pub(crate) fn status_of(code: i32) -> u32 {
     match code {
@@ -195,6 +307,86 @@ mod tests {
         assert!(unframe(&Bytes::from_static(b"\0\0")).is_err());
         assert!(unframe(&Bytes::from_static(b"\x01\0\0\0\x01a")).is_err());
         assert!(unframe(&Bytes::from_static(b"\0\0\0\0\x05ab")).is_err());
+    }
+
+    #[test]
+    fn a_streamed_body_is_split_into_its_messages_however_it_arrives() {
+        let mut body = Vec::new();
+        for message in [&b"one"[..], b"", b"three"] {
+            body.extend_from_slice(&frame(message));
+        }
+        // Byte by byte: a message comes out only once it is whole.
+        let mut deframer = Deframer::default();
+        let mut got = Vec::new();
+        for byte in &body {
+            deframer.push(std::slice::from_ref(byte));
+            while let Some(message) = deframer.next(16).expect("well formed") {
+                got.push(message);
+            }
+        }
+        assert_eq!(got, [&b"one"[..], b"", b"three"]);
+        assert!(deframer.is_empty());
+        deframer.push(&frame(&[0; 17]));
+        assert!(
+            deframer
+                .next(16)
+                .expect_err("too large")
+                .contains("over the limit")
+        );
+        let mut compressed = Deframer::default();
+        compressed.push(b"\x01\0\0\0\x01a");
+        assert!(compressed.next(16).is_err());
+    }
+
+    #[test]
+    fn deadlines_from_go_micros_timeout_or_grpcs() {
+        use std::time::Duration;
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = http::HeaderMap::new();
+            for (k, v) in pairs {
+                map.insert(*k, http::HeaderValue::from_static(v));
+            }
+            map
+        };
+        assert_eq!(
+            timeout_of(&headers(&[("timeout", "5000000000")])),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            timeout_of(&headers(&[("grpc-timeout", "250m")])),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            timeout_of(&headers(&[("grpc-timeout", "2S"), ("timeout", "1000")])),
+            Some(Duration::from_micros(1))
+        );
+        assert_eq!(timeout_of(&headers(&[("grpc-timeout", "9x")])), None);
+        assert_eq!(timeout_of(&headers(&[])), None);
+    }
+
+    #[test]
+    fn statuses_round_trip_through_trailers() {
+        assert_eq!(status_error(&status_trailers(Ok(())), "s"), Some(Ok(())));
+        let err = crate::Error::new("counter", 400, "13 is unlucky");
+        let back = status_error(&status_trailers(Err(&err)), "s")
+            .expect("a status")
+            .expect_err("an error");
+        assert_eq!(
+            (back.code, back.id.as_str(), back.detail.as_str()),
+            (400, "counter", "13 is unlucky")
+        );
+        // A plain message (not go-micro's JSON) is the detail of an error of the service.
+        let mut map = http::HeaderMap::new();
+        map.insert("grpc-status", http::HeaderValue::from_static("5"));
+        map.insert("grpc-message", http::HeaderValue::from_static("no%20such"));
+        let plain = status_error(&map, "s")
+            .expect("a status")
+            .expect_err("an error");
+        assert_eq!(
+            (plain.code, plain.id.as_str(), plain.detail.as_str()),
+            (404, "s", "no such")
+        );
+        assert_eq!(status_error(&http::HeaderMap::new(), "s"), None);
     }
 
     #[test]

@@ -236,7 +236,10 @@ impl Server {
             max_body_bytes: opts.max_body_bytes,
             header_read_timeout: opts.header_read_timeout,
             max_connections: opts.max_connections.max(1),
-            tls: opts.tls.map(|t| tokio_rustls::TlsAcceptor::from(t.0)),
+            tls: opts.tls.map(|t| {
+                let t = if opts.grpc { t.with_h2() } else { t };
+                tokio_rustls::TlsAcceptor::from(t.0)
+            }),
             endpoints: table,
             streams: streams.into_iter().map(|(ep, f)| (ep.name, f)).collect(),
             grpc: opts.grpc,
@@ -522,7 +525,7 @@ async fn serve_io<IO>(
         tracing::debug!(%peer, "rpc stream: the first message did not arrive whole");
         return;
     };
-    let _in_flight = InFlight::enter(&shared);
+    let _in_flight = InFlight::enter(&*shared);
     let served = stream::Served {
         id: &shared.id,
         name: &shared.name,
@@ -571,14 +574,25 @@ async fn serve_grpc<IO>(
     }
 }
 
-/// A gRPC response: the message (if any), then the status in trailers.
-type GrpcBody = http_body_util::StreamBody<
-    futures::stream::Iter<
-        std::vec::IntoIter<std::result::Result<hyper::body::Frame<Bytes>, Infallible>>,
+/// A gRPC response: a unary call's message (if any) then its status in trailers, or a
+/// stream's messages as its handler sends them.
+type GrpcBody = http_body_util::Either<
+    http_body_util::StreamBody<
+        futures::stream::Iter<
+            std::vec::IntoIter<std::result::Result<hyper::body::Frame<Bytes>, Infallible>>,
+        >,
     >,
+    stream::grpc::ChannelBody,
 >;
 
-/// One unary gRPC call: the path names the endpoint, the content type the codec.
+/// What a gRPC call turned out to be.
+enum GrpcCall {
+    Unary(Result<Response>),
+    /// A streaming endpoint's: its response body and codec.
+    Stream(stream::grpc::ChannelBody, &'static str),
+}
+
+/// One gRPC call: the path names the endpoint, the content type the codec.
 async fn grpc_call(
     shared: Arc<Shared>,
     state: watch::Receiver<State>,
@@ -589,16 +603,17 @@ async fn grpc_call(
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     let started = Instant::now();
+    use GrpcCall::{Stream, Unary};
     let call = async {
         let Some((service, endpoint)) = grpc::endpoint_of(&path) else {
             return (
                 String::new(),
-                Err(Error::not_found(
+                Unary(Err(Error::not_found(
                     &shared.id,
                     format!(
                         "no such gRPC method `{path}`: calls are `/<service>.<Handler>/<Method>`"
                     ),
-                )),
+                ))),
             );
         };
         let content_type = header_str(&parts.headers, &header::CONTENT_TYPE).unwrap_or_default();
@@ -607,19 +622,33 @@ async fn grpc_call(
                 &shared.id,
                 format!("unsupported gRPC content type `{content_type}`"),
             );
-            return (endpoint, Err(err));
+            return (endpoint, Unary(Err(err)));
         };
+        if let Some(handler) = shared.streams.get(&endpoint) {
+            let call = stream::grpc::Call {
+                service: service.unwrap_or(&shared.id).to_owned(),
+                endpoint: endpoint.clone(),
+                header: metadata(&parts.headers),
+                codec_type,
+                timeout: grpc::timeout_of(&parts.headers),
+                max_message: shared.max_body_bytes,
+                peer,
+                in_flight: Box::new(InFlight::enter(Arc::clone(&shared))),
+            };
+            let body = stream::grpc::serve(body, Arc::clone(handler), call);
+            return (endpoint, Stream(body, codec_type));
+        }
         let collected = match Limited::new(body, shared.max_body_bytes).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(err) => {
                 let err =
                     Error::bad_request(&shared.id, format!("cannot read the gRPC request: {err}"));
-                return (endpoint, Err(err));
+                return (endpoint, Unary(Err(err)));
             }
         };
         let message = match grpc::unframe(&collected) {
             Ok(message) => message,
-            Err(why) => return (endpoint, Err(Error::bad_request(&shared.id, why))),
+            Err(why) => return (endpoint, Unary(Err(Error::bad_request(&shared.id, why)))),
         };
         let request = Request {
             service: service.unwrap_or(&shared.id).to_owned(),
@@ -633,36 +662,41 @@ async fn grpc_call(
         let result = dispatch(&shared, state, &parts.headers, request)
             .instrument(span)
             .await;
-        (endpoint, result)
+        (endpoint, Unary(result))
     };
-    let (endpoint, result) = call.await;
+    let (endpoint, result) = match call.await {
+        (_, Stream(body, codec_type)) => {
+            return grpc_response(http_body_util::Either::Right(body), codec_type);
+        }
+        (endpoint, Unary(result)) => (endpoint, result),
+    };
     observe(&shared, &endpoint, &result, started.elapsed());
-    let mut trailers = HeaderMap::new();
     let mut frames = Vec::with_capacity(2);
-    let content_type = match &result {
+    let codec_type = match &result {
         Ok(response) => {
             frames.push(Ok(hyper::body::Frame::data(grpc::frame(&response.body))));
-            trailers.insert("grpc-status", HeaderValue::from_static("0"));
-            grpc::content_type_of(&response.content_type)
+            response.content_type.as_str()
         }
         Err(err) => {
             if err.code >= 500 {
                 tracing::warn!(%endpoint, error = %err, "grpc call failed");
             }
-            trailers.insert("grpc-status", HeaderValue::from(grpc::status_of(err.code)));
-            if let Ok(message) = HeaderValue::from_str(&grpc::encode_message(&err.to_json())) {
-                trailers.insert("grpc-message", message);
-            }
-            "application/grpc+proto"
+            codec::PROTOBUF
         }
     };
+    let trailers = grpc::status_trailers(result.as_ref().map(|_| ()));
     frames.push(Ok(hyper::body::Frame::trailers(trailers)));
-    let mut response = http::Response::new(http_body_util::StreamBody::new(futures::stream::iter(
-        frames,
-    )));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
+    grpc_response(http_body_util::Either::Left(body), codec_type)
+}
+
+/// A gRPC answer with `body`, in the gRPC content type of `codec_type`.
+fn grpc_response(body: GrpcBody, codec_type: &str) -> http::Response<GrpcBody> {
+    let mut response = http::Response::new(body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(super::grpc::content_type_of(codec_type)),
+    );
     response
 }
 
@@ -805,18 +839,18 @@ async fn until(state: &mut watch::Receiver<State>, reached: fn(State) -> bool) {
 }
 
 /// Counts a request in flight for as long as it lives.
-struct InFlight<'a>(&'a Shared);
+struct InFlight<S: std::borrow::Borrow<Shared>>(S);
 
-impl<'a> InFlight<'a> {
-    fn enter(shared: &'a Shared) -> Self {
-        shared.in_flight.fetch_add(1, Ordering::AcqRel);
+impl<S: std::borrow::Borrow<Shared>> InFlight<S> {
+    fn enter(shared: S) -> Self {
+        shared.borrow().in_flight.fetch_add(1, Ordering::AcqRel);
         Self(shared)
     }
 }
 
-impl Drop for InFlight<'_> {
+impl<S: std::borrow::Borrow<Shared>> Drop for InFlight<S> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.borrow().in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -14,6 +14,11 @@
 //! that does not read stops the server reading the connection, and [`Replies::send`] waits
 //! while the connection cannot take more. A caller that goes away ends [`Requests`] with an
 //! error, fails the next [`Replies::send`], and cancels the handler (its future is dropped).
+//!
+//! The same handlers serve streams over go-micro's grpc protocol (a server with
+//! `--server=grpc`), and [`crate::rpc::Client::stream`] opens one when the node's record says
+//! `protocol=grpc`: one HTTP/2 stream each, messages length-prefixed, the caller's end its
+//! half-close, the server's its status trailers. With TLS on the client, both go over TLS.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -31,6 +36,7 @@ use crate::codec::{self, Decode, Encode, Format};
 use crate::registry::Metadata;
 use crate::{Error, Result};
 
+pub(crate) mod grpc;
 pub(crate) mod wire;
 
 /// How many messages wait in each direction before the other side is held back.
@@ -149,6 +155,29 @@ impl fmt::Debug for StreamCall {
 }
 
 impl StreamCall {
+    /// A stream call for a handler, with the ends the server's side keeps: where the
+    /// caller's messages go in, and where the handler's replies come out.
+    pub(crate) fn channel(
+        service: String,
+        endpoint: String,
+        header: Metadata,
+        content_type: &str,
+        accept: &str,
+    ) -> (StreamCall, mpsc::Sender<Incoming>, mpsc::Receiver<Bytes>) {
+        let (requests_tx, requests) = mpsc::channel(DEPTH);
+        let (replies, replies_rx) = mpsc::channel::<Bytes>(DEPTH);
+        let call = StreamCall {
+            service,
+            endpoint,
+            header,
+            content_type: Arc::from(content_type),
+            accept: Arc::from(accept),
+            requests,
+            replies,
+        };
+        (call, requests_tx, replies_rx)
+    }
+
     /// The stream's two directions, typed.
     pub fn split<Req, Resp>(self) -> (Requests<Req>, Replies<Resp>) {
         let service: Arc<str> = Arc::from(self.service);
@@ -259,18 +288,13 @@ pub(crate) async fn serve<R, W>(
         .filter(|(k, _)| !is_protocol_header(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let (requests_tx, requests) = mpsc::channel(DEPTH);
-    let (replies, mut replies_rx) = mpsc::channel::<Bytes>(DEPTH);
-    let content_type: Arc<str> = Arc::from(content_type);
-    let stream = StreamCall {
-        service: service.clone(),
-        endpoint: endpoint.clone(),
+    let (stream, requests_tx, mut replies_rx) = StreamCall::channel(
+        service.clone(),
+        endpoint.clone(),
         header,
-        content_type: Arc::clone(&content_type),
-        accept: Arc::from(accept.as_str()),
-        requests,
-        replies,
-    };
+        &content_type,
+        &accept,
+    );
     // The caller's side: every message after the placeholder, until its EOS or the end.
     let reader = tokio::spawn(read_requests(reader, requests_tx, service.clone()));
     let handler = call(stream);
@@ -413,10 +437,14 @@ pub(crate) fn opens_stream(first: &wire::Message) -> bool {
     first.micro("Micro-Stream").is_some()
 }
 
+/// The connection a caller's mucp stream runs on (plain TCP or TLS).
+pub(crate) type Conn = super::tls::connect::Stream;
+
 /// A stream a caller opened with [`crate::rpc::Client::stream`]: `Req` messages out, `Resp`
-/// messages in, on a connection of its own. End the sending side with
-/// [`CallStream::close_send`] (go-micro's `EOS`); dropping the stream closes the connection,
-/// which the server takes as the caller going away.
+/// messages in, on a connection of its own (mucp, over TLS when the client has it) or an
+/// HTTP/2 stream (go-micro's grpc protocol, chosen by the node's record). End the sending side
+/// with [`CallStream::close_send`] (go-micro's `EOS`, gRPC's half-close); dropping the stream
+/// closes it, which the server takes as the caller going away.
 pub struct CallStream<Req, Resp> {
     sender: StreamSender<Req>,
     receiver: StreamReceiver<Resp>,
@@ -432,23 +460,25 @@ impl<Req, Resp> fmt::Debug for CallStream<Req, Resp> {
 }
 
 impl<Req: Encode, Resp: Decode> CallStream<Req, Resp> {
-    /// Opens the stream on `io` (connected to the node at `host`): sends go-micro's placeholder
-    /// first message with `header`, the headers every message carries.
+    /// Opens a mucp stream on `io` (connected to the node at `host`): sends go-micro's
+    /// placeholder first message with `header`, the headers every message carries.
     pub(crate) async fn open(
-        io: tokio::net::TcpStream,
+        io: Conn,
         host: String,
         header: Vec<(String, String)>,
         service: &str,
         content_type: &str,
         max_body: usize,
     ) -> Result<Self> {
-        let (read, write) = io.into_split();
+        let (read, write) = tokio::io::split(io);
         let service: Arc<str> = Arc::from(service);
         let content_type: Arc<str> = Arc::from(content_type);
         let mut sender = StreamSender {
-            write,
-            host,
-            header,
+            out: Out::Mucp {
+                write,
+                host,
+                header,
+            },
             service: Arc::clone(&service),
             content_type: Arc::clone(&content_type),
             closed: false,
@@ -461,11 +491,48 @@ impl<Req: Encode, Resp: Decode> CallStream<Req, Resp> {
         } else {
             b""
         };
-        sender.write(&[], placeholder).await?;
+        sender.write_mucp(&[], placeholder).await?;
         Ok(Self {
             sender,
             receiver: StreamReceiver {
-                reader: wire::Reader::responses(read, max_body),
+                input: In::Mucp(wire::Reader::responses(read, max_body)),
+                service,
+                content_type,
+                done: false,
+                _type: PhantomData,
+            },
+        })
+    }
+
+    /// Opens a gRPC stream to a node of go-micro's grpc protocol on `io`, connected to
+    /// `address`, with `headers` (its path from the service and endpoint). No placeholder:
+    /// go-micro's grpc client sends none.
+    pub(crate) async fn open_grpc<IO>(
+        io: IO,
+        address: &str,
+        endpoint: &str,
+        headers: http::HeaderMap,
+        service: &str,
+        content_type: &str,
+        max_message: usize,
+    ) -> Result<Self>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let path = super::grpc::path_of(service, endpoint);
+        let (frames, replies) = grpc::open(io, address, &path, headers, max_message).await?;
+        let service: Arc<str> = Arc::from(service);
+        let content_type: Arc<str> = Arc::from(content_type);
+        Ok(Self {
+            sender: StreamSender {
+                out: Out::Grpc(Some(frames)),
+                service: Arc::clone(&service),
+                content_type: Arc::clone(&content_type),
+                closed: false,
+                _type: PhantomData,
+            },
+            receiver: StreamReceiver {
+                input: In::Grpc(Box::new(replies)),
                 service,
                 content_type,
                 done: false,
@@ -480,7 +547,7 @@ impl<Req: Encode, Resp: Decode> CallStream<Req, Resp> {
     }
 
     /// The server's next message; `None` once it has ended the stream. The server's error
-    /// (go-micro's JSON in `Micro-Error`) is an `Err`, and the end.
+    /// (go-micro's JSON in `Micro-Error`, or a gRPC status) is an `Err`, and the end.
     pub async fn recv(&mut self) -> Result<Option<Resp>> {
         self.receiver.recv().await
     }
@@ -496,11 +563,21 @@ impl<Req: Encode, Resp: Decode> CallStream<Req, Resp> {
     }
 }
 
+/// Where a caller's messages go.
+enum Out {
+    /// Each message one HTTP/1.1 request on the stream's connection.
+    Mucp {
+        write: tokio::io::WriteHalf<Conn>,
+        host: String,
+        header: Vec<(String, String)>,
+    },
+    /// Each message a frame of the HTTP/2 request body; `None` once the body has ended.
+    Grpc(Option<mpsc::Sender<hyper::body::Frame<Bytes>>>),
+}
+
 /// The sending side of a [`CallStream`].
 pub struct StreamSender<Req> {
-    write: tokio::net::tcp::OwnedWriteHalf,
-    host: String,
-    header: Vec<(String, String)>,
+    out: Out,
     service: Arc<str>,
     content_type: Arc<str>,
     closed: bool,
@@ -517,7 +594,8 @@ impl<Req> fmt::Debug for StreamSender<Req> {
 }
 
 impl<Req: Encode> StreamSender<Req> {
-    /// Sends one message; an error after [`StreamSender::close_send`].
+    /// Sends one message; waits while the server cannot take more. An error after
+    /// [`StreamSender::close_send`].
     pub async fn send(&mut self, message: &Req) -> Result<()> {
         if self.closed {
             return Err(Error::bad_request(
@@ -526,35 +604,68 @@ impl<Req: Encode> StreamSender<Req> {
             ));
         }
         let body = message.encode(CLIENT_ID, &self.content_type)?;
-        self.write(&[], &body).await
+        match &mut self.out {
+            Out::Mucp { .. } => self.write_mucp(&[], &body).await,
+            Out::Grpc(frames) => {
+                let frame = hyper::body::Frame::data(super::grpc::frame(&body));
+                match frames {
+                    Some(frames) if frames.send(frame).await.is_ok() => Ok(()),
+                    _ => Err(self.failed(&"the server closed the stream")),
+                }
+            }
+        }
     }
 
-    /// Tells the server no more messages come (go-micro's `EOS`). Idempotent.
+    /// Tells the server no more messages come (go-micro's `EOS`, gRPC's end of the request
+    /// body). Idempotent.
     pub async fn close_send(&mut self) -> Result<()> {
         if self.closed {
             return Ok(());
         }
         self.closed = true;
-        self.write(&[("Micro-Error", "EOS")], b"").await
+        match &mut self.out {
+            Out::Mucp { .. } => self.write_mucp(&[("Micro-Error", "EOS")], b"").await,
+            Out::Grpc(frames) => {
+                *frames = None;
+                Ok(())
+            }
+        }
     }
 
-    async fn write(&mut self, extra: &[(&str, &str)], body: &[u8]) -> Result<()> {
-        let message = wire::request(&self.host, &self.header, extra, body);
-        wire::write(&mut self.write, &message).await.map_err(|e| {
-            Error::internal_server_error(
-                CLIENT_ID,
-                format!(
-                    "connection error: the stream to `{}` failed: {e}",
-                    self.service
-                ),
-            )
-        })
+    fn failed(&self, why: &dyn fmt::Display) -> Error {
+        Error::internal_server_error(
+            CLIENT_ID,
+            format!(
+                "connection error: the stream to `{}` failed: {why}",
+                self.service
+            ),
+        )
     }
+
+    async fn write_mucp(&mut self, extra: &[(&str, &str)], body: &[u8]) -> Result<()> {
+        let Out::Mucp {
+            write,
+            host,
+            header,
+        } = &mut self.out
+        else {
+            return Ok(());
+        };
+        let message = wire::request(host, header, extra, body);
+        let written = wire::write(write, &message).await;
+        written.map_err(|e| self.failed(&e))
+    }
+}
+
+/// Where the server's messages come from.
+enum In {
+    Mucp(wire::Reader<tokio::io::ReadHalf<Conn>>),
+    Grpc(Box<grpc::Replies>),
 }
 
 /// The receiving side of a [`CallStream`].
 pub struct StreamReceiver<Resp> {
-    reader: wire::Reader<tokio::net::tcp::OwnedReadHalf>,
+    input: In,
     service: Arc<str>,
     content_type: Arc<str>,
     done: bool,
@@ -576,7 +687,25 @@ impl<Resp: Decode> StreamReceiver<Resp> {
         if self.done {
             return Ok(None);
         }
-        let message = match self.reader.next().await {
+        let reader = match &mut self.input {
+            In::Mucp(reader) => reader,
+            In::Grpc(replies) => {
+                let next = replies.next(&self.service).await;
+                let content_type = replies.content_type.unwrap_or(&self.content_type);
+                return match next {
+                    Ok(Some(message)) => Resp::decode(CLIENT_ID, content_type, &message).map(Some),
+                    Ok(None) => {
+                        self.done = true;
+                        Ok(None)
+                    }
+                    Err(err) => {
+                        self.done = true;
+                        Err(err)
+                    }
+                };
+            }
+        };
+        let message = match reader.next().await {
             Ok(message) => message,
             Err(err) => {
                 self.done = true;

@@ -139,7 +139,24 @@ impl ServerTls {
     }
 }
 
+impl ServerTls {
+    /// The same, offering HTTP/2 first (`h2`, then `http/1.1`): a server that also speaks
+    /// go-micro's grpc protocol, whose clients (grpc-go among them) require `h2`.
+    pub(crate) fn with_h2(&self) -> Self {
+        let mut config = (*self.0).clone();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Self(Arc::new(config))
+    }
+}
+
 impl ClientTls {
+    /// The same, asking for HTTP/2 (`h2`): for nodes of go-micro's grpc protocol.
+    pub(crate) fn with_h2(&self) -> Self {
+        let mut config = (*self.0).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Self(Arc::new(config))
+    }
+
     /// A client configuration of your own (ALPN is set to `http/1.1`).
     pub fn new(mut config: rustls::ClientConfig) -> Self {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];

@@ -11,6 +11,7 @@ use std::time::Duration;
 use rmicro::registry::Value;
 use rmicro::registry::memory::MemoryRegistry;
 use rmicro::rpc::server::{Server, ServerHandle, ServerOptions};
+use rmicro::rpc::stream::Replies;
 use rmicro::rpc::tls::{ClientTls, SECURE_METADATA, ServerTls};
 use rmicro::rpc::{CallOptions, Client, ClientOptions, Routes};
 use rmicro_conformance::servers::tls::Certs;
@@ -18,12 +19,24 @@ use rmicro_conformance::servers::tls::Certs;
 struct Echo;
 
 fn routes() -> Routes<Echo> {
-    Routes::<Echo>::new().endpoint(
-        "Echo.Say",
-        Value::default(),
-        Value::default(),
-        |_this, text: String| async move { Ok(format!("echo: {text}")) },
-    )
+    Routes::<Echo>::new()
+        .endpoint(
+            "Echo.Say",
+            Value::default(),
+            Value::default(),
+            |_this, text: String| async move { Ok(format!("echo: {text}")) },
+        )
+        .server_stream(
+            "Echo.Repeat",
+            Value::default(),
+            Value::default(),
+            |_this, text: String, replies: Replies<String>| async move {
+                for n in 1..=3 {
+                    replies.send(format!("{n}: {text}")).await?;
+                }
+                Ok(())
+            },
+        )
 }
 
 fn read(path: std::path::PathBuf) -> Vec<u8> {
@@ -31,17 +44,34 @@ fn read(path: std::path::PathBuf) -> Vec<u8> {
 }
 
 async fn serve(tls: ServerTls) -> ServerHandle {
+    serve_with(tls, false).await
+}
+
+/// A TLS server, also speaking go-micro's grpc protocol when `grpc`.
+async fn serve_with(tls: ServerTls, grpc: bool) -> ServerHandle {
     let server = Server::bind(([127, 0, 0, 1], 0).into())
         .await
         .expect("bind");
-    server.serve(
-        routes().bind(Arc::new(Echo)).endpoints,
+    let bound = routes().bind(Arc::new(Echo));
+    server.serve_streaming(
+        bound.endpoints,
+        bound.streams,
         ServerOptions {
             name: "echo".into(),
             tls: Some(tls),
+            grpc,
             ..ServerOptions::default()
         },
     )
+}
+
+/// Reads a stream to its end.
+async fn drain(mut stream: rmicro::rpc::stream::CallStream<String, String>) -> Vec<String> {
+    let mut got = Vec::new();
+    while let Some(reply) = stream.recv().await.expect("a reply") {
+        got.push(reply);
+    }
+    got
 }
 
 fn client(tls: Option<ClientTls>) -> Client {
@@ -177,6 +207,102 @@ async fn a_tls_service_registers_as_secure_and_is_called_through_the_registry() 
         .expect("through the registry, over TLS");
     assert_eq!(reply, "echo: davie");
     service.stop().await.expect("stop");
+}
+
+/// Streams over TLS (mucp's connection of its own), and go-micro's grpc protocol over TLS
+/// (ALPN `h2`), unary and streaming, with mutual TLS: a plain client gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_and_grpc_over_mutual_tls() {
+    let dir = tempfile::tempdir().expect("dir");
+    let certs = Certs::generate(dir.path(), "rmicro stream CA");
+    let (cert, key) = certs.client("caller");
+    let server = serve_with(
+        ServerTls::from_files(&certs.cert(), &certs.key(), Some(&certs.ca())).expect("mtls"),
+        true,
+    )
+    .await;
+    let address = server.local_addr().to_string();
+    let tls = || {
+        ClientTls::from_pem(
+            &read(certs.ca()),
+            Some((&read(cert.clone()), &read(key.clone()))),
+        )
+        .expect("tls")
+    };
+    let three = ["1: davie", "2: davie", "3: davie"];
+
+    // mucp: a stream by address.
+    let caller = client(Some(tls()));
+    let opts = CallOptions {
+        address: Some(address.clone()),
+        ..CallOptions::default()
+    };
+    let mut stream = caller
+        .stream_with::<String, String>("echo", "Echo.Repeat", opts.clone())
+        .await
+        .expect("a mucp stream over TLS");
+    stream.send(&"davie".to_owned()).await.expect("send");
+    assert_eq!(drain(stream).await, three);
+
+    // grpc: the node's record says so.
+    let registry = Arc::new(MemoryRegistry::new());
+    let mut metadata = rmicro::registry::Metadata::new();
+    metadata.insert("protocol".to_owned(), "grpc".to_owned());
+    let record = rmicro::registry::Service {
+        name: "echo".to_owned(),
+        nodes: vec![rmicro::registry::Node {
+            id: "echo-1".to_owned(),
+            address,
+            metadata,
+        }],
+        ..rmicro::registry::Service::default()
+    };
+    rmicro::registry::Registry::register(
+        &*registry,
+        &record,
+        rmicro::registry::RegisterOptions::default(),
+    )
+    .await
+    .expect("register");
+    let through = |tls: Option<ClientTls>| {
+        Client::new(
+            registry.clone(),
+            ClientOptions {
+                retries: 0,
+                request_timeout: Duration::from_secs(5),
+                tls,
+                ..ClientOptions::default()
+            },
+        )
+    };
+    let caller = through(Some(tls()));
+    let reply: String = caller
+        .call("echo", "Echo.Say", &"davie".to_owned())
+        .await
+        .expect("grpc over TLS");
+    assert_eq!(reply, "echo: davie");
+    let mut stream = caller
+        .stream::<String, String>("echo", "Echo.Repeat")
+        .await
+        .expect("a grpc stream over TLS");
+    stream.send(&"davie".to_owned()).await.expect("send");
+    stream.close_send().await.expect("half-close");
+    assert_eq!(drain(stream).await, three);
+
+    // A client without TLS is refused, never answered in the clear.
+    let plain = through(None);
+    plain
+        .call::<_, String>("echo", "Echo.Say", &"davie".to_owned())
+        .await
+        .expect_err("grpc without TLS");
+    let refused = async {
+        let mut stream = plain
+            .stream::<String, String>("echo", "Echo.Repeat")
+            .await?;
+        stream.send(&"davie".to_owned()).await?;
+        stream.recv().await
+    };
+    refused.await.expect_err("a grpc stream without TLS");
 }
 
 #[test]
