@@ -8,7 +8,7 @@
 #   - tests/interop/v5/* (registry, tracecall, traceserve, client, service, publisher,
 #     subscriber): go-micro v5 (go-micro.dev/v5 v5.30.0, with
 #     OpenTelemetry's Go SDK and OTLP/HTTP exporter v1.35.0, the SDK go-micro v5.30 requires),
-#     a module of its own, into interop-bin/v5/; client and service again with `-tags grpc`
+#     a module of its own, into interop-bin/v5/; client, service and streamclient again with `-tags grpc`
 #     (go-micro's grpc server and client) into interop-bin/v5/grpc/.
 # The interop tests (examples/tests/interop.rs, runtime/tests/nats_registry.rs) call this
 # script; each module is rebuilt only when its sources changed (a hash of its Go files,
@@ -61,4 +61,4 @@ build "$root/tests/interop/v5" . "$cache/interop-bin/v5" registry tracecall trac
   client service publisher subscriber streamclient
 # The same client and service with go-micro's grpc server and client linked in (`-tags grpc`):
 # kept apart, as linking them breaks etcd's client in the same binary (see v5/peer/peer.go).
-TAGS=grpc build "$root/tests/interop/v5" . "$cache/interop-bin/v5/grpc" client service
+TAGS=grpc build "$root/tests/interop/v5" . "$cache/interop-bin/v5/grpc" client service streamclient

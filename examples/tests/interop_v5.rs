@@ -11,7 +11,9 @@
 //! - brokers http, nats and rabbitmq: go-micro's `client.Publish` (JSON and protobuf) and
 //!   `broker.Publish` reach `message_subscriber`; what `message_publisher` sends reaches
 //!   go-micro's `broker.Subscribe` with go-micro's headers, and its server-side subscriber
-//!   (`micro.RegisterSubscriber`), with the message id under go-micro's `Micro-ID`.
+//!   (`micro.RegisterSubscriber`), with the message id under go-micro's `Micro-ID`;
+//! - streams (server and bidirectional, with go-micro's errors) both ways, on go-micro's
+//!   default stack and over its grpc protocol; unary grpc both ways, in protobuf and JSON.
 //!
 //! mDNS runs inside a network namespace each test creates, whose one interface is lo, set up
 //! by `scripts/loopback-multicast.sh` as `scripts/setup.sh` sets up a loopback-only host (so
@@ -387,12 +389,35 @@ fn rabbitmq_broker_both_ways() {
 /// protobuf.
 #[test]
 fn go_micro_streams_to_rmicro_service() {
+    go_micro_streams("mucp");
+}
+
+/// The same over go-micro's grpc protocol: go-micro's grpc client (`--client=grpc`) against
+/// rmicro's `student_service --server=grpc`; the end of a stream is its `grpc-status`, the
+/// 404 a gRPC NotFound carrying go-micro's error.
+#[test]
+fn go_micro_grpc_streams_to_rmicro_service() {
+    go_micro_streams("grpc");
+}
+
+fn go_micro_streams(protocol: &str) {
     let _lock = seed_lock();
-    let stream_client = v5("streamclient");
+    let grpc = protocol == "grpc";
+    // Built with `-tags grpc` (go-micro's grpc packages break etcd's client when linked in).
+    let stream_client = v5(if grpc {
+        "grpc/streamclient"
+    } else {
+        "streamclient"
+    });
     let registry = registry("nats");
-    let flags = registry.flags();
+    let mut flags = registry.flags();
     let started = Instant::now();
-    let mut service = Proc::spawn(SERVICE, &flags, &[]);
+    let mut service_flags = flags.clone();
+    if grpc {
+        service_flags.push("--server=grpc");
+        flags.push("--client=grpc");
+    }
+    let mut service = Proc::spawn(SERVICE, &service_flags, &[]);
     service.wait_for("registered", UP);
     // go-micro prints the students as its struct orders the fields.
     let class = |names: &[&str]| -> String {
@@ -467,7 +492,10 @@ fn go_micro_streams_to_rmicro_service() {
             "{content_type}: {err}"
         );
     }
-    report("go-micro streams -> rmicro service", started);
+    report(
+        &format!("go-micro {protocol} streams -> rmicro service"),
+        started,
+    );
 }
 
 /// rmicro's `Client::stream` against a go-micro v5 service's streaming handlers (`server.Stream`
@@ -476,17 +504,39 @@ fn go_micro_streams_to_rmicro_service() {
 /// protobuf.
 #[test]
 fn rmicro_streams_to_go_micro_service() {
+    rmicro_streams("mucp");
+}
+
+/// The same against go-micro's grpc server (`--server=grpc`), which the client picks by the
+/// node's `protocol=grpc`. In JSON only: go-micro's grpc server decodes protobuf only into
+/// protoc-gen-go's types, and the Go program's Student types are hand-written
+/// (`grpc_both_ways` sends protobuf to it with a well-known type instead).
+#[test]
+fn rmicro_streams_to_go_micro_grpc_service() {
+    rmicro_streams("grpc");
+}
+
+fn rmicro_streams(protocol: &str) {
     use rmicro::registry::nats::{NatsRegistry, NatsRegistryOptions};
     use rmicro_examples::{Student, StudentRequest};
 
     let _lock = seed_lock();
-    let service = v5("service");
+    let grpc = protocol == "grpc";
+    let service = v5(if grpc { "grpc/service" } else { "service" });
     let server = Nats::start();
-    let registry_flags = [
+    let mut registry_flags = vec![
         "--registry=nats".to_owned(),
         format!("--registry_address={}", server.url()),
     ];
+    if grpc {
+        registry_flags.push("--server=grpc".to_owned());
+    }
     let flags: Vec<&str> = registry_flags.iter().map(String::as_str).collect();
+    let content_types: &[&str] = if grpc {
+        &["application/json"]
+    } else {
+        &["application/json", "application/protobuf"]
+    };
     let started = Instant::now();
     let mut peer = Proc::spawn(&service, &flags, &[]);
     peer.wait_for("ready 127.0.0.1:", UP);
@@ -503,7 +553,7 @@ fn rmicro_streams_to_go_micro_service() {
         let names = |students: Vec<Student>| -> Vec<String> {
             students.into_iter().map(|s| s.name).collect()
         };
-        for content_type in ["application/json", "application/protobuf"] {
+        for &content_type in content_types {
             let opts = || rmicro::rpc::CallOptions {
                 content_type: Some(content_type.to_owned()),
                 ..rmicro::rpc::CallOptions::default()
@@ -552,7 +602,10 @@ fn rmicro_streams_to_go_micro_service() {
         }
     });
     peer.wait_for(r#"streaming students named "do"*"#, UP);
-    report("rmicro streams -> go-micro service", started);
+    report(
+        &format!("rmicro {protocol} streams -> go-micro service"),
+        started,
+    );
 }
 
 /// go-micro's grpc protocol (gRPC over h2c): go-micro v5's grpc client (`--client=grpc`) calls
@@ -596,10 +649,11 @@ fn grpc_both_ways() {
     rmicro.signal("TERM");
     assert_eq!(rmicro.wait_exit(UP), Some(0));
 
-    // rmicro client -> go-micro grpc server, picked by the node's `protocol=grpc`. In JSON
-    // only: go-micro's grpc server decodes protobuf with the v2 API
+    // rmicro client -> go-micro grpc server, picked by the node's `protocol=grpc`. The
+    // student calls in JSON: go-micro's grpc server decodes protobuf with the v2 API
     // (google.golang.org/protobuf), which needs protoc-gen-go's message types, and the test's
-    // Go messages are hand-written legacy ones (it refuses them: "invalid message").
+    // Go students are hand-written legacy ones (it refuses them: "invalid message"). Protobuf
+    // goes to Greeter.Hello, whose types are protoc-gen-go's.
     let mut peer = Proc::spawn(&service, &server_flags, &[]);
     peer.wait_for("ready 127.0.0.1:", UP);
     let content_type = "application/json";
@@ -646,6 +700,22 @@ fn grpc_both_ways() {
             (err.code, err.id.as_str(), err.detail.as_str()),
             (404, "student_service", "no student named bob")
         );
+        // Protobuf to go-micro's grpc server: Greeter.Hello takes and returns protobuf's
+        // StringValue (protoc-gen-go's type), whose one field, a string with tag 1, is
+        // StudentRequest's `name` on the wire.
+        let opts = rmicro::rpc::CallOptions {
+            content_type: Some("application/protobuf".to_owned()),
+            ..rmicro::rpc::CallOptions::default()
+        };
+        let davie = rmicro_examples::StudentRequest {
+            name: "davie".into(),
+        };
+        let reply: rmicro_examples::StudentRequest = client
+            .call_with("student_service", "Greeter.Hello", &davie, opts)
+            .await
+            .expect("protobuf over grpc");
+        assert_eq!(reply.name, "hello davie");
     });
+    peer.wait_for("hello davie as application/grpc+proto", UP);
     report("grpc both ways", started);
 }

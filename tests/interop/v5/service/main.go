@@ -1,7 +1,8 @@
 // Command service is the seed's student_service written with go-micro v5: endpoint
 // `StudentService.GetStudent`, registered through the registry the flags name with TTL
 // 10 s, re-registered every 5 s, serving on 127.0.0.1. It prints `ready <node address>` once
-// registered and `called <request JSON> as <content type>` for each call. It also
+// registered and `called <request JSON> as <content type>` for each call (and Greeter.Hello,
+// see Greeter). It also
 // subscribes to the seed's topic with micro.RegisterSubscriber (go-micro's server-side
 // subscriber, on the broker the flags name) and prints `event <student JSON> as <content
 // type> id <Micro-ID>` for each message. It deregisters and exits when standard input
@@ -24,6 +25,7 @@ import (
 	"go-micro.dev/v5/errors"
 	"go-micro.dev/v5/metadata"
 	"go-micro.dev/v5/server"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"rmicro.test/interop/v5/peer"
 )
@@ -89,6 +91,18 @@ func (s *StudentService) GetStudents(ctx context.Context, stream server.Stream) 
 	}
 }
 
+// Greeter takes and returns protobuf's well-known StringValue: protoc-gen-go's own type, which
+// go-micro's grpc server needs to decode protobuf (the hand-written Student types are refused
+// there). It prints `hello <value> as <content type>`.
+type Greeter struct{}
+
+// Hello answers "hello <value>".
+func (g *Greeter) Hello(ctx context.Context, req *wrapperspb.StringValue, rsp *wrapperspb.StringValue) error {
+	fmt.Printf("hello %s as %s\n", req.GetValue(), contentType(ctx))
+	rsp.Value = "hello " + req.GetValue()
+	return nil
+}
+
 // contentType is the call's content type from its metadata, whatever the key's case (go-micro's
 // grpc server keeps gRPC's lowercase keys, its mucp server Go's canonical ones).
 func contentType(ctx context.Context) string {
@@ -134,6 +148,9 @@ func main() {
 		peer.Fail("broker: %v", err)
 	}
 	if err := micro.RegisterHandler(srv, new(StudentService)); err != nil {
+		peer.Fail("register handler: %v", err)
+	}
+	if err := micro.RegisterHandler(srv, new(Greeter)); err != nil {
 		peer.Fail("register handler: %v", err)
 	}
 	if err := micro.RegisterSubscriber(peer.Topic, srv, onMessage); err != nil {

@@ -1,5 +1,6 @@
 // Command streamclient is a go-micro v5 client of student_service's streaming endpoints, through
-// go-micro's client.Stream (mucp over the http transport, go-micro's default stack):
+// go-micro's client.Stream (mucp over the http transport, go-micro's default stack; with
+// --client=grpc, in the `-tags grpc` build, go-micro's grpc client):
 //
 //	streamclient [registry flags] --list=<prefix>
 //	    StudentService.ListStudents: sends one request, prints `reply <student JSON>` for each
@@ -23,12 +24,19 @@ import (
 
 	"go-micro.dev/v5/client"
 	merrors "go-micro.dev/v5/errors"
+	"google.golang.org/grpc/status"
 
 	"rmicro.test/interop/v5/peer"
 )
 
+// fail prints go-micro's error: from a gRPC status's message when the stream is grpc (go-micro's
+// grpc client hands stream errors back as gRPC statuses, whose message is go-micro's JSON).
 func fail(err error) {
-	peer.Print("error", merrors.Parse(err.Error()))
+	text := err.Error()
+	if s, ok := status.FromError(err); ok {
+		text = s.Message()
+	}
+	peer.Print("error", merrors.Parse(text))
 	os.Exit(1)
 }
 
@@ -40,7 +48,7 @@ func main() {
 	contentType := flag.String("content_type", "application/json", "the stream's content type")
 	flag.Parse()
 
-	c := client.NewClient(client.Registry(f.NewRegistry()), client.ContentType(*contentType))
+	c := f.NewClient(client.Registry(f.NewRegistry()), client.ContentType(*contentType))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	endpoint := "StudentService.GetStudents"
