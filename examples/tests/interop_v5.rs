@@ -491,6 +491,30 @@ fn go_micro_streams(protocol: &str) {
             err["detail"], "no student named `bob`",
             "{content_type}: {err}"
         );
+        if grpc {
+            // Client stream: only go-micro's grpc client can end its side (CloseSend; its
+            // mucp client says "streamer not implemented").
+            let out = run_with("--top=doug,dora,davie");
+            assert_eq!(
+                stdout(&out).trim(),
+                class(&["dora"]),
+                "{content_type}: {}",
+                stderr(&out)
+            );
+            let out = run_with("--top=davie,bob");
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{content_type}: {}",
+                stdout(&out)
+            );
+            let err = labelled_json(&stdout(&out), "error");
+            assert_eq!(err["code"], 404, "{content_type}: {err}");
+            assert_eq!(
+                err["detail"], "no student named `bob`",
+                "{content_type}: {err}"
+            );
+        }
     }
     report(
         &format!("go-micro {protocol} streams -> rmicro service"),
@@ -599,6 +623,50 @@ fn rmicro_streams(protocol: &str) {
                 (404, "student_service", "no student named `bob`"),
                 "{content_type}"
             );
+
+            // Client stream: names, the end of rmicro's side (EOS on mucp, END_STREAM on
+            // grpc), one answer.
+            for (names, top) in [
+                (&["doug", "dora", "davie"][..], Ok("dora")),
+                (&["davie", "bob"][..], Err(404)),
+            ] {
+                let mut stream = client
+                    .stream_with::<StudentRequest, Student>(
+                        "student_service",
+                        "StudentService.TopStudent",
+                        opts(),
+                    )
+                    .await
+                    .expect("open");
+                for name in names {
+                    stream
+                        .send(&StudentRequest {
+                            name: (*name).into(),
+                        })
+                        .await
+                        .expect("send");
+                }
+                stream.close_send().await.expect("close");
+                match top {
+                    Ok(name) => {
+                        let student = stream.recv().await.expect("recv").expect("the top");
+                        assert_eq!(student.name, name, "{content_type}");
+                        // go-micro's mucp server sends no EOS once the caller has sent its own (its
+                        // router ends such a stream silently); its grpc server ends with a status.
+                        if grpc {
+                            assert!(stream.recv().await.expect("the end").is_none());
+                        }
+                    }
+                    Err(code) => {
+                        let err = stream.recv().await.expect_err("go-micro's error");
+                        assert_eq!(
+                            (err.code, err.detail.as_str()),
+                            (code, "no student named `bob`"),
+                            "{content_type}"
+                        );
+                    }
+                }
+            }
         }
     });
     peer.wait_for(r#"streaming students named "do"*"#, UP);

@@ -115,6 +115,24 @@ impl StudentServiceHandler for Students {
         }
         Ok(())
     }
+
+    async fn top_student(
+        &self,
+        mut requests: rmicro::rpc::stream::Requests<StudentRequest>,
+    ) -> rmicro::Result<Student> {
+        let mut top: Option<Student> = None;
+        while let Some(request) = requests.next().await {
+            let request = request?;
+            for student in Student::roster() {
+                if student.name == request.name
+                    && top.as_ref().is_none_or(|t| student.grade > t.grade)
+                {
+                    top = Some(student);
+                }
+            }
+        }
+        top.ok_or_else(|| rmicro::Error::bad_request("student_service", "nobody named"))
+    }
 }
 
 #[tokio::test]
@@ -145,7 +163,8 @@ async fn the_generated_trait_serves_and_the_typed_client_calls_in_both_codecs() 
         [
             "StudentService.GetStudent",
             "StudentService.ListStudents",
-            "StudentService.GetStudents"
+            "StudentService.GetStudents",
+            "StudentService.TopStudent"
         ]
     );
 
@@ -203,6 +222,18 @@ async fn the_generated_trait_serves_and_the_typed_client_calls_in_both_codecs() 
         }
         get.close_send().await.expect("close");
         assert_eq!(get.recv().await.expect("the end"), None, "{content_type}");
+
+        let mut top = client.top_student_with(opts()).await.expect("open");
+        for name in ["doug", "dora", "davie"] {
+            let request = StudentRequest {
+                name: name.to_owned(),
+            };
+            top.send(&request).await.expect("send");
+        }
+        top.close_send().await.expect("close");
+        let best = top.recv().await.expect(content_type).expect("the top");
+        assert_eq!(best.name, "dora", "{content_type}");
+        assert_eq!(top.recv().await.expect("the end"), None, "{content_type}");
     }
     service.stop().await.expect("stop");
 }

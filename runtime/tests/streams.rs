@@ -411,3 +411,41 @@ async fn a_stream_to_no_node_is_go_micros_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_stream_past_its_timeout_fails_on_the_callers_side_even_if_the_server_never_answers() {
+    // A "server" that takes the connection and every byte, and never answers or closes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("test I/O and parsing");
+    let addr = listener.local_addr().expect("test I/O and parsing");
+    let silent = tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.expect("test I/O and parsing");
+        let mut sink = Vec::new();
+        let _ = conn.read_to_end(&mut sink).await;
+    });
+    let opts = rmicro::rpc::CallOptions {
+        timeout: Some(Duration::from_millis(300)),
+        ..at(addr)
+    };
+    let mut stream = client()
+        .stream_with::<Tick, Tick>("counter", "Counter.Count", opts)
+        .await
+        .expect("open");
+    stream.send(&Tick { n: 1 }).await.expect("send");
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(5), stream.recv())
+        .await
+        .expect("the caller's own deadline ends the wait")
+        .expect_err("timed out");
+    assert_eq!(err.code, 408, "{err}");
+    assert!(err.detail.contains("past its timeout"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(stream.recv().await.expect("ended").is_none());
+    let err = stream
+        .send(&Tick { n: 2 })
+        .await
+        .expect_err("past the deadline");
+    assert_eq!(err.code, 408, "{err}");
+    silent.abort();
+}

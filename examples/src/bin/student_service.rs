@@ -1,7 +1,8 @@
 //! The seed's student service: endpoint `StudentService.GetStudent`, and a subscriber of
-//! `go.micro.srv.message`; beside the seed, two streaming endpoints as go-micro streams them:
-//! `StudentService.ListStudents` (one request, a reply per student) and
-//! `StudentService.GetStudents` (a reply per request, both ways at once).
+//! `go.micro.srv.message`; beside the seed, three streaming endpoints as go-micro streams them:
+//! `StudentService.ListStudents` (one request, a reply per student),
+//! `StudentService.GetStudents` (a reply per request, both ways at once) and
+//! `StudentService.TopStudent` (requests, then one reply once the caller ends its side).
 //!
 //! ```text
 //! cargo run --bin student_service -- --register_ttl=10 --register_interval=5
@@ -63,6 +64,28 @@ impl StudentService {
             replies.send(student).await?;
         }
         Ok(())
+    }
+
+    /// The student with the best grade among those named on the stream (sent once the caller
+    /// ends its side); a name not in the class is go-micro's 404.
+    pub async fn top_student(&self, mut requests: Requests<StudentRequest>) -> Result<Student> {
+        let mut top: Option<Student> = None;
+        while let Some(req) = requests.next().await {
+            let req = req?;
+            let student = Student::roster()
+                .into_iter()
+                .find(|s| s.name == req.name)
+                .ok_or_else(|| {
+                    Error::not_found(
+                        "student_service",
+                        format!("no student named `{}`", req.name),
+                    )
+                })?;
+            if top.as_ref().is_none_or(|t| student.grade > t.grade) {
+                top = Some(student);
+            }
+        }
+        top.ok_or_else(|| Error::bad_request("student_service", "no student named on the stream"))
     }
 
     /// Prints every student published on the seed's topic.

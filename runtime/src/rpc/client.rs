@@ -354,7 +354,9 @@ impl Client {
 
     /// [`Client::stream`] with per-call options: the content type, a node's address, the
     /// metadata; `timeout` bounds the whole stream (go-micro's `Timeout` header, which the
-    /// server enforces), `retries` is not used (nothing is retried once a stream is open).
+    /// server enforces, and on this side: a send or receive past it is a 408, so a server that
+    /// never ends the stream, or vanished without closing the connection, cannot hold the
+    /// caller), `retries` is not used (nothing is retried once a stream is open).
     pub async fn stream_with<Req, Resp>(
         &self,
         service: &str,
@@ -396,6 +398,7 @@ impl Client {
             Some(address) => Targets::Fixed(address),
             None => Targets::Selected(self.inner.selector.select(service).await?),
         };
+        let deadline = opts.timeout.map(|t| Instant::now() + t);
         let mut last = None;
         while let Some((address, grpc)) = targets.next().map(|(a, g)| (a.to_owned(), g)) {
             let scheme = if self.inner.opts.tls.is_some() {
@@ -434,6 +437,7 @@ impl Client {
                     service,
                     &content_type,
                     MAX_STREAM_MESSAGE,
+                    deadline,
                 )
                 .await;
             }
@@ -444,6 +448,7 @@ impl Client {
                 service,
                 &content_type,
                 MAX_STREAM_MESSAGE,
+                deadline,
             )
             .await;
         }

@@ -469,6 +469,7 @@ impl<Req: Encode, Resp: Decode> CallStream<Req, Resp> {
         service: &str,
         content_type: &str,
         max_body: usize,
+        deadline: Option<tokio::time::Instant>,
     ) -> Result<Self> {
         let (read, write) = tokio::io::split(io);
         let service: Arc<str> = Arc::from(service);
@@ -479,6 +480,7 @@ impl<Req: Encode, Resp: Decode> CallStream<Req, Resp> {
                 host,
                 header,
             },
+            deadline,
             service: Arc::clone(&service),
             content_type: Arc::clone(&content_type),
             closed: false,
@@ -496,6 +498,7 @@ impl<Req: Encode, Resp: Decode> CallStream<Req, Resp> {
             sender,
             receiver: StreamReceiver {
                 input: In::Mucp(wire::Reader::responses(read, max_body)),
+                deadline,
                 service,
                 content_type,
                 done: false,
@@ -515,6 +518,7 @@ impl<Req: Encode, Resp: Decode> CallStream<Req, Resp> {
         service: &str,
         content_type: &str,
         max_message: usize,
+        deadline: Option<tokio::time::Instant>,
     ) -> Result<Self>
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -526,6 +530,7 @@ impl<Req: Encode, Resp: Decode> CallStream<Req, Resp> {
         Ok(Self {
             sender: StreamSender {
                 out: Out::Grpc(Some(frames)),
+                deadline,
                 service: Arc::clone(&service),
                 content_type: Arc::clone(&content_type),
                 closed: false,
@@ -533,6 +538,7 @@ impl<Req: Encode, Resp: Decode> CallStream<Req, Resp> {
             },
             receiver: StreamReceiver {
                 input: In::Grpc(Box::new(replies)),
+                deadline,
                 service,
                 content_type,
                 done: false,
@@ -578,6 +584,8 @@ enum Out {
 /// The sending side of a [`CallStream`].
 pub struct StreamSender<Req> {
     out: Out,
+    /// When the whole stream must be over (the call's `timeout`).
+    deadline: Option<tokio::time::Instant>,
     service: Arc<str>,
     content_type: Arc<str>,
     closed: bool,
@@ -595,8 +603,21 @@ impl<Req> fmt::Debug for StreamSender<Req> {
 
 impl<Req: Encode> StreamSender<Req> {
     /// Sends one message; waits while the server cannot take more. An error after
-    /// [`StreamSender::close_send`].
+    /// [`StreamSender::close_send`], and once the call's `timeout` has passed.
     pub async fn send(&mut self, message: &Req) -> Result<()> {
+        match self.deadline {
+            // Checked first: a write that needs no wait would go through past it.
+            Some(deadline) if deadline <= tokio::time::Instant::now() => {
+                Err(timed_out(&self.service))
+            }
+            Some(deadline) => tokio::time::timeout_at(deadline, self.send_now(message))
+                .await
+                .unwrap_or_else(|_| Err(timed_out(&self.service))),
+            None => self.send_now(message).await,
+        }
+    }
+
+    async fn send_now(&mut self, message: &Req) -> Result<()> {
         if self.closed {
             return Err(Error::bad_request(
                 CLIENT_ID,
@@ -657,6 +678,14 @@ impl<Req: Encode> StreamSender<Req> {
     }
 }
 
+/// The caller's error for a stream past its deadline.
+fn timed_out(service: &str) -> Error {
+    Error::timeout(
+        CLIENT_ID,
+        format!("the stream to `{service}` is past its timeout"),
+    )
+}
+
 /// Where the server's messages come from.
 enum In {
     Mucp(wire::Reader<tokio::io::ReadHalf<Conn>>),
@@ -666,6 +695,8 @@ enum In {
 /// The receiving side of a [`CallStream`].
 pub struct StreamReceiver<Resp> {
     input: In,
+    /// When the whole stream must be over (the call's `timeout`).
+    deadline: Option<tokio::time::Instant>,
     service: Arc<str>,
     content_type: Arc<str>,
     done: bool,
@@ -682,8 +713,23 @@ impl<Resp> fmt::Debug for StreamReceiver<Resp> {
 }
 
 impl<Resp: Decode> StreamReceiver<Resp> {
-    /// The server's next message; `None` once it has ended the stream.
+    /// The server's next message; `None` once it has ended the stream. Once the call's
+    /// `timeout` has passed, an error (408) and the end.
     pub async fn recv(&mut self) -> Result<Option<Resp>> {
+        let Some(deadline) = self.deadline else {
+            return self.recv_now().await;
+        };
+        match tokio::time::timeout_at(deadline, self.recv_now()).await {
+            Ok(next) => next,
+            Err(_) if self.done => Ok(None),
+            Err(_) => {
+                self.done = true;
+                Err(timed_out(&self.service))
+            }
+        }
+    }
+
+    async fn recv_now(&mut self) -> Result<Option<Resp>> {
         if self.done {
             return Ok(None);
         }

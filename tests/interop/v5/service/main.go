@@ -103,6 +103,40 @@ func (g *Greeter) Hello(ctx context.Context, req *wrapperspb.StringValue, rsp *w
 	return nil
 }
 
+// TopStudent reads names until the caller ends its side, then answers with the best grade among
+// them; a name not in the class is go-micro's 404.
+func (s *StudentService) TopStudent(ctx context.Context, stream server.Stream) error {
+	var top *peer.Student
+	for {
+		var req peer.StudentRequest
+		err := stream.Recv(&req)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		found := false
+		for _, student := range peer.Roster() {
+			if student.Name == req.Name {
+				found = true
+				if top == nil || student.Grade > top.Grade {
+					student := student
+					top = &student
+				}
+			}
+		}
+		if !found {
+			return errors.NotFound("student_service", "no student named `%s`", req.Name)
+		}
+	}
+	if top == nil {
+		return errors.BadRequest("student_service", "no student named on the stream")
+	}
+	fmt.Printf("top student %s\n", top.Name)
+	return stream.Send(top)
+}
+
 // contentType is the call's content type from its metadata, whatever the key's case (go-micro's
 // grpc server keeps gRPC's lowercase keys, its mucp server Go's canonical ones).
 func contentType(ctx context.Context) string {

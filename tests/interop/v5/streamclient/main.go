@@ -8,6 +8,10 @@
 //	streamclient [registry flags] --get=<name>,<name>,...
 //	    StudentService.GetStudents: for each name sends a request and prints `reply <student
 //	    JSON>` for the answer; then closes the stream and prints `end`
+//	streamclient [registry flags] --client=grpc --top=<name>,<name>,...
+//	    StudentService.TopStudent: sends a request per name, ends its side (CloseSend, which
+//	    only go-micro's grpc client has) and prints `reply <student JSON>` for the one answer,
+//	    then `end`
 //
 // A stream error prints `error <go-micro error JSON>` and exits 1.
 package main
@@ -45,15 +49,19 @@ func main() {
 	f.Register(flag.CommandLine)
 	list := flag.String("list", "", "list the students whose names start with this")
 	get := flag.String("get", "", "comma-separated names to ask for, one message each")
+	top := flag.String("top", "", "comma-separated names: the best grade among them, one answer")
 	contentType := flag.String("content_type", "application/json", "the stream's content type")
 	flag.Parse()
 
 	c := f.NewClient(client.Registry(f.NewRegistry()), client.ContentType(*contentType))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	endpoint := "StudentService.GetStudents"
-	if *get == "" {
-		endpoint = "StudentService.ListStudents"
+	endpoint := "StudentService.ListStudents"
+	switch {
+	case *get != "":
+		endpoint = "StudentService.GetStudents"
+	case *top != "":
+		endpoint = "StudentService.TopStudent"
 	}
 	// As go-micro's generated clients do: the request given to Stream is an empty message
 	// (the server drops it); the real requests follow with Send.
@@ -61,7 +69,22 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	if *get == "" {
+	switch {
+	case *top != "":
+		for _, name := range strings.Split(*top, ",") {
+			if err := stream.Send(&peer.StudentRequest{Name: name}); err != nil {
+				fail(err)
+			}
+		}
+		if err := stream.CloseSend(); err != nil {
+			fail(err)
+		}
+		var student peer.Student
+		if err := stream.Recv(&student); err != nil {
+			fail(err)
+		}
+		peer.Print("reply", student)
+	case *get == "":
 		if err := stream.Send(&peer.StudentRequest{Name: *list}); err != nil {
 			fail(err)
 		}
@@ -76,7 +99,7 @@ func main() {
 			}
 			peer.Print("reply", student)
 		}
-	} else {
+	default:
 		for _, name := range strings.Split(*get, ",") {
 			if err := stream.Send(&peer.StudentRequest{Name: name}); err != nil {
 				fail(err)
