@@ -398,7 +398,12 @@ impl Client {
             Some(address) => Targets::Fixed(address),
             None => Targets::Selected(self.inner.selector.select(service).await?),
         };
-        let deadline = opts.timeout.map(|t| Instant::now() + t);
+        let opening = || super::stream::Opening {
+            service,
+            content_type: &content_type,
+            max_message: MAX_STREAM_MESSAGE,
+            deadline: opts.timeout.map(|t| Instant::now() + t),
+        };
         let mut last = None;
         while let Some((address, grpc)) = targets.next().map(|(a, g)| (a.to_owned(), g)) {
             let scheme = if self.inner.opts.tls.is_some() {
@@ -434,23 +439,11 @@ impl Client {
                     &address,
                     endpoint,
                     headers,
-                    service,
-                    &content_type,
-                    MAX_STREAM_MESSAGE,
-                    deadline,
+                    opening(),
                 )
                 .await;
             }
-            return super::stream::CallStream::open(
-                io,
-                address,
-                header,
-                service,
-                &content_type,
-                MAX_STREAM_MESSAGE,
-                deadline,
-            )
-            .await;
+            return super::stream::CallStream::open(io, address, header, opening()).await;
         }
         Err(match last {
             Some(detail) => Error::internal_server_error(CLIENT_ID, detail),

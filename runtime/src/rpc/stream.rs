@@ -466,11 +466,14 @@ impl<Req: Encode, Resp: Decode> CallStream<Req, Resp> {
         io: Conn,
         host: String,
         header: Vec<(String, String)>,
-        service: &str,
-        content_type: &str,
-        max_body: usize,
-        deadline: Option<tokio::time::Instant>,
+        opening: Opening<'_>,
     ) -> Result<Self> {
+        let Opening {
+            service,
+            content_type,
+            max_message: max_body,
+            deadline,
+        } = opening;
         let (read, write) = tokio::io::split(io);
         let service: Arc<str> = Arc::from(service);
         let content_type: Arc<str> = Arc::from(content_type);
@@ -515,14 +518,17 @@ impl<Req: Encode, Resp: Decode> CallStream<Req, Resp> {
         address: &str,
         endpoint: &str,
         headers: http::HeaderMap,
-        service: &str,
-        content_type: &str,
-        max_message: usize,
-        deadline: Option<tokio::time::Instant>,
+        opening: Opening<'_>,
     ) -> Result<Self>
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        let Opening {
+            service,
+            content_type,
+            max_message,
+            deadline,
+        } = opening;
         let path = super::grpc::path_of(service, endpoint);
         let (frames, replies) = grpc::open(io, address, &path, headers, max_message).await?;
         let service: Arc<str> = Arc::from(service);
@@ -567,6 +573,17 @@ impl<Req: Encode, Resp: Decode> CallStream<Req, Resp> {
     pub fn split(self) -> (StreamSender<Req>, StreamReceiver<Resp>) {
         (self.sender, self.receiver)
     }
+}
+
+/// What opening a caller's stream needs beside its connection.
+pub(crate) struct Opening<'a> {
+    pub(crate) service: &'a str,
+    /// The codec's content type of the caller's messages.
+    pub(crate) content_type: &'a str,
+    /// The largest message read from the server.
+    pub(crate) max_message: usize,
+    /// When the whole stream must be over.
+    pub(crate) deadline: Option<tokio::time::Instant>,
 }
 
 /// Where a caller's messages go.
