@@ -18,6 +18,7 @@ mod pubsub;
 mod rpc;
 mod stats;
 mod student;
+mod vs_tonic;
 
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,7 @@ OPTIONS:
     --quick          short rounds (the whole run takes a few minutes)
     --json FILE      also write the results as JSON to FILE
     --only LIST      run only these scenarios (comma-separated):
-                     rpc, layers, pubsub, discovery, footprint, go-micro; one broker's
+                     rpc, tonic, layers, pubsub, discovery, footprint, go-micro; one broker's
                      pub/sub row alone: pubsub:memory, pubsub:http, pubsub:mqtt,
                      pubsub:nats, pubsub:redis, pubsub:rabbitmq, pubsub:nsq,
                      pubsub:kafka, pubsub:googlepubsub
@@ -141,6 +142,9 @@ fn main() {
     runtime.block_on(async {
         if wanted("rpc") {
             rows.extend(rpc::run(&cfg).await);
+        }
+        if wanted("tonic") {
+            rows.extend(vs_tonic::run(&cfg).await);
         }
         if wanted("layers") {
             rows.extend(layers::run(&cfg).await);
