@@ -565,6 +565,11 @@ async fn metrics_stay_bounded_under_unknown_endpoints() {
     let registry = Flaky::default();
     let name = unique("bounded");
     let service = start(&name, &registry, 10, 5000).await;
+    // `start` returns before the first registration lands; a call before it finds no node.
+    tokio::time::timeout(Duration::from_secs(5), service.registered())
+        .await
+        .expect("registered in time")
+        .expect("registered");
     let client = reqwest::Client::new();
     let scrape = || async {
         let rsp = client
@@ -588,7 +593,7 @@ async fn metrics_stay_bounded_under_unknown_endpoints() {
             .call::<_, Ping>(&name, &format!("Nope.E{i}"), &Ping { n: 1 })
             .await
             .expect_err("unknown endpoint");
-        assert_eq!(e.code, 404);
+        assert_eq!(e.code, 404, "{e}");
     }
     let text = scrape().await;
     assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
