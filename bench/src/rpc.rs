@@ -41,6 +41,12 @@ pub const CONTENT_TYPES: [(&str, &str); 2] = [
 ];
 /// The concurrent callers measured.
 pub const CALLERS: [usize; 3] = [1, 16, 64];
+/// The reply sizes of the payload rows (bytes added to the student), with their labels.
+const PAYLOADS: [(usize, &str); 3] = [
+    (100, "100 B"),
+    (10 * 1024, "10 KiB"),
+    (1024 * 1024, "1 MiB"),
+];
 
 /// What a raw hyper side puts on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,9 +107,17 @@ pub async fn rmicro_call_to(
     service: &str,
     opts: rmicro::rpc::CallOptions,
 ) -> rmicro::Result<()> {
-    let req = StudentRequest {
-        name: "davie".into(),
-    };
+    rmicro_call_for(client, service, "davie", opts).await
+}
+
+/// [`rmicro_call_to`] asking for `name` (`davie:<n>` for a reply of `n` more bytes).
+pub async fn rmicro_call_for(
+    client: &Client,
+    service: &str,
+    name: &str,
+    opts: rmicro::rpc::CallOptions,
+) -> rmicro::Result<()> {
+    let req = StudentRequest { name: name.into() };
     let s: Student = client.call_with(service, ENDPOINT, &req, opts).await?;
     if s.grade == 80 {
         Ok(())
@@ -209,11 +223,10 @@ async fn raw_call(
     uri: &http::Uri,
     content_type: &'static str,
     wire: Wire,
+    name: &str,
 ) -> Result<(), String> {
     let proto = content_type == "application/protobuf";
-    let req = StudentRequest {
-        name: "davie".into(),
-    };
+    let req = StudentRequest { name: name.into() };
     let body = if proto {
         prost::Message::encode_to_vec(&req)
     } else {
@@ -310,7 +323,7 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
                         load::closed_loop(callers, len, move || {
                             let r = r.clone();
                             let u = u.clone();
-                            async move { raw_call(&r, &u, ct, wire).await }
+                            async move { raw_call(&r, &u, ct, wire, "davie").await }
                         })
                         .await
                     },
@@ -330,6 +343,69 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
                 ));
                 rows.push(row);
             }
+        }
+    }
+    // Cost against payload size: replies of 100 B, 10 KiB and 1 MiB more, 16 callers, against
+    // the protocol ceiling.
+    for (short, ct) in CONTENT_TYPES {
+        let client = Client::new(
+            Arc::clone(&registry),
+            ClientOptions {
+                content_type: Some(ct.to_owned()),
+                ..ClientOptions::default()
+            },
+        );
+        let raw = raw_client();
+        for (size, label) in PAYLOADS {
+            let callers = 16;
+            let name: Arc<str> = Arc::from(format!("davie:{size}"));
+            progress(format!(
+                "rpc {short} {label} c={callers}: rmicro vs raw hyper, mucp headers"
+            ));
+            let (a, b) = load::alternate(
+                cfg.rounds,
+                cfg.warmup,
+                cfg.round,
+                async |len| {
+                    let c = client.clone();
+                    let name = Arc::clone(&name);
+                    load::closed_loop(callers, len, move || {
+                        let c = c.clone();
+                        let name = Arc::clone(&name);
+                        async move {
+                            let opts = rmicro::rpc::CallOptions::default();
+                            rmicro_call_for(&c, SERVICE, &name, opts).await
+                        }
+                    })
+                    .await
+                },
+                async |len| {
+                    let r = raw.clone();
+                    let u = uri.clone();
+                    let name = Arc::clone(&name);
+                    load::closed_loop(callers, len, move || {
+                        let r = r.clone();
+                        let u = u.clone();
+                        let name = Arc::clone(&name);
+                        async move { raw_call(&r, &u, ct, Wire::Mucp, &name).await }
+                    })
+                    .await
+                },
+            )
+            .await;
+            let row = Row::compare(
+                "rpc",
+                &format!("{short} reply +{label} c={callers}"),
+                "req/s",
+                a,
+                "raw hyper, mucp headers",
+                b,
+            );
+            progress(format!(
+                "  ratio {}",
+                row.ratio.map_or("-".into(), |x| format!("{x:.2}"))
+            ));
+            rows.push(row);
         }
     }
     // go-micro's grpc protocol (`--server=grpc`) against mucp, both rmicro on both sides.

@@ -37,9 +37,21 @@ impl Student {
     }
 }
 
-/// What GetStudent does on every side: davie for `davie`, `None` (not found) otherwise.
+/// What GetStudent does on every side: davie for `davie`; for `davie:<n>` (the payload
+/// rows), davie with `classes` made `n` bytes long; `None` (not found) otherwise.
 pub fn get_student(req: &StudentRequest) -> Option<Student> {
-    (req.name == "davie").then(Student::davie)
+    let (name, size) = match req.name.split_once(':') {
+        Some((name, size)) => (name, Some(size.parse::<usize>().ok()?)),
+        None => (req.name.as_str(), None),
+    };
+    if name != "davie" {
+        return None;
+    }
+    let mut student = Student::davie();
+    if let Some(size) = size {
+        student.classes = "x".repeat(size);
+    }
+    Some(student)
 }
 
 /// Registers the protobuf codecs with rmicro.
