@@ -9,6 +9,7 @@
 //!
 //! See BENCHMARKS.md for the method and the numbers.
 
+mod curves;
 mod discovery;
 mod footprint;
 mod gomicro;
@@ -33,6 +34,8 @@ USAGE:
 OPTIONS:
     --quick          short rounds (the whole run takes a few minutes)
     --json FILE      also write the results as JSON to FILE
+    --svg DIR        also draw the curves the run measured (RPC against reply size) as SVG
+                     files into DIR
     --only LIST      run only these scenarios (comma-separated):
                      rpc, tonic, layers, pubsub, discovery, footprint, go-micro; one broker's
                      pub/sub row alone: pubsub:memory, pubsub:http, pubsub:mqtt,
@@ -108,12 +111,14 @@ fn main() {
     }
     let mut cfg = Config::full();
     let mut json = None;
+    let mut svg: Option<String> = None;
     let mut only: Option<Vec<String>> = None;
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => cfg = Config { ..Config::quick() },
             "--json" => json = it.next(),
+            "--svg" => svg = it.next(),
             "--only" => only = it.next().map(|l| l.split(',').map(str::to_owned).collect()),
             "--help" | "-h" => {
                 println!("{HELP}");
@@ -186,6 +191,16 @@ fn main() {
             std::process::exit(1);
         }
         progress(format!("wrote {path}"));
+    }
+    if let Some(dir) = svg {
+        match curves::write(&rows, std::path::Path::new(&dir)) {
+            Ok(files) if files.is_empty() => progress("no curve in this run (--svg needs rpc)"),
+            Ok(files) => progress(format!("wrote {}", files.join(", "))),
+            Err(e) => {
+                eprintln!("error: cannot draw the curves: {e}");
+                std::process::exit(1);
+            }
+        }
     }
     // Background tasks (broker connections) end with the runtime.
     runtime.shutdown_timeout(Duration::from_secs(2));
