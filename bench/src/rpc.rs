@@ -408,6 +408,64 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
             rows.push(row);
         }
     }
+    // A call to the service in this process (`Client::call_local`) against the same call
+    // over loopback.
+    {
+        let client = Client::new(Arc::clone(&registry), ClientOptions::default());
+        for callers in [1, 16] {
+            progress(format!(
+                "rpc local c={callers}: in process vs over loopback"
+            ));
+            let (a, b) = load::alternate(
+                cfg.rounds,
+                cfg.warmup,
+                cfg.round,
+                async |len| {
+                    let c = client.clone();
+                    load::closed_loop(callers, len, move || {
+                        let c = c.clone();
+                        async move {
+                            let req = StudentRequest {
+                                name: "davie".into(),
+                            };
+                            let s: Student = c.call_local(SERVICE, ENDPOINT, req).await?;
+                            if s.grade == 80 {
+                                Ok(())
+                            } else {
+                                Err(rmicro::Error::internal_server_error(
+                                    "bench",
+                                    "wrong student",
+                                ))
+                            }
+                        }
+                    })
+                    .await
+                },
+                async |len| {
+                    let c = client.clone();
+                    load::closed_loop(callers, len, move || {
+                        let c = c.clone();
+                        async move { rmicro_call(&c, rmicro::rpc::CallOptions::default()).await }
+                    })
+                    .await
+                },
+            )
+            .await;
+            let row = Row::compare(
+                "rpc",
+                &format!("local c={callers}"),
+                "req/s",
+                a,
+                "rmicro over loopback",
+                b,
+            );
+            progress(format!(
+                "  ratio {}",
+                row.ratio.map_or("-".into(), |x| format!("{x:.2}"))
+            ));
+            rows.push(row);
+        }
+    }
     // go-micro's grpc protocol (`--server=grpc`) against mucp, both rmicro on both sides.
     let grpc_service = match start_rmicro_as(Arc::clone(&registry), GRPC_SERVICE, "grpc").await {
         Ok(s) => Some(s),

@@ -336,6 +336,27 @@ impl Client {
         Resp::decode(CLIENT_ID, &reply_type, &reply)
     }
 
+    /// Calls `endpoint` of `service`, directly when a service running in this process serves
+    /// it with these very request and reply types (go-micro v6's `client.Local()`): the
+    /// handler runs on this task, with no network, no codec, and none of the server's layers
+    /// or metrics. Otherwise (the service is elsewhere, or its types differ) this is
+    /// [`Client::call`].
+    pub async fn call_local<Req, Resp>(
+        &self,
+        service: &str,
+        endpoint: &str,
+        request: Req,
+    ) -> Result<Resp>
+    where
+        Req: Encode + Sync + 'static,
+        Resp: Decode + 'static,
+    {
+        match super::local::find::<Req, Resp>(service, endpoint) {
+            Some(call) => call(request).await,
+            None => self.call(service, endpoint, &request).await,
+        }
+    }
+
     /// Opens a stream to streaming endpoint `endpoint` of `service`, as go-micro's
     /// `client.Stream` does (see [`super::stream`]): a connection of its own to one node
     /// (the next one when a node cannot be reached), `Req` messages out and `Resp` in.

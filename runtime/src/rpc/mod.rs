@@ -6,6 +6,7 @@
 //! body is the encoded request. The reply is HTTP 200 with the encoded response, or an empty
 //! body with the error's JSON in the `Micro-Error` header.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::{Error, Result};
 pub mod client;
 pub mod describe;
 pub mod grpc;
+pub(crate) mod local;
 pub mod selector;
 pub mod server;
 pub mod stream;
@@ -95,6 +97,7 @@ pub struct Response {
 /// A type-erased endpoint of a running service.
 pub type EndpointFn = Arc<dyn Fn(Request) -> BoxFuture<'static, Result<Response>> + Send + Sync>;
 
+type BoundLocal<S> = Arc<dyn Fn(Arc<S>) -> local::Typed + Send + Sync>;
 type BoundEndpoint<S> =
     Arc<dyn Fn(Arc<S>, Request) -> BoxFuture<'static, Result<Response>> + Send + Sync>;
 type BoundStream<S> =
@@ -110,6 +113,8 @@ pub struct Routes<S> {
     endpoints: Vec<(Endpoint, BoundEndpoint<S>)>,
     streams: Vec<(Endpoint, BoundStream<S>)>,
     subscriptions: Vec<(SubscriptionSpec, BoundSubscription<S>)>,
+    /// Each endpoint typed, for calls from this process (see [`local`]).
+    local: Vec<(String, BoundLocal<S>)>,
 }
 
 impl<S> fmt::Debug for Routes<S> {
@@ -137,6 +142,7 @@ impl<S> Default for Routes<S> {
             endpoints: Vec::new(),
             streams: Vec::new(),
             subscriptions: Vec::new(),
+            local: Vec::new(),
         }
     }
 }
@@ -195,6 +201,16 @@ impl<S: Send + Sync + 'static> Routes<S> {
         Fut: Future<Output = Result<Resp>> + Send + 'static,
     {
         let f = Arc::new(f);
+        let typed = Arc::clone(&f);
+        self.local.push((
+            name.to_owned(),
+            Arc::new(move |this: Arc<S>| {
+                let f = Arc::clone(&typed);
+                let call: local::Call<Req, Resp> =
+                    Arc::new(move |req: Req| Box::pin(f(Arc::clone(&this), req)));
+                local::typed(call)
+            }),
+        ));
         let call: BoundEndpoint<S> = Arc::new(move |this, req: Request| {
             let f = Arc::clone(&f);
             Box::pin(async move {
@@ -444,9 +460,15 @@ impl<S: Send + Sync + 'static> Routes<S> {
                 (spec, h)
             })
             .collect();
+        let local = self
+            .local
+            .into_iter()
+            .map(|(name, bind)| (name, bind(Arc::clone(&this))))
+            .collect();
         Bound {
             endpoints,
             streams,
+            local,
             subscriptions,
         }
     }
@@ -461,6 +483,8 @@ pub struct Bound {
     pub streams: Vec<(Endpoint, stream::StreamFn)>,
     /// Subscriptions and their handlers.
     pub subscriptions: Vec<(SubscriptionSpec, broker::Handler)>,
+    /// The endpoints typed, for calls from this process.
+    pub(crate) local: HashMap<String, local::Typed>,
 }
 
 impl fmt::Debug for Bound {

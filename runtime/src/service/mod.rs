@@ -81,6 +81,8 @@ pub struct Service {
     before_stop: Vec<Hook>,
     after_stop: Vec<Hook>,
     grace: Duration,
+    /// The typed endpoints in this process's table for local calls, until the service stops.
+    local: Option<crate::rpc::local::Registration>,
 }
 
 impl fmt::Debug for Service {
@@ -257,6 +259,8 @@ impl Service {
                 tracing::warn!(service = %name, aborted, grace = ?self.grace, "requests still running after the grace period were aborted");
             }
         }
+        // Calls from this process go over the network (and find nothing) from now on.
+        self.local = None;
         // Probes are answered (503) until the service has stopped serving.
         if let Some(health_server) = self.health_server.take() {
             health_server.shutdown(Duration::from_secs(1)).await;
@@ -669,11 +673,13 @@ impl ServiceBuilder {
         // Routes.
         let mut endpoints = Vec::new();
         let mut streams = Vec::new();
+        let mut local = std::collections::HashMap::new();
         let mut subscriptions = std::mem::take(&mut self.subscriptions);
         for bind in self.binders.drain(..) {
             let bound = bind();
             endpoints.extend(bound.endpoints);
             streams.extend(bound.streams);
+            local.extend(bound.local);
             subscriptions.extend(bound.subscriptions);
         }
         if self.free_subscribers {
@@ -831,6 +837,7 @@ impl ServiceBuilder {
             before_stop: std::mem::take(&mut self.before_stop),
             after_stop: std::mem::take(&mut self.after_stop),
             grace: self.grace,
+            local: Some(crate::rpc::local::register(&name, local)),
         };
         for hook in std::mem::take(&mut self.after_start) {
             hook().await?;
