@@ -51,17 +51,7 @@ impl StudentService {
         replies: Replies<Student>,
     ) -> Result<()> {
         while let Some(req) = requests.next().await {
-            let req = req?;
-            let student = Student::roster()
-                .into_iter()
-                .find(|s| s.name == req.name)
-                .ok_or_else(|| {
-                    Error::not_found(
-                        "student_service",
-                        format!("no student named `{}`", req.name),
-                    )
-                })?;
-            replies.send(student).await?;
+            replies.send(in_class(&req?.name)?).await?;
         }
         Ok(())
     }
@@ -71,16 +61,7 @@ impl StudentService {
     pub async fn top_student(&self, mut requests: Requests<StudentRequest>) -> Result<Student> {
         let mut top: Option<Student> = None;
         while let Some(req) = requests.next().await {
-            let req = req?;
-            let student = Student::roster()
-                .into_iter()
-                .find(|s| s.name == req.name)
-                .ok_or_else(|| {
-                    Error::not_found(
-                        "student_service",
-                        format!("no student named `{}`", req.name),
-                    )
-                })?;
+            let student = in_class(&req?.name)?;
             if top.as_ref().is_none_or(|t| student.grade > t.grade) {
                 top = Some(student);
             }
@@ -98,6 +79,14 @@ impl StudentService {
         );
         Ok(())
     }
+}
+
+/// The student of the class named `name`, or go-micro's 404.
+fn in_class(name: &str) -> Result<Student> {
+    Student::roster()
+        .into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| Error::not_found("student_service", format!("no student named `{name}`")))
 }
 
 #[rmicro::main]

@@ -297,20 +297,7 @@ pub(crate) async fn serve<R, W>(
     );
     // The caller's side: every message after the placeholder, until its EOS or the end.
     let reader = tokio::spawn(read_requests(reader, requests_tx, service.clone()));
-    let handler = call(stream);
-    let handler = async move {
-        match timeout {
-            Some(limit) => tokio::time::timeout(limit, handler)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::timeout(
-                        &service,
-                        format!("stream timed out after {limit:?}"),
-                    ))
-                }),
-            None => handler.await,
-        }
-    };
+    let handler = within(timeout, service, call(stream));
     tokio::pin!(handler);
     let mut reader = reader;
     let mut reader_done = false;
@@ -353,6 +340,26 @@ pub(crate) async fn serve<R, W>(
         }
     }
     reader.abort();
+}
+
+/// A stream handler's run, ended with go-micro's timeout error once the caller's `timeout`
+/// (if any) has passed.
+pub(crate) async fn within(
+    timeout: Option<Duration>,
+    service: String,
+    handler: BoxFuture<'static, Result<()>>,
+) -> Result<()> {
+    let Some(limit) = timeout else {
+        return handler.await;
+    };
+    tokio::time::timeout(limit, handler)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::timeout(
+                &service,
+                format!("stream timed out after {limit:?}"),
+            ))
+        })
 }
 
 /// How the caller's side ended.

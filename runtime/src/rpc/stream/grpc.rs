@@ -85,22 +85,9 @@ pub(crate) fn serve(body: HttpIncoming, handler: StreamFn, call: Call) -> Channe
         service.clone(),
         max_message,
     ));
-    let handler = handler(stream);
+    let handler = super::within(timeout, service, handler(stream));
     tokio::spawn(async move {
         let _in_flight = in_flight;
-        let handler = async move {
-            match timeout {
-                Some(limit) => tokio::time::timeout(limit, handler)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Error::timeout(
-                            &service,
-                            format!("stream timed out after {limit:?}"),
-                        ))
-                    }),
-                None => handler.await,
-            }
-        };
         tokio::pin!(handler);
         let mut reader = reader;
         let mut reader_done = false;
