@@ -10,7 +10,7 @@ use rmicro::registry::mdns::{MdnsOptions, MdnsRegistry};
 use rmicro::rpc::{CallOptions, Client, ClientOptions};
 
 use crate::rpc::{rmicro_call, start_rmicro};
-use crate::{Config, load, progress, stats::Row};
+use crate::{Config, load, progress, progress_ratio, stats::Row};
 
 /// Concurrent callers: one, so the numbers are call latencies.
 const CALLERS: usize = 1;
@@ -76,10 +76,7 @@ async fn compare(cfg: &Config, name: &str, server: SharedRegistry, client: Share
         "fixed address",
         b,
     );
-    progress(format!(
-        "  ratio {}",
-        row.ratio.map_or("-".into(), |x| format!("{x:.2}"))
-    ));
+    progress_ratio(&row);
     row
 }
 

@@ -23,7 +23,7 @@ use tokio::process::Command;
 
 use crate::rpc::{CALLERS, CONTENT_TYPES, rmicro_call, start_rmicro};
 use crate::stats::{Row, Sample};
-use crate::{Config, load, progress, pubsub};
+use crate::{Config, load, progress, progress_ratio, pubsub};
 
 const GO: &str = "go-micro v5";
 
@@ -179,10 +179,7 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
                         GO,
                         b,
                     );
-                    progress(format!(
-                        "  ratio {}",
-                        row.ratio.map_or("-".into(), |x| format!("{x:.2}"))
-                    ));
+                    progress_ratio(&row);
                     rows.push(row);
                 }
             }
@@ -252,10 +249,7 @@ async fn pubsub_row(
         row.note.push_str("; ");
     }
     row.note.push_str(note);
-    progress(format!(
-        "  ratio {}",
-        row.ratio.map_or("-".into(), |x| format!("{x:.2}"))
-    ));
+    progress_ratio(&row);
     row
 }
 

@@ -102,6 +102,14 @@ pub fn progress(msg: impl AsRef<str>) {
     eprintln!("[{:6.1}s] {}", start.elapsed().as_secs_f64(), msg.as_ref());
 }
 
+/// Reports a finished row's ratio on the progress line.
+pub fn progress_ratio(row: &stats::Row) {
+    progress(format!(
+        "  ratio {}",
+        row.ratio.map_or("-".into(), |x| format!("{x:.2}"))
+    ));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // The footprint scenario runs this binary again as an idle service.

@@ -19,7 +19,7 @@ use rmicro::broker::{self, Broker as _, Message, PublishOptions, SharedBroker, S
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::student::Student;
-use crate::{Config, load, progress, stats::Row, stats::Sample};
+use crate::{Config, load, progress, progress_ratio, stats::Row, stats::Sample};
 
 /// Concurrent publishers in the throughput phase.
 pub const PUBLISHERS: usize = 8;
@@ -888,10 +888,7 @@ async fn compare_sides(
     )
     .await;
     let row = Row::compare("pubsub", name, "msg/s", sa, baseline, sb);
-    progress(format!(
-        "  ratio {}",
-        row.ratio.map_or("-".into(), |x| format!("{x:.2}"))
-    ));
+    progress_ratio(&row);
     row
 }
 

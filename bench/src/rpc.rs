@@ -28,7 +28,7 @@ use rmicro::service::Service;
 use tokio::net::TcpListener;
 
 use crate::student::{Student, StudentRequest, get_student};
-use crate::{Config, load, progress, stats::Row};
+use crate::{Config, load, progress, progress_ratio, stats::Row};
 
 /// The service name and endpoint every side serves.
 pub const SERVICE: &str = "student_service";
@@ -337,10 +337,7 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
                     baseline,
                     b,
                 );
-                progress(format!(
-                    "  ratio {}",
-                    row.ratio.map_or("-".into(), |x| format!("{x:.2}"))
-                ));
+                progress_ratio(&row);
                 rows.push(row);
             }
         }
@@ -401,10 +398,7 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
                 "raw hyper, mucp headers",
                 b,
             );
-            progress(format!(
-                "  ratio {}",
-                row.ratio.map_or("-".into(), |x| format!("{x:.2}"))
-            ));
+            progress_ratio(&row);
             rows.push(row);
         }
     }
@@ -459,10 +453,7 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
                 "rmicro over loopback",
                 b,
             );
-            progress(format!(
-                "  ratio {}",
-                row.ratio.map_or("-".into(), |x| format!("{x:.2}"))
-            ));
+            progress_ratio(&row);
             rows.push(row);
         }
     }
@@ -524,10 +515,7 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
                     "rmicro over mucp",
                     b,
                 );
-                progress(format!(
-                    "  ratio {}",
-                    row.ratio.map_or("-".into(), |x| format!("{x:.2}"))
-                ));
+                progress_ratio(&row);
                 rows.push(row);
             }
         }

@@ -22,7 +22,7 @@ use tonic_prost::ProstCodec;
 
 use crate::rpc::{CALLERS, rmicro_call, start_rmicro};
 use crate::student::{Student, StudentRequest, get_student};
-use crate::{Config, load, progress, stats::Row};
+use crate::{Config, load, progress, progress_ratio, stats::Row};
 
 /// The method's gRPC path, as tonic-build names it for `student.StudentService`.
 const PATH: &str = "/student.StudentService/GetStudent";
@@ -164,10 +164,7 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
             "tonic 0.14",
             b,
         );
-        progress(format!(
-            "  ratio {}",
-            row.ratio.map_or("-".into(), |x| format!("{x:.2}"))
-        ));
+        progress_ratio(&row);
         rows.push(row);
     }
     task.abort();
