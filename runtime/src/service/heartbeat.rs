@@ -1,8 +1,12 @@
 //! Registration and re-registration on a dedicated thread, so that handlers that keep every
 //! runtime worker busy cannot starve the heartbeat.
+//!
+//! One thread serves every service of the process: each service's heartbeat is a task on
+//! that thread's current-thread runtime, so a thousand services wake one thread (their timers
+//! share its wheel) rather than a thousand.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
@@ -63,6 +67,37 @@ fn backoff(attempts: u32, cap: Duration) -> Duration {
     Duration::from_millis(500u64 << exp).min(cap)
 }
 
+/// The process's heartbeat runtime, started on first use on its own thread, which it keeps for
+/// the life of the process (parked while no timer is due).
+fn runtime() -> std::result::Result<&'static tokio::runtime::Handle, String> {
+    static RUNTIME: OnceLock<std::result::Result<tokio::runtime::Handle, String>> =
+        OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name("rmicro-heartbeat".to_owned())
+                .spawn(move || {
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => {
+                            let _ = tx.send(Ok(rt.handle().clone()));
+                            rt.block_on(std::future::pending::<()>());
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e.to_string()));
+                        }
+                    }
+                })
+                .map_err(|e| e.to_string())?;
+            rx.recv().map_err(|e| e.to_string())?
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
 impl Heartbeat {
     pub(crate) fn start(
         registry: SharedRegistry,
@@ -75,34 +110,26 @@ impl Heartbeat {
         let state = state_tx.subscribe();
         let (stop_tx, stop_rx) = oneshot::channel();
         let (done_tx, done) = oneshot::channel();
-        let spawned = std::thread::Builder::new()
-            .name(format!("rmicro-heartbeat-{}", record.name))
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let err = Error::internal_server_error(
-                            &record.name,
-                            format!("cannot start the heartbeat runtime: {e}"),
-                        );
-                        let _ = state_tx.send(RegistrationState::Degraded {
-                            error: err.clone(),
-                            attempts: 1,
-                        });
-                        let _ = done_tx.send(Err(err));
-                        return;
-                    }
-                };
-                let result = rt.block_on(run(
-                    registry, record, ttl, interval, state_tx, last_live, stop_rx,
-                ));
-                let _ = done_tx.send(result);
-            });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot spawn the heartbeat thread");
+        match runtime() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    let result =
+                        run(registry, record, ttl, interval, state_tx, last_live, stop_rx).await;
+                    let _ = done_tx.send(result);
+                });
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the heartbeat thread");
+                let err = Error::internal_server_error(
+                    &record.name,
+                    format!("cannot start the heartbeat thread: {e}"),
+                );
+                let _ = state_tx.send(RegistrationState::Degraded {
+                    error: err.clone(),
+                    attempts: 1,
+                });
+                let _ = done_tx.send(Err(err));
+            }
         }
         Self {
             state,
