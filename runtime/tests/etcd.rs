@@ -351,6 +351,29 @@ where
     start.elapsed()
 }
 
+/// A service whose listing is larger than gRPC's default 4 MiB limit on a reply (thousands of
+/// nodes do that; here 48 nodes of 100 KiB of metadata each) is listed whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_a_service_larger_than_four_mebibytes() {
+    let etcd = Etcd::start();
+    let registry = etcd.registry();
+    let name = unique("big");
+    let nodes = 48;
+    for i in 0..nodes {
+        let mut s = service(&name, &format!("n{i}"));
+        s.nodes[0]
+            .metadata
+            .insert("padding".into(), "x".repeat(100 * 1024));
+        registry
+            .register(&s, RegisterOptions::ttl(Duration::from_secs(60)))
+            .await
+            .expect("register");
+    }
+    let listed = registry.get_service(&name).await.expect("get_service");
+    let count: usize = listed.iter().map(|s| s.nodes.len()).sum();
+    assert_eq!(count, nodes, "every node of a {} MiB listing", nodes * 100 / 1024);
+}
+
 /// What a go-micro peer reads: the key, the JSON value (one node, go-micro's field names) and
 /// a lease of the TTL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -367,7 +367,9 @@ impl Client {
             _ => Channel::balance_list(endpoints.into_iter()),
         };
         let client = Self {
-            grpc: Grpc::new(channel),
+            // etcd's Go client reads replies of up to 2 GiB (`MaxCallRecvMsgSize`), tonic 4 MiB
+            // by default: a service of some thousand nodes lists more than that.
+            grpc: Grpc::new(channel).max_decoding_message_size(i32::MAX as usize),
             timeout: opts.timeout,
             auth: opts.credentials.map(|(user, password)| {
                 Arc::new(Auth {
