@@ -681,17 +681,24 @@ impl Next {
         } else {
             self.entry.open(&self.nodes, now)
         };
-        let tried = &self.tried;
-        // Every node left out of selection: try them anyway.
-        let skip_open = (0..len).any(|i| !tried.contains(&i) && !open.contains(&i));
-        let skipped = |i: &usize| tried.contains(i) || (skip_open && open.contains(i));
-        let candidates = (0..len).filter(|i| !skipped(i)).count();
-        // The k-th candidate, in index order.
-        let k = match self.selector.opts.strategy {
+        let kth = |candidates: usize| match self.selector.opts.strategy {
             Strategy::Random => rand::random_range(0..candidates),
             Strategy::RoundRobin => self.entry.counter.fetch_add(1, Ordering::Relaxed) % candidates,
         };
-        let index = (0..len).filter(|i| !skipped(i)).nth(k).unwrap_or(0);
+        let index = if self.tried.is_empty() && open.is_empty() {
+            // A call's first pick with every circuit closed, the common case: every node is
+            // a candidate, so the k-th is node k (constant time at any number of nodes).
+            kth(len)
+        } else {
+            let tried = &self.tried;
+            // Every node left out of selection: try them anyway.
+            let skip_open = (0..len).any(|i| !tried.contains(&i) && !open.contains(&i));
+            let skipped = |i: &usize| tried.contains(i) || (skip_open && open.contains(i));
+            let candidates = (0..len).filter(|i| !skipped(i)).count();
+            // The k-th candidate, in index order.
+            let k = kth(candidates);
+            (0..len).filter(|i| !skipped(i)).nth(k).unwrap_or(0)
+        };
         self.tried.push(index);
         let node = self.nodes.get(index)?;
         if self.entry.tripped.load(Ordering::Acquire) > 0 {
