@@ -7,6 +7,12 @@ pub(crate) fn uuid() -> uuid::Uuid {
     uuid::Builder::from_random_bytes(rand::random()).into_uuid()
 }
 
+/// [`uuid`] as its 36-character hyphenated text, written without the formatting machinery.
+pub(crate) fn uuid_string() -> String {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid().hyphenated().encode_lower(&mut buf).to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -16,5 +22,9 @@ mod tests {
         assert_eq!(a.get_version_num(), 4);
         assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
         assert_ne!(a, b);
+        let text = super::uuid_string();
+        let parsed = uuid::Uuid::parse_str(&text).expect("a uuid");
+        assert_eq!(text, parsed.to_string());
+        assert_eq!(parsed.get_version_num(), 4);
     }
 }

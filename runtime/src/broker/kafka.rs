@@ -538,7 +538,7 @@ impl Broker for KafkaBroker {
                 check_name("queue", queue)?;
                 queue.to_owned()
             }
-            None => crate::id::uuid().to_string(),
+            None => crate::id::uuid_string(),
         };
         let inner = &self.inner;
         let context = GroupStart {

@@ -93,20 +93,104 @@ impl Message {
         header_any_case(&self.header, HEADER_ID)
     }
 
-    /// go-micro's JSON envelope.
+    /// go-micro's JSON envelope, `{"Header":{..},"Body":"<base64>"}`: written straight into
+    /// one buffer sized in advance (the headers escaped as JSON strings, the body encoded in
+    /// place), byte for byte what serde_json writes for this struct.
     pub fn to_envelope(&self) -> Vec<u8> {
-        // A map of strings and a byte string always serialise.
-        serde_json::to_vec(self).unwrap_or_default()
+        const HEAD: &[u8] = b"{\"Header\":{";
+        const BODY: &[u8] = b"},\"Body\":\"";
+        const TAIL: &[u8] = b"\"}";
+        let b64 = base64::encoded_len(self.body.len(), true).unwrap_or(0);
+        // Six bytes per header for quotes, colon and comma; escapes may grow the buffer.
+        let headers: usize = self.header.iter().map(|(k, v)| k.len() + v.len() + 6).sum();
+        let mut out = Vec::with_capacity(HEAD.len() + headers + BODY.len() + b64 + TAIL.len());
+        out.extend_from_slice(HEAD);
+        for (i, (key, value)) in self.header.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json_str(&mut out, key);
+            out.push(b':');
+            json_str(&mut out, value);
+        }
+        out.extend_from_slice(BODY);
+        let start = out.len();
+        out.resize(start + b64, 0);
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(&self.body, &mut out[start..])
+            .unwrap_or(0);
+        out.truncate(start + written);
+        out.extend_from_slice(TAIL);
+        out
     }
 
-    /// Parses go-micro's JSON envelope.
+    /// Parses go-micro's JSON envelope. The body is decoded from the JSON text in place when
+    /// it holds no escape (base64 never needs one), without an intermediate string.
     pub fn from_envelope(bytes: &[u8]) -> Result<Self> {
-        serde_json::from_slice(bytes).map_err(|e| {
+        let malformed = |e: &dyn fmt::Display| {
             crate::Error::bad_request(
                 "go.micro.broker",
                 format!("malformed message envelope: {e}"),
             )
+        };
+        let raw: Envelope<'_> = serde_json::from_slice(bytes).map_err(|e| malformed(&e))?;
+        let body = match raw.body {
+            None => Bytes::new(),
+            Some(text) => base64::engine::general_purpose::STANDARD
+                .decode(text.as_bytes())
+                .map(Bytes::from)
+                .map_err(|e| malformed(&e))?,
+        };
+        Ok(Self {
+            header: raw.header,
+            body,
         })
+    }
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes it.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// go-micro's envelope as read: the body borrowed from the input where it can be.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "Header", default, deserialize_with = "null_default")]
+    header: Metadata,
+    #[serde(rename = "Body", default, borrow)]
+    body: Option<Text<'a>>,
+}
+
+/// A JSON string, borrowed from the input when it holds no escape.
+struct Text<'a>(std::borrow::Cow<'a, str>);
+
+impl<'a> Text<'a> {
+    fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a base64 string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+                Ok(Text(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
+                Ok(Text(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> std::result::Result<Self::Value, E> {
+                Ok(Text(std::borrow::Cow::Owned(v)))
+            }
+        }
+        de.deserialize_str(Visit)
     }
 }
 
@@ -130,7 +214,9 @@ mod base64_body {
     pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
         de: D,
     ) -> std::result::Result<Bytes, D::Error> {
-        let text = Option::<String>::deserialize(de)?.unwrap_or_default();
+        let Some(text) = Option::<Text<'de>>::deserialize(de)? else {
+            return Ok(Bytes::new());
+        };
         base64::engine::general_purpose::STANDARD
             .decode(text.as_bytes())
             .map(Bytes::from)
@@ -341,7 +427,7 @@ pub fn stamp(topic: &str, msg: &mut Message) {
     msg.header.insert(HEADER_TOPIC.to_owned(), topic.to_owned());
     if msg.id().is_none() {
         msg.header
-            .insert(HEADER_ID.to_owned(), crate::id::uuid().to_string());
+            .insert(HEADER_ID.to_owned(), crate::id::uuid_string());
     }
 }
 
@@ -358,6 +444,31 @@ mod tests {
             r#"{"Header":{"name":"davie"},"Body":"eyJuYW1lIjoiZGF2aWUifQ=="}"#
         );
         assert_eq!(Message::from_envelope(json.as_bytes()).expect("parse"), msg);
+    }
+
+    #[test]
+    fn the_hand_written_envelope_is_serde_jsons_to_the_byte() {
+        for body in [&b""[..], b"a", b"ab", b"abc", b"\x00\xff\x10 binary", &[7u8; 1000]] {
+            let msg = Message::new(Bytes::copy_from_slice(body))
+                .with_header("Micro-Topic", "go.micro.srv.message")
+                .with_header("quote\"back\\slash", "tab\tnl\nctl\u{1}")
+                .with_header("名前", "davie </script> & \u{2028}");
+            let expected = serde_json::to_vec(&msg).expect("serialise");
+            assert_eq!(msg.to_envelope(), expected, "body of {} bytes", body.len());
+            assert_eq!(Message::from_envelope(&expected).expect("parse"), msg);
+        }
+        assert_eq!(Message::new(Bytes::new()).to_envelope(), br#"{"Header":{},"Body":""}"#);
+    }
+
+    #[test]
+    fn an_envelope_body_with_json_escapes_or_spaces_still_parses() {
+        // Another writer may escape characters in the base64 text (JSON allows any escape).
+        let msg = Message::from_envelope(
+            br#" { "Body" : "\u0059\u0051\u003d\u003d" , "Header" : { "k" : "v" } } "#,
+        )
+        .expect("parse");
+        assert_eq!(&msg.body[..], b"a");
+        assert_eq!(msg.header.get("k").map(String::as_str), Some("v"));
     }
 
     #[test]

@@ -394,7 +394,7 @@ impl Client {
             .or(self.inner.opts.content_type.as_deref())
             .unwrap_or_else(|| Req::default_content_type());
         let content_type = codec::normalize(content_type).to_owned();
-        let id = crate::id::uuid().to_string();
+        let id = crate::id::uuid_string();
         let mut header: Vec<(String, String)> = opts
             .metadata
             .iter()
@@ -591,7 +591,7 @@ impl Client {
             Some(address) => Targets::Fixed(address),
             None => Targets::Selected(self.inner.selector.select(service).await?),
         };
-        let call_id = crate::id::uuid().to_string();
+        let call_id = crate::id::uuid_string();
         let mut last: Option<Error> = None;
         // Whether the last attempt could not connect to its node (so nothing was sent).
         let mut unreachable = false;
