@@ -17,6 +17,8 @@ mod layers;
 mod load;
 mod pubsub;
 mod rpc;
+mod growth;
+mod heap;
 mod stats;
 mod student;
 mod vs_tonic;
@@ -24,6 +26,9 @@ mod vs_tonic;
 use std::time::{Duration, Instant};
 
 use stats::Row;
+
+#[global_allocator]
+static ALLOCATOR: heap::Counting = heap::Counting;
 
 const HELP: &str = "\
 rmicro-bench: rmicro against raw baselines and go-micro, side by side in one run
@@ -34,16 +39,18 @@ USAGE:
 OPTIONS:
     --quick          short rounds (the whole run takes a few minutes)
     --json FILE      also write the results as JSON to FILE
-    --svg DIR        also draw the curves the run measured (RPC against reply size) as SVG
-                     files into DIR
+    --svg DIR        also draw the curves the run measured (RPC against reply size; the
+                     growth scenario's registry, memory and heartbeat curves) as SVG files
+                     into DIR
     --only LIST      run only these scenarios (comma-separated):
-                     rpc, tonic, layers, pubsub, discovery, footprint, go-micro; one broker's
-                     pub/sub row alone: pubsub:memory, pubsub:http, pubsub:mqtt,
+                     rpc, tonic, layers, pubsub, discovery, footprint, growth, go-micro;
+                     one broker's pub/sub row alone: pubsub:envelope (the envelope in
+                     process, no broker), pubsub:memory, pubsub:http, pubsub:mqtt,
                      pubsub:nats, pubsub:redis, pubsub:rabbitmq, pubsub:nsq,
                      pubsub:kafka, pubsub:googlepubsub
     --help           print this help
 
-Servers (mosquitto, nats-server, rabbitmq-server, redis-server, consul) are started on free
+Servers (mosquitto, nats-server, rabbitmq-server, redis-server, etcd, consul) are started on free
 127.0.0.1 ports; a missing one skips its rows. The go-micro programs are built by
 bench/build-go.sh into ~/.cache/rmicro/bench-bin. Progress goes to stderr, the table to
 stdout.
@@ -171,6 +178,9 @@ fn main() {
         }
         if wanted("footprint") {
             rows.extend(footprint::run(&cfg).await);
+        }
+        if wanted("growth") {
+            rows.extend(growth::run(&cfg).await);
         }
         if wanted("go-micro") {
             rows.extend(gomicro::run(&cfg).await);

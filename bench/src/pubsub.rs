@@ -892,9 +892,66 @@ async fn compare_sides(
     row
 }
 
-/// Runs the pub/sub scenario on every broker.
-/// The brokers of the pub/sub scenario, in the order they run.
-pub const BROKERS: [&str; 9] = [
+/// The envelope alone, in process: rmicro's stamping, [`Message::to_envelope`] and
+/// [`Message::from_envelope`] against the ceiling's serde_json and base64 code, both on the
+/// student's JSON, one thread, no broker.
+async fn envelope_row(cfg: &Config) -> Row {
+    /// Round trips per timed batch (a batch's time over its size is one latency).
+    const BATCH: u64 = 64;
+    fn batches(len: Duration, one: impl Fn() -> bool) -> Sample {
+        let mut sample = Sample::default();
+        let start = Instant::now();
+        while start.elapsed() < len {
+            let t = Instant::now();
+            for _ in 0..BATCH {
+                if one() {
+                    sample.count += 1;
+                } else {
+                    sample.errors += 1;
+                }
+            }
+            sample.latencies.push(t.elapsed().as_nanos() as u64 / BATCH);
+        }
+        sample.elapsed = start.elapsed();
+        sample
+    }
+    progress("pubsub envelope: rmicro vs serde_json + base64, in process");
+    let body = payload();
+    let topic = "go.micro.srv.message";
+    let rmicro = || {
+        let mut msg = Message::new(body.clone());
+        broker::stamp(topic, &mut msg);
+        let wire = msg.to_envelope();
+        Message::from_envelope(&wire).is_ok_and(|m| m.body.len() == body.len())
+    };
+    let simplest = || {
+        let wire = envelope::seal(topic, &body);
+        envelope::open(&wire).is_some_and(|b| b.len() == body.len())
+    };
+    let (a, b) = load::alternate(
+        cfg.rounds,
+        cfg.warmup,
+        cfg.round,
+        async |len| batches(len, rmicro),
+        async |len| batches(len, simplest),
+    )
+    .await;
+    let row = Row::compare(
+        "pubsub",
+        "envelope, in process (seal and open)",
+        "msg/s",
+        a,
+        "serde_json + base64",
+        b,
+    );
+    progress_ratio(&row);
+    row
+}
+
+/// The brokers of the pub/sub scenario, in the order they run (`envelope`: the envelope alone,
+/// no broker).
+pub const BROKERS: [&str; 10] = [
+    "envelope",
     "memory",
     "http",
     "mqtt",
@@ -922,6 +979,10 @@ pub async fn run(cfg: &Config, wanted: &dyn Fn(&str) -> bool) -> Vec<Row> {
 
     let mut rows = Vec::new();
     let (ta, tb, tc) = ("bench.rmicro", "bench.raw", "bench.ceiling");
+
+    if wanted("envelope") {
+        rows.push(envelope_row(cfg).await);
+    }
 
     if wanted("memory") {
         progress("pubsub memory: setting up");
