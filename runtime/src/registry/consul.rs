@@ -853,6 +853,12 @@ impl HealthEntry {
     /// The instance as a service holding its one node, or `None` when it belongs to another
     /// service or has a critical check (go-micro drops those; `warning` stays).
     pub(crate) fn to_service(&self, name: &str) -> Option<Service> {
+        self.to_service_with(name, &mut tags::Memo::default())
+    }
+
+    /// [`Self::to_service`], taking the decoded tags from `memo` when the instance carries
+    /// the same tags as the one decoded last (every node of a version does).
+    pub(crate) fn to_service_with(&self, name: &str, memo: &mut tags::Memo) -> Option<Service> {
         let svc = &self.service;
         if svc.service != name {
             return None;
@@ -867,14 +873,17 @@ impl HealthEntry {
             .filter(|a| !a.is_empty())
             .or_else(|| self.node.as_ref()?.address.as_deref())
             .unwrap_or_default();
-        let metadata = tags::decode_metadata(tags)
+        let decoded = memo.decode(tags);
+        let metadata = decoded
+            .metadata
+            .clone()
             .or_else(|| svc.meta.clone())
             .unwrap_or_default();
         Some(Service {
             name: svc.service.clone(),
-            version: tags::decode_version(tags).unwrap_or_default(),
+            version: decoded.version.clone().unwrap_or_default(),
             metadata: BTreeMap::new(),
-            endpoints: tags::decode_endpoints(tags),
+            endpoints: decoded.endpoints.clone(),
             nodes: vec![Node {
                 id: svc.id.clone(),
                 address: join_host_port(address, svc.port),
@@ -926,8 +935,9 @@ impl Registry for ConsulRegistry {
 
     async fn get_service(&self, name: &str) -> Result<Vec<Service>> {
         let (entries, _) = self.inner.health(name, None).await?;
+        let mut memo = tags::Memo::default();
         Ok(group_by_version(
-            entries.iter().filter_map(|e| e.to_service(name)),
+            entries.iter().filter_map(|e| e.to_service_with(name, &mut memo)),
         ))
     }
 

@@ -119,6 +119,40 @@ pub(crate) fn decode_metadata<'a>(tags: impl IntoIterator<Item = &'a String>) ->
     metadata
 }
 
+/// What an instance's tags say.
+#[derive(Debug, Default)]
+pub(crate) struct Tags {
+    pub(crate) version: Option<String>,
+    pub(crate) endpoints: Vec<Endpoint>,
+    pub(crate) metadata: Option<Metadata>,
+}
+
+/// Decodes instances' tags, keeping the last instance's: the nodes of one version carry the
+/// same tags, and decoding them (hex, zlib, JSON for each) is most of what reading an
+/// instance costs, so a listing of many nodes decodes them about once.
+#[derive(Debug, Default)]
+pub(crate) struct Memo {
+    last: Option<(Vec<String>, Tags)>,
+}
+
+impl Memo {
+    /// The decoded `tags`.
+    pub(crate) fn decode(&mut self, tags: &[String]) -> &Tags {
+        if self.last.as_ref().is_some_and(|(seen, _)| seen != tags) {
+            self.last = None;
+        }
+        let (_, decoded) = self.last.get_or_insert_with(|| {
+            let decoded = Tags {
+                version: decode_version(tags),
+                endpoints: decode_endpoints(tags),
+                metadata: decode_metadata(tags),
+            };
+            (tags.to_vec(), decoded)
+        });
+        decoded
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +165,23 @@ mod tests {
     const GO_METADATA: &str = "t-789caa562a28ca2fc94fcecf51b252ca2d4d2e50aa05040000ffff46a906e2";
     const GO_ENDPOINT: &str = "e-789c84cd310ac2401085e1bbbc3a7880bd80d6b69262c06710763771662288ecdd251286040bab078f1fbe37aa1422e1a8a4530f27e63ca283f231d31c298af3fa74f0d7b43f9e92671ad225e2ef4469aef73a6cc3bef56d416c1aab71a7acd78689e7d72936fc670a5daee2b230e64a2948b84936a2b54f000000ffffb26756ce";
     const GO_VERSION: &str = "v-789c32d433d03300040000ffff02ce00ee";
+
+    #[test]
+    fn the_memo_decodes_again_when_the_tags_change() {
+        let (service, node) = greeter();
+        let tags = encode_tags(&service, &node).expect("encode");
+        let mut memo = Memo::default();
+        assert_eq!(memo.decode(&tags).endpoints, service.endpoints);
+        assert_eq!(memo.decode(&tags).version.as_deref(), Some(service.version.as_str()));
+        let mut other = service.clone();
+        other.version = "2.0.0".into();
+        other.endpoints.clear();
+        let changed = encode_tags(&other, &node).expect("encode");
+        let decoded = memo.decode(&changed);
+        assert_eq!(decoded.version.as_deref(), Some("2.0.0"));
+        assert!(decoded.endpoints.is_empty());
+        assert_eq!(decoded.metadata.as_ref(), Some(&node.metadata));
+    }
 
     fn greeter() -> (Service, Node) {
         let field = |name: &str| Value {
