@@ -229,6 +229,24 @@ async fn heartbeats(cfg: &Config, n: usize) -> Result<(f64, f64), String> {
     Ok((cpu_ms / secs, cpu_ms * 1000.0 / (secs * n as f64)))
 }
 
+/// The heartbeat CPU of `n` services heartbeating every second to the memory registry.
+pub async fn heartbeat_row(cfg: &Config, n: usize) -> Row {
+    progress(format!(
+        "footprint: {n} services, 1 s heartbeat, watching {:?}",
+        cfg.heartbeat_window
+    ));
+    match heartbeats(cfg, n).await {
+        Ok((per_sec, per_beat)) => Row::value(
+            "footprint",
+            &format!("heartbeat CPU, {n} services @ 1 s (memory registry)"),
+            "ms CPU/s",
+            per_sec,
+            &format!("{per_beat:.1} µs CPU per heartbeat (whole process, idle otherwise)"),
+        ),
+        Err(e) => Row::skipped("footprint", &format!("heartbeat CPU, {n} services"), e),
+    }
+}
+
 /// Runs the footprint scenario.
 pub async fn run(cfg: &Config) -> Vec<Row> {
     let mut rows = Vec::new();
@@ -290,22 +308,6 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
             &format!("median of {n}, from spawn to the `registered` line"),
         ));
     }
-    let n = 1000;
-    progress(format!(
-        "footprint: {n} services, 1 s heartbeat, watching {:?}",
-        cfg.heartbeat_window
-    ));
-    match heartbeats(cfg, n).await {
-        Ok((per_sec, per_beat)) => {
-            rows.push(Row::value(
-                "footprint",
-                "heartbeat CPU, 1000 services @ 1 s (memory registry)",
-                "ms CPU/s",
-                per_sec,
-                &format!("{per_beat:.1} µs CPU per heartbeat (whole process, idle otherwise)"),
-            ));
-        }
-        Err(e) => rows.push(Row::skipped("footprint", "heartbeat CPU", e)),
-    }
+    rows.push(heartbeat_row(cfg, 1000).await);
     rows
 }
