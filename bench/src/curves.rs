@@ -273,7 +273,12 @@ fn draw(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
+        // Rates fall as payloads grow; growth curves rise: the legend goes where lines are not.
+        .position(if curve.compared {
+            SeriesLabelPosition::LowerLeft
+        } else {
+            SeriesLabelPosition::UpperLeft
+        })
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;
