@@ -259,17 +259,11 @@ fn draw(
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(width))
             });
-        chart.draw_series(points.iter().map(|p| {
-            Circle::new(
-                *p,
-                4,
-                if ours {
-                    color.filled()
-                } else {
-                    color.into()
-                },
-            )
-        }))?;
+        chart.draw_series(
+            points
+                .iter()
+                .map(|p| Circle::new(*p, 4, if ours { color.filled() } else { color.into() })),
+        )?;
     }
     chart
         .configure_series_labels()

@@ -166,21 +166,23 @@ async fn fan_out(registry: &SharedRegistry, template: &Service, i: usize) -> Res
 
 /// The same request as a registry's `get_service` made by hand, its reply read and not parsed
 /// (what the server and the transfer cost): a Consul agent's health endpoint.
-type RawLookup = Box<dyn Fn() -> futures::future::BoxFuture<'static, Result<usize, String>> + Send + Sync>;
+type RawLookup =
+    Box<dyn Fn() -> futures::future::BoxFuture<'static, Result<usize, String>> + Send + Sync>;
 
 fn consul_raw(address: &str) -> RawLookup {
     use http_body_util::{BodyExt as _, Empty};
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
 
-    let client: Client<_, Empty<bytes::Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let uri = format!("http://{address}/v1/health/service/{SERVICE}");
     Box::new(move || {
         let client = client.clone();
         let uri = uri.clone();
         Box::pin(async move {
-            let uri: http::Uri = uri.parse().map_err(|e: http::uri::InvalidUri| e.to_string())?;
+            let uri: http::Uri = uri
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| e.to_string())?;
             let rsp = client.get(uri).await.map_err(|e| e.to_string())?;
             let body = rsp
                 .into_body()
@@ -367,7 +369,10 @@ fn call_over(stream: &mut std::net::TcpStream) -> Result<(), String> {
     if buf[..n].starts_with(b"HTTP/1.1 200") {
         Ok(())
     } else {
-        Err(format!("unexpected reply: {}", String::from_utf8_lossy(&buf[..n.min(80)])))
+        Err(format!(
+            "unexpected reply: {}",
+            String::from_utf8_lossy(&buf[..n.min(80)])
+        ))
     }
 }
 
@@ -427,7 +432,11 @@ async fn connections() -> Vec<Row> {
 async fn subscriptions(name: &str, broker: broker::SharedBroker) -> Vec<Row> {
     let mut rows = Vec::new();
     if let Err(e) = broker.connect().await {
-        return vec![Row::skipped("growth", &format!("{name} subscriptions"), e.to_string())];
+        return vec![Row::skipped(
+            "growth",
+            &format!("{name} subscriptions"),
+            e.to_string(),
+        )];
     }
     for s in SUBSCRIPTIONS {
         progress(format!("growth: {s} subscriptions on the {name} broker"));
@@ -516,7 +525,13 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
     }
 
     rows.extend(connections().await);
-    rows.extend(subscriptions("memory", Arc::new(rmicro::broker::memory::MemoryBroker::new())).await);
+    rows.extend(
+        subscriptions(
+            "memory",
+            Arc::new(rmicro::broker::memory::MemoryBroker::new()),
+        )
+        .await,
+    );
     let registry: SharedRegistry = Arc::new(MemoryRegistry::new());
     rows.extend(
         subscriptions(

@@ -371,7 +371,12 @@ async fn lists_a_service_larger_than_four_mebibytes() {
     }
     let listed = registry.get_service(&name).await.expect("get_service");
     let count: usize = listed.iter().map(|s| s.nodes.len()).sum();
-    assert_eq!(count, nodes, "every node of a {} MiB listing", nodes * 100 / 1024);
+    assert_eq!(
+        count,
+        nodes,
+        "every node of a {} MiB listing",
+        nodes * 100 / 1024
+    );
 }
 
 /// What a go-micro peer reads: the key, the JSON value (one node, go-micro's field names) and

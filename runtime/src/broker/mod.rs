@@ -448,7 +448,14 @@ mod tests {
 
     #[test]
     fn the_hand_written_envelope_is_serde_jsons_to_the_byte() {
-        for body in [&b""[..], b"a", b"ab", b"abc", b"\x00\xff\x10 binary", &[7u8; 1000]] {
+        for body in [
+            &b""[..],
+            b"a",
+            b"ab",
+            b"abc",
+            b"\x00\xff\x10 binary",
+            &[7u8; 1000],
+        ] {
             let msg = Message::new(Bytes::copy_from_slice(body))
                 .with_header("Micro-Topic", "go.micro.srv.message")
                 .with_header("quote\"back\\slash", "tab\tnl\nctl\u{1}")
@@ -457,7 +464,10 @@ mod tests {
             assert_eq!(msg.to_envelope(), expected, "body of {} bytes", body.len());
             assert_eq!(Message::from_envelope(&expected).expect("parse"), msg);
         }
-        assert_eq!(Message::new(Bytes::new()).to_envelope(), br#"{"Header":{},"Body":""}"#);
+        assert_eq!(
+            Message::new(Bytes::new()).to_envelope(),
+            br#"{"Header":{},"Body":""}"#
+        );
     }
 
     #[test]

@@ -937,7 +937,9 @@ impl Registry for ConsulRegistry {
         let (entries, _) = self.inner.health(name, None).await?;
         let mut memo = tags::Memo::default();
         Ok(group_by_version(
-            entries.iter().filter_map(|e| e.to_service_with(name, &mut memo)),
+            entries
+                .iter()
+                .filter_map(|e| e.to_service_with(name, &mut memo)),
         ))
     }
 

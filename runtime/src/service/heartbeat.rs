@@ -70,8 +70,7 @@ fn backoff(attempts: u32, cap: Duration) -> Duration {
 /// The process's heartbeat runtime, started on first use on its own thread, which it keeps for
 /// the life of the process (parked while no timer is due).
 fn runtime() -> std::result::Result<&'static tokio::runtime::Handle, String> {
-    static RUNTIME: OnceLock<std::result::Result<tokio::runtime::Handle, String>> =
-        OnceLock::new();
+    static RUNTIME: OnceLock<std::result::Result<tokio::runtime::Handle, String>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
             let (tx, rx) = std::sync::mpsc::channel();
@@ -113,8 +112,10 @@ impl Heartbeat {
         match runtime() {
             Ok(rt) => {
                 rt.spawn(async move {
-                    let result =
-                        run(registry, record, ttl, interval, state_tx, last_live, stop_rx).await;
+                    let result = run(
+                        registry, record, ttl, interval, state_tx, last_live, stop_rx,
+                    )
+                    .await;
                     let _ = done_tx.send(result);
                 });
             }

@@ -172,7 +172,10 @@ mod tests {
         let tags = encode_tags(&service, &node).expect("encode");
         let mut memo = Memo::default();
         assert_eq!(memo.decode(&tags).endpoints, service.endpoints);
-        assert_eq!(memo.decode(&tags).version.as_deref(), Some(service.version.as_str()));
+        assert_eq!(
+            memo.decode(&tags).version.as_deref(),
+            Some(service.version.as_str())
+        );
         let mut other = service.clone();
         other.version = "2.0.0".into();
         other.endpoints.clear();
