@@ -180,12 +180,12 @@ fn idle_once(idle: Idle, settle: Duration) -> Result<(Duration, (u64, u64)), Str
     result
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The middle value (the upper one of an even count); NaN when empty.
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// utime + stime of this process, in clock ticks (100 per second on Linux).
 /// CPU time of every thread of this process, in nanoseconds (the first field of each
 /// thread's `schedstat`; `/proc/self/stat` counts in 10 ms ticks, too coarse for a few ms of
 /// heartbeats a second).

@@ -24,6 +24,7 @@ use rmicro::registry::memory::MemoryRegistry;
 use rmicro::registry::{Node, RegisterOptions, Service, SharedRegistry, WatchOptions};
 use rmicro::rpc::selector::{Selector, Strategy};
 
+use crate::footprint::median;
 use crate::heap::Window;
 use crate::{Config, progress, stats::Row};
 
@@ -119,11 +120,6 @@ async fn settled(registry: &SharedRegistry, n: usize) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// The time until every watcher has seen node `i` registered.

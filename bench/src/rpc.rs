@@ -458,7 +458,12 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
         }
     }
     // go-micro's grpc protocol (`--server=grpc`) against mucp, both rmicro on both sides.
-    let grpc_service = match start_rmicro_as(Arc::clone(&registry), GRPC_SERVICE, "grpc").await {
+    let started = match start_rmicro_as(Arc::clone(&registry), GRPC_SERVICE, "grpc").await {
+        // The first call must find it: wait for the first registration.
+        Ok(s) => s.registered().await.map(|()| s),
+        Err(e) => Err(e),
+    };
+    let grpc_service = match started {
         Ok(s) => Some(s),
         Err(e) => {
             rows.push(Row::skipped(
