@@ -37,7 +37,8 @@ USAGE:
     cargo run --release -p rmicro-bench -- [OPTIONS]
 
 OPTIONS:
-    --quick          short rounds (the whole run takes a few minutes)
+    --quick          short rounds (the whole run takes about 20 minutes on 2 cores, 12 of
+                     them the growth scenario's Consul at 10,000 nodes)
     --json FILE      also write the results as JSON to FILE
     --svg DIR        also draw the curves the run measured (RPC against reply size; the
                      growth scenario's registry, memory and heartbeat curves) as SVG files
