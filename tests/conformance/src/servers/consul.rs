@@ -30,7 +30,7 @@ pub fn start_with_acl(management: &str) -> Server {
 pub fn start_with(hcl: &[&str], token: Option<&str>) -> Server {
     let mut args = vec!["-dev".to_owned(), "-node=rmicro-test".to_owned()];
     args.extend(hcl.iter().map(|block| format!("-hcl={block}")));
-    let server = agent(distinct_ports(), args);
+    let server = agent(distinct_ports(1).remove(0), args);
     wait_ready(&server, token);
     server
 }
@@ -39,7 +39,7 @@ pub fn start_with(hcl: &[&str], token: Option<&str>) -> Server {
 /// on disk, in each server's directory) on free loopback ports, joined to each other, and
 /// waits until every server's catalog answers (the cluster has a leader).
 pub fn start_cluster(n: usize) -> Vec<Server> {
-    let ports: Vec<[u16; 4]> = (0..n).map(|_| distinct_ports()).collect();
+    let ports = distinct_ports(n);
     let members: Vec<Server> = ports
         .iter()
         .enumerate()
@@ -109,22 +109,30 @@ pub fn is_leader(server: &Server) -> bool {
         .is_some_and(|(status, body)| status == 200 && body.contains(&format!(":{rpc}\"")))
 }
 
-/// Four free loopback ports, all different (held together while they are picked); the
-/// second and third (serf LAN and WAN) are free for UDP too, which serf also uses.
-fn distinct_ports() -> [u16; 4] {
+/// Four free loopback ports for each of `n` agents, all different (held together while they
+/// are picked: picked one agent at a time, a port released by one could be handed to the
+/// next, and the second agent would fail to bind it); the second and third of each (serf LAN
+/// and WAN) are free for UDP too, which serf also uses.
+fn distinct_ports(n: usize) -> Vec<[u16; 4]> {
     loop {
-        let held: Vec<std::net::TcpListener> = (0..4)
+        let held: Vec<std::net::TcpListener> = (0..4 * n)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
             .collect();
         let ports: Vec<u16> = held
             .iter()
             .map(|l| l.local_addr().expect("bound").port())
             .collect();
-        let udp_free = ports[1..3]
-            .iter()
-            .all(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok());
+        let agents: Vec<[u16; 4]> = ports
+            .chunks_exact(4)
+            .map(|p| [p[0], p[1], p[2], p[3]])
+            .collect();
+        let udp_free = agents.iter().all(|p| {
+            p[1..3]
+                .iter()
+                .all(|port| std::net::UdpSocket::bind(("127.0.0.1", *port)).is_ok())
+        });
         if udp_free {
-            return [ports[0], ports[1], ports[2], ports[3]];
+            return agents;
         }
     }
 }
