@@ -1052,9 +1052,9 @@ async fn dispatch(
     headers: &HeaderMap,
     request: Request,
 ) -> Result<Response> {
-    let endpoint = request.endpoint.clone();
-    let Some((call, _)) = shared.endpoints.get(&endpoint) else {
-        return Err(super::unknown_endpoint(&shared.id, &endpoint));
+    // The table's own key names the endpoint in errors (the request is moved to the handler).
+    let Some((endpoint, (call, _))) = shared.endpoints.get_key_value(&request.endpoint) else {
+        return Err(super::unknown_endpoint(&shared.id, &request.endpoint));
     };
     let _in_flight = InFlight::enter(shared);
     let _gauge = shared
@@ -1123,8 +1123,11 @@ fn canonical(name: &str) -> String {
     out
 }
 
-/// Headers that describe this hop or this body, never echoed nor handed to handlers.
-const TRANSPORT_HEADERS: [HeaderName; 13] = [
+const TRANSPORT_COUNT: usize = 13;
+
+/// Headers that describe this hop or this body, never echoed nor handed to handlers. A
+/// `static`, not a `const`: a `const` array of names is built and dropped at every use.
+static TRANSPORT_HEADERS: [HeaderName; TRANSPORT_COUNT] = [
     header::CONNECTION,
     header::CONTENT_LENGTH,
     header::CONTENT_TYPE,
@@ -1160,7 +1163,7 @@ fn metadata(headers: &HeaderMap) -> Metadata {
 }
 
 /// The `Micro-*` reply headers go-micro also sends with an `X-` prefix.
-const X_ECHOED: [(HeaderName, HeaderName); 4] = [
+static X_ECHOED: [(HeaderName, HeaderName); 4] = [
     (names::ID, names::X_ID),
     (names::SERVICE, names::X_SERVICE),
     (names::METHOD, names::X_METHOD),
@@ -1170,7 +1173,15 @@ const X_ECHOED: [(HeaderName, HeaderName); 4] = [
 /// The mucp reply: HTTP 200, the request's headers echoed (go-micro's http transport copies
 /// them), then the body or `Micro-Error`. `headers` are the request's, reused as the reply's.
 fn reply(mut headers: HeaderMap, endpoint: &str, result: Result<Response>) -> HttpResponse {
-    for name in &TRANSPORT_HEADERS {
+    // Only the transport headers present are removed: a request has a handful of headers, so
+    // one pass over them is cheaper than looking up all thirteen names.
+    let mut present = [false; TRANSPORT_COUNT];
+    for name in headers.keys() {
+        if let Some(i) = TRANSPORT_HEADERS.iter().position(|t| t == name) {
+            present[i] = true;
+        }
+    }
+    for (name, _) in TRANSPORT_HEADERS.iter().zip(present).filter(|(_, p)| *p) {
         headers.remove(name);
     }
     if !endpoint.is_empty()
