@@ -918,11 +918,14 @@ async fn handle(
         id = header_str(&parts.headers, &names::ID).unwrap_or_default(),
         %peer
     );
-    let started = Instant::now();
+    // Timed only when metrics are on (see `observe`).
+    let started = shared.in_flight_gauge.is_some().then(Instant::now);
     let result = serve_request(&shared, state, &parts.headers, endpoint, body)
         .instrument(span.clone())
         .await;
-    observe(&shared, endpoint, &result, started.elapsed());
+    if let Some(started) = started {
+        observe(&shared, endpoint, &result, started.elapsed());
+    }
     let _entered = span.enter();
     match &result {
         Ok(_) => tracing::debug!("rpc handled"),
