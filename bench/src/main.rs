@@ -45,6 +45,8 @@ OPTIONS:
                      into DIR
     --only LIST      run only these scenarios (comma-separated):
                      rpc, tonic, layers, pubsub, discovery, footprint, growth, go-micro;
+                     rpc:split (rmicro's client and server each against the raw
+                     mucp pair, and one caller with both sides on one thread);
                      one broker's pub/sub row alone: pubsub:envelope (the envelope in
                      process, no broker), pubsub:memory, pubsub:http, pubsub:mqtt,
                      pubsub:nats, pubsub:redis, pubsub:rabbitmq, pubsub:nsq,
@@ -163,6 +165,9 @@ fn main() {
     runtime.block_on(async {
         if wanted("rpc") {
             rows.extend(rpc::run(&cfg).await);
+        }
+        if wanted("rpc:split") {
+            rows.extend(rpc::split(&cfg).await);
         }
         if wanted("tonic") {
             rows.extend(vs_tonic::run(&cfg).await);

@@ -269,6 +269,187 @@ async fn raw_call(
     }
 }
 
+/// Splits rmicro's gap to the protocol ceiling into its client's and its server's part: the
+/// rmicro client calling the raw mucp server, and the raw mucp client calling the rmicro
+/// server, each against raw client to raw server.
+pub async fn split(cfg: &Config) -> Vec<Row> {
+    let registry: SharedRegistry = Arc::new(MemoryRegistry::new());
+    let service = match start_rmicro(Arc::clone(&registry)).await {
+        Ok(s) => s,
+        Err(e) => return vec![Row::skipped("rpc", "split", format!("rmicro service: {e}"))],
+    };
+    let (raw_addr, raw_task) = match start_raw_server().await {
+        Ok(x) => x,
+        Err(e) => return vec![Row::skipped("rpc", "split", format!("raw server: {e}"))],
+    };
+    let Ok(raw_uri) = format!("http://{raw_addr}/").parse::<http::Uri>() else {
+        return vec![Row::skipped("rpc", "split", "raw uri".to_owned())];
+    };
+    let Ok(rmicro_uri) = format!("http://{}/", service.address()).parse::<http::Uri>() else {
+        return vec![Row::skipped("rpc", "split", "rmicro uri".to_owned())];
+    };
+    let mut rows = Vec::new();
+    let (short, ct) = CONTENT_TYPES[0];
+    let client = Client::new(
+        Arc::clone(&registry),
+        ClientOptions {
+            content_type: Some(ct.to_owned()),
+            ..ClientOptions::default()
+        },
+    );
+    let raw = raw_client();
+    for callers in [1, 16] {
+        for half in ["rmicro client, raw server", "raw client, rmicro server"] {
+            progress(format!("rpc split {short} c={callers}: {half} vs raw mucp"));
+            let (a, b) = load::alternate(
+                cfg.rounds,
+                cfg.warmup,
+                cfg.round,
+                async |len| {
+                    if half.starts_with("rmicro client") {
+                        let c = client.clone();
+                        let address = raw_addr.to_string();
+                        load::closed_loop(callers, len, move || {
+                            let c = c.clone();
+                            let opts = rmicro::rpc::CallOptions {
+                                address: Some(address.clone()),
+                                ..Default::default()
+                            };
+                            async move { rmicro_call(&c, opts).await }
+                        })
+                        .await
+                    } else {
+                        let r = raw.clone();
+                        let u = rmicro_uri.clone();
+                        load::closed_loop(callers, len, move || {
+                            let r = r.clone();
+                            let u = u.clone();
+                            async move { raw_call(&r, &u, ct, Wire::Mucp, "davie").await }
+                        })
+                        .await
+                    }
+                },
+                async |len| {
+                    let r = raw.clone();
+                    let u = raw_uri.clone();
+                    load::closed_loop(callers, len, move || {
+                        let r = r.clone();
+                        let u = u.clone();
+                        async move { raw_call(&r, &u, ct, Wire::Mucp, "davie").await }
+                    })
+                    .await
+                },
+            )
+            .await;
+            let row = Row::compare(
+                "rpc",
+                &format!("{short} {half} c={callers}"),
+                "req/s",
+                a,
+                "raw hyper, mucp headers",
+                b,
+            );
+            progress_ratio(&row);
+            rows.push(row);
+        }
+    }
+    raw_task.abort();
+    let _ = service.stop().await;
+    let cfg = *cfg;
+    match tokio::task::spawn_blocking(move || one_thread(&cfg)).await {
+        Ok(more) => rows.extend(more),
+        Err(e) => rows.push(Row::skipped("rpc", "one thread", e.to_string())),
+    }
+    rows
+}
+
+/// One caller, client and server on one thread (a current-thread runtime): no wakeup crosses
+/// a CPU, so the difference of the p50s is rmicro's own CPU per call, client and server, which
+/// on 2 cores the c=1 rows blur with the cost of waking the other core.
+fn one_thread(cfg: &Config) -> Vec<Row> {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return vec![Row::skipped("rpc", "one thread", e.to_string())],
+    };
+    runtime.block_on(async {
+        let registry: SharedRegistry = Arc::new(MemoryRegistry::new());
+        let service = match start_rmicro(Arc::clone(&registry)).await {
+            Ok(s) => s,
+            Err(e) => return vec![Row::skipped("rpc", "one thread", e.to_string())],
+        };
+        let (raw_addr, raw_task) = match start_raw_server().await {
+            Ok(x) => x,
+            Err(e) => return vec![Row::skipped("rpc", "one thread", e.to_string())],
+        };
+        let Ok(uri) = format!("http://{raw_addr}/").parse::<http::Uri>() else {
+            return vec![Row::skipped("rpc", "one thread", "raw uri".to_owned())];
+        };
+        let mut rows = Vec::new();
+        for (short, ct) in CONTENT_TYPES {
+            let client = Client::new(
+                Arc::clone(&registry),
+                ClientOptions {
+                    content_type: Some(ct.to_owned()),
+                    ..ClientOptions::default()
+                },
+            );
+            let raw = raw_client();
+            progress(format!(
+                "rpc {short} c=1, one thread: rmicro vs raw hyper, mucp headers"
+            ));
+            let (a, b) = load::alternate(
+                cfg.rounds,
+                cfg.warmup,
+                cfg.round,
+                async |len| {
+                    let c = client.clone();
+                    load::closed_loop(1, len, move || {
+                        let c = c.clone();
+                        async move { rmicro_call(&c, rmicro::rpc::CallOptions::default()).await }
+                    })
+                    .await
+                },
+                async |len| {
+                    let r = raw.clone();
+                    let u = uri.clone();
+                    load::closed_loop(1, len, move || {
+                        let r = r.clone();
+                        let u = u.clone();
+                        async move { raw_call(&r, &u, ct, Wire::Mucp, "davie").await }
+                    })
+                    .await
+                },
+            )
+            .await;
+            let mut row = Row::compare(
+                "rpc",
+                &format!("{short} c=1, one thread"),
+                "req/s",
+                a,
+                "raw hyper, mucp headers",
+                b,
+            );
+            if let (Some(a), Some(b)) = (&row.rmicro, &row.baseline)
+                && a.timed > 0
+                && b.timed > 0
+            {
+                row.note = format!(
+                    "rmicro's own cost: {:.1} µs per call (p50)",
+                    a.p50_us - b.p50_us
+                );
+            }
+            progress_ratio(&row);
+            rows.push(row);
+        }
+        raw_task.abort();
+        let _ = service.stop().await;
+        rows
+    })
+}
+
 /// Runs the RPC scenario.
 pub async fn run(cfg: &Config) -> Vec<Row> {
     let registry: SharedRegistry = Arc::new(MemoryRegistry::new());
