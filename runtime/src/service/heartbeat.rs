@@ -177,6 +177,7 @@ async fn run(
     let opts = super::register_options(ttl);
     // A registry call may not take longer than the interval, or the next one would be late.
     let call_limit = interval.max(Duration::from_secs(1));
+    let grain = grain(interval);
     let mut attempts = 0u32;
     loop {
         // A stop does not wait for a registration in flight: it is dropped, and the
@@ -220,7 +221,7 @@ async fn run(
             }
         };
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep_until(on_grid(Instant::now() + wait, grain).into()) => {}
             _ = &mut stop => break,
         }
         if attempts > 0 {
@@ -240,6 +241,24 @@ async fn run(
     result
 }
 
+/// The step of the grid heartbeats wake on: a 40th of the interval, between 1 and 25 ms.
+fn grain(interval: Duration) -> Duration {
+    (interval / 40).clamp(Duration::from_millis(1), Duration::from_millis(25))
+}
+
+/// `deadline` rounded up to the process-wide grid of `grain` steps. Services started at
+/// different moments then wake together: 1,000 services with a 1 s interval wake the
+/// heartbeat thread at most 40 times a second instead of about 1,000, each heartbeat at most
+/// one step (2.5 % of its interval) late.
+fn on_grid(deadline: Instant, grain: Duration) -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let since = deadline.saturating_duration_since(epoch).as_nanos();
+    let step = grain.as_nanos().max(1);
+    let rounded = u64::try_from(since.div_ceil(step) * step).unwrap_or(u64::MAX);
+    epoch + Duration::from_nanos(rounded)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,5 +271,22 @@ mod tests {
         assert_eq!(backoff(4, cap), Duration::from_secs(4));
         assert_eq!(backoff(5, cap), cap);
         assert_eq!(backoff(40, cap), cap);
+    }
+
+    #[test]
+    fn wakeups_share_a_grid_and_are_at_most_one_step_late() {
+        assert_eq!(grain(Duration::from_secs(1)), Duration::from_millis(25));
+        assert_eq!(grain(Duration::from_secs(30)), Duration::from_millis(25));
+        assert_eq!(grain(Duration::from_millis(200)), Duration::from_millis(5));
+        assert_eq!(grain(Duration::from_millis(10)), Duration::from_millis(1));
+        let step = Duration::from_millis(25);
+        let now = Instant::now();
+        let a = on_grid(now, step);
+        let b = on_grid(now + Duration::from_micros(300), step);
+        assert!(a >= now && a - now <= step, "{:?} late", a - now);
+        let c = on_grid(a + Duration::from_nanos(1), step);
+        assert_eq!(c - a, step, "just past a grid point goes to the next one");
+        assert_eq!(on_grid(a, step), a, "a grid point stays");
+        assert!(b == a || b - a == step);
     }
 }
