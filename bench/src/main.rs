@@ -127,6 +127,11 @@ fn main() {
         footprint::idle_service_main(&args[1..]);
         return;
     }
+    // And as the heartbeating services alone.
+    if args.first().map(String::as_str) == Some(footprint::HEARTBEAT_ARG) {
+        footprint::heartbeats_main(&args[1..]);
+        return;
+    }
     let mut cfg = Config::full();
     let mut json = None;
     let mut svg: Option<String> = None;
