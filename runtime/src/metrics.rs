@@ -20,8 +20,8 @@
 //! new ones are counted as `other`. So 1,000 distinct endpoints called by a hostile client
 //! add one series, and `/metrics` stays bounded whatever the traffic.
 
-use std::collections::HashSet;
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::collections::{HashMap, HashSet};
+use std::sync::{LazyLock, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -121,6 +121,99 @@ pub(crate) struct Metrics {
     heartbeat_failures: Family<RegistryLabels, Counter>,
     /// Free-form label values seen so far, for [`MAX_VALUES`].
     seen: Mutex<HashSet<String>>,
+    /// Deliveries' series by broker and topic.
+    deliveries: Pairs<Deliveries>,
+    /// Publishes' series by broker and topic.
+    publishes: Pairs<Publishes>,
+    /// Successful calls' series by target service and endpoint.
+    calls: Pairs<Series>,
+}
+
+/// Handles made once per pair of label values (broker and topic, service and endpoint): a
+/// hot path then counts without building labels, locking the label set or allocating. At
+/// most [`MAX_VALUES`] pairs; beyond, callers count through the families.
+struct Pairs<H> {
+    map: RwLock<HashMap<String, HashMap<String, H>>>,
+}
+
+impl<H> Pairs<H> {
+    fn new() -> Self {
+        Self {
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Runs `f` on the handles of (`a`, `b`), made by `make` the first time; `false` when
+    /// they are not there and the cache is full.
+    fn with(&self, a: &str, b: &str, make: impl FnOnce() -> H, f: impl FnOnce(&H)) -> bool {
+        {
+            let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(handles) = map.get(a).and_then(|inner| inner.get(b)) {
+                f(handles);
+                return true;
+            }
+        }
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        // Another thread may have made them meanwhile.
+        if let Some(handles) = map.get(a).and_then(|inner| inner.get(b)) {
+            f(handles);
+            return true;
+        }
+        if map.values().map(HashMap::len).sum::<usize>() >= MAX_VALUES {
+            return false;
+        }
+        let handles = make();
+        f(&handles);
+        map.entry(a.to_owned())
+            .or_default()
+            .insert(b.to_owned(), handles);
+        true
+    }
+}
+
+/// One series of `micro_request_total` (or `micro_client_request_total`) and its
+/// `_duration_seconds` partner.
+pub(crate) struct Series {
+    count: Counter,
+    duration: Histogram,
+}
+
+impl Series {
+    pub(crate) fn record(&self, took: Duration) {
+        self.count.inc();
+        self.duration.observe(took.as_secs_f64());
+    }
+}
+
+/// go-micro's wrapper's series of one topic for a publisher or a subscriber.
+struct Outcomes {
+    ok: Series,
+    fail: Series,
+}
+
+impl Outcomes {
+    fn record(&self, ok: bool, took: Duration) {
+        if ok {
+            self.ok.record(took);
+        } else {
+            self.fail.record(took);
+        }
+    }
+}
+
+/// The series one topic's deliveries write.
+struct Deliveries {
+    delivered: Counter,
+    acknowledged: Counter,
+    failed: Counter,
+    go_micro: Outcomes,
+}
+
+/// The series one topic's publishes write.
+struct Publishes {
+    ok: Counter,
+    fail: Counter,
+    go_micro: Outcomes,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -152,6 +245,9 @@ impl Metrics {
             registered: Family::default(),
             heartbeat_failures: Family::default(),
             seen: Mutex::new(HashSet::new()),
+            deliveries: Pairs::new(),
+            publishes: Pairs::new(),
+            calls: Pairs::new(),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(PoisonError::into_inner);
@@ -259,19 +355,38 @@ impl Metrics {
     }
 
     /// The handles of one served endpoint's success series, made once.
-    pub(crate) fn endpoint(&self, service: &str, endpoint: &str) -> EndpointMetrics {
-        EndpointMetrics {
-            ok: self.requests.get_or_create_owned(&RequestLabels {
+    pub(crate) fn endpoint(&self, service: &str, endpoint: &str) -> Series {
+        self.request_series(service, endpoint, "success", "200")
+    }
+
+    /// The `micro_request_total` series with these labels, and its duration partner.
+    fn request_series(
+        &self,
+        service: &str,
+        endpoint: &str,
+        status: &'static str,
+        code: &str,
+    ) -> Series {
+        Series {
+            count: self.requests.get_or_create_owned(&RequestLabels {
                 service: service.to_owned(),
                 endpoint: endpoint.to_owned(),
-                status: "success",
-                code: "200".to_owned(),
+                status,
+                code: code.to_owned(),
             }),
-            ok_duration: self.durations.get_or_create_owned(&DurationLabels {
+            duration: self.durations.get_or_create_owned(&DurationLabels {
                 service: service.to_owned(),
                 endpoint: endpoint.to_owned(),
-                status: "success",
+                status,
             }),
+        }
+    }
+
+    /// go-micro's wrapper's series of `topic` as `role` (`publisher` or `subscriber`).
+    fn outcomes(&self, role: &str, topic: &str) -> Outcomes {
+        Outcomes {
+            ok: self.request_series(role, topic, "success", "200"),
+            fail: self.request_series(role, topic, "fail", "500"),
         }
     }
 
@@ -303,6 +418,27 @@ impl Metrics {
 
     /// A client call's end: `Ok`, or the error's code.
     pub(crate) fn call(&self, service: &str, endpoint: &str, code: Option<i32>, took: Duration) {
+        if code.is_none() {
+            let make = || {
+                let (service, endpoint) = (self.bounded(service), self.bounded(endpoint));
+                Series {
+                    count: self.client_requests.get_or_create_owned(&RequestLabels {
+                        service: service.clone(),
+                        endpoint: endpoint.clone(),
+                        status: "success",
+                        code: "200".to_owned(),
+                    }),
+                    duration: self.client_durations.get_or_create_owned(&DurationLabels {
+                        service,
+                        endpoint,
+                        status: "success",
+                    }),
+                }
+            };
+            if self.calls.with(service, endpoint, make, |s| s.record(took)) {
+                return;
+            }
+        }
         let (service, endpoint) = (self.bounded(service), self.bounded(endpoint));
         let status = if code.is_none() { "success" } else { "fail" };
         self.client_requests
@@ -334,6 +470,26 @@ impl Metrics {
 
     /// A publish through a client's publisher, and go-micro's `publisher` request series.
     pub(crate) fn published(&self, broker: &str, topic: &str, ok: bool, took: Duration) {
+        let make = || {
+            let (broker, topic) = (self.bounded(broker), self.bounded(topic));
+            let labels = |status| PublishLabels {
+                broker: broker.clone(),
+                topic: topic.clone(),
+                status,
+            };
+            Publishes {
+                ok: self.published.get_or_create_owned(&labels("success")),
+                fail: self.published.get_or_create_owned(&labels("fail")),
+                go_micro: self.outcomes("publisher", &topic),
+            }
+        };
+        let record = |p: &Publishes| {
+            if ok { &p.ok } else { &p.fail }.inc();
+            p.go_micro.record(ok, took);
+        };
+        if self.publishes.with(broker, topic, make, record) {
+            return;
+        }
         let topic = self.bounded(topic);
         let status = if ok { "success" } else { "fail" };
         self.published
@@ -376,6 +532,27 @@ impl Metrics {
 
     /// A delivery to a subscriber and its outcome.
     pub(crate) fn delivered(&self, broker: &str, topic: &str, ok: bool, took: Duration) {
+        let make = || {
+            let labels = self.topic_labels(broker, topic);
+            Deliveries {
+                delivered: self.delivered.get_or_create_owned(&labels),
+                acknowledged: self.acknowledged.get_or_create_owned(&labels),
+                failed: self.failed.get_or_create_owned(&labels),
+                go_micro: self.outcomes("subscriber", &labels.topic),
+            }
+        };
+        let record = |d: &Deliveries| {
+            d.delivered.inc();
+            if ok { &d.acknowledged } else { &d.failed }.inc();
+            d.go_micro.record(ok, took);
+        };
+        if !self.deliveries.with(broker, topic, make, record) {
+            self.delivered_uncached(broker, topic, ok, took);
+        }
+    }
+
+    /// [`Metrics::delivered`] through the families, once the cache is full.
+    fn delivered_uncached(&self, broker: &str, topic: &str, ok: bool, took: Duration) {
         let labels = self.topic_labels(broker, topic);
         self.delivered.get_or_create(&labels).inc();
         if ok {
@@ -442,21 +619,6 @@ impl Metrics {
     }
 }
 
-/// One endpoint's success series, looked up once when the server starts, so that a
-/// successful call costs two atomic adds and a histogram observation, no allocation.
-#[derive(Clone)]
-pub(crate) struct EndpointMetrics {
-    ok: Counter,
-    ok_duration: Histogram,
-}
-
-impl EndpointMetrics {
-    pub(crate) fn succeeded(&self, took: Duration) {
-        self.ok.inc();
-        self.ok_duration.observe(took.as_secs_f64());
-    }
-}
-
 /// Adds a program's own metrics to the process's registry, which `/metrics` serves:
 ///
 /// ```
@@ -519,7 +681,7 @@ mod tests {
     fn series_are_named_as_go_micro_s_and_bounded() {
         let m = get();
         let ep = m.endpoint("metrics-test", "Svc.Ok");
-        ep.succeeded(Duration::from_millis(3));
+        ep.record(Duration::from_millis(3));
         m.request_failed("metrics-test", "Svc.Ok", 404, Duration::from_millis(1));
         let text = encode();
         assert!(
@@ -548,5 +710,48 @@ mod tests {
             ),
             "beyond the bound, `other`"
         );
+    }
+
+    #[test]
+    fn hot_paths_count_through_cached_handles_into_the_same_series() {
+        // A registry of its own: the process's is shared with tests that fill the bound.
+        let m = Metrics::new();
+        for ok in [true, true, false] {
+            m.delivered("memory", "cache.topic", ok, Duration::from_millis(2));
+        }
+        m.delivered("http", "cache.topic", true, Duration::from_millis(2));
+        for code in [None, None, Some(503)] {
+            m.call("cache-svc", "Svc.Get", code, Duration::from_millis(2));
+        }
+        for ok in [true, true, false] {
+            m.published("memory", "cache.topic", ok, Duration::from_millis(2));
+        }
+        assert_eq!(
+            m.deliveries.map.read().expect("cache").len(),
+            2,
+            "one cache entry per broker"
+        );
+        let mut text = String::new();
+        let registry = m.registry.lock().expect("registry");
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        for line in [
+            r#"micro_broker_delivered_total{broker="memory",topic="cache.topic"} 3"#,
+            r#"micro_broker_acknowledged_total{broker="memory",topic="cache.topic"} 2"#,
+            r#"micro_broker_failed_total{broker="memory",topic="cache.topic"} 1"#,
+            r#"micro_broker_delivered_total{broker="http",topic="cache.topic"} 1"#,
+            // go-micro's view adds both brokers' deliveries of the topic.
+            r#"micro_request_total{service="subscriber",endpoint="cache.topic",status="success",code="200"} 3"#,
+            r#"micro_request_total{service="subscriber",endpoint="cache.topic",status="fail",code="500"} 1"#,
+            r#"micro_request_duration_seconds_count{service="subscriber",endpoint="cache.topic",status="success"} 3"#,
+            r#"micro_client_request_total{service="cache-svc",endpoint="Svc.Get",status="success",code="200"} 2"#,
+            r#"micro_client_request_total{service="cache-svc",endpoint="Svc.Get",status="fail",code="503"} 1"#,
+            r#"micro_client_request_duration_seconds_count{service="cache-svc",endpoint="Svc.Get",status="success"} 2"#,
+            r#"micro_broker_published_total{broker="memory",topic="cache.topic",status="success"} 2"#,
+            r#"micro_broker_published_total{broker="memory",topic="cache.topic",status="fail"} 1"#,
+            r#"micro_request_total{service="publisher",endpoint="cache.topic",status="success",code="200"} 2"#,
+            r#"micro_request_total{service="publisher",endpoint="cache.topic",status="fail",code="500"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing `{line}` in\n{text}");
+        }
     }
 }

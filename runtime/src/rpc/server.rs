@@ -61,7 +61,7 @@ use super::stream::{self, StreamFn, wire};
 use super::{EndpointFn, Request, Response, header as mucp, names};
 use crate::codec;
 use crate::layer::{HandlerService, Layers};
-use crate::metrics::EndpointMetrics;
+use crate::metrics::Series;
 use crate::registry::{Endpoint, Metadata};
 use crate::{Error, Result};
 
@@ -195,7 +195,7 @@ impl Server {
             opts.name.as_str()
         };
         let metrics = crate::metrics::get();
-        let table: HashMap<String, (EndpointFn, Option<EndpointMetrics>)> = endpoints
+        let table: HashMap<String, (EndpointFn, Option<Series>)> = endpoints
             .into_iter()
             .map(|(ep, f)| {
                 let m = opts.metrics.then(|| metrics.endpoint(label, &ep.name));
@@ -278,7 +278,7 @@ struct Shared {
     header_read_timeout: Duration,
     max_connections: usize,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    endpoints: HashMap<String, (EndpointFn, Option<EndpointMetrics>)>,
+    endpoints: HashMap<String, (EndpointFn, Option<Series>)>,
     /// The streaming endpoints.
     streams: HashMap<String, StreamFn>,
     /// `ServerOptions::grpc`.
@@ -943,7 +943,7 @@ fn observe(shared: &Shared, endpoint: &str, result: &Result<Response>, took: Dur
     }
     let served = shared.endpoints.get(endpoint);
     match (result, served) {
-        (Ok(_), Some((_, Some(m)))) => m.succeeded(took),
+        (Ok(_), Some((_, Some(m)))) => m.record(took),
         (Ok(_), _) => {}
         (Err(e), _) => crate::metrics::get().request_failed(
             if shared.name.is_empty() {
