@@ -9,7 +9,7 @@ use rmicro::registry::consul::{ConsulOptions, ConsulRegistry};
 use rmicro::registry::mdns::{MdnsOptions, MdnsRegistry};
 use rmicro::rpc::{CallOptions, Client, ClientOptions};
 
-use crate::rpc::{rmicro_call, start_rmicro};
+use crate::rpc::{SERVICE, rmicro_call_for, rmicro_load, start_rmicro};
 use crate::{Config, load, progress, progress_ratio, stats::Row};
 
 /// Concurrent callers: one, so the numbers are call latencies.
@@ -28,7 +28,10 @@ async fn compare(cfg: &Config, name: &str, server: SharedRegistry, client: Share
     // The first lookup (a cache miss) must succeed before measuring.
     let mut found = false;
     for _ in 0..50 {
-        if rmicro_call(&c, CallOptions::default()).await.is_ok() {
+        if rmicro_call_for(&c, SERVICE, "davie", CallOptions::default())
+            .await
+            .is_ok()
+        {
             found = true;
             break;
         }
@@ -47,24 +50,8 @@ async fn compare(cfg: &Config, name: &str, server: SharedRegistry, client: Share
         cfg.rounds,
         cfg.warmup,
         cfg.round,
-        async |len| {
-            let c = c.clone();
-            load::closed_loop(CALLERS, len, move || {
-                let c = c.clone();
-                async move { rmicro_call(&c, CallOptions::default()).await }
-            })
-            .await
-        },
-        async |len| {
-            let c = c.clone();
-            let fixed = fixed.clone();
-            load::closed_loop(CALLERS, len, move || {
-                let c = c.clone();
-                let fixed = fixed.clone();
-                async move { rmicro_call(&c, fixed).await }
-            })
-            .await
-        },
+        async |len| rmicro_load(&c, SERVICE, "davie", &CallOptions::default(), CALLERS, len).await,
+        async |len| rmicro_load(&c, SERVICE, "davie", &fixed, CALLERS, len).await,
     )
     .await;
     let _ = service.stop().await;

@@ -21,7 +21,7 @@ use rmicro::registry::memory::MemoryRegistry;
 use rmicro::rpc::{CallOptions, Client, ClientOptions};
 use tokio::process::Command;
 
-use crate::rpc::{CALLERS, CONTENT_TYPES, rmicro_call, start_rmicro};
+use crate::rpc::{CALLERS, CONTENT_TYPES, SERVICE, rmicro_load, start_rmicro};
 use crate::stats::{Row, Sample};
 use crate::{Config, load, progress, progress_ratio, pubsub};
 
@@ -148,12 +148,8 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
                         cfg.warmup,
                         cfg.round,
                         async |len| {
-                            let c = c.clone();
-                            load::closed_loop(callers, len, move || {
-                                let c = c.clone();
-                                async move { rmicro_call(&c, CallOptions::default()).await }
-                            })
-                            .await
+                            let opts = CallOptions::default();
+                            rmicro_load(&c, SERVICE, "davie", &opts, callers, len).await
                         },
                         async |len| {
                             let args = [

@@ -24,7 +24,7 @@ use rmicro::registry::SharedRegistry;
 use rmicro::registry::memory::MemoryRegistry;
 use rmicro::rpc::{Client, ClientOptions};
 
-use crate::rpc::{StudentService, rmicro_call_to, routes};
+use crate::rpc::{StudentService, rmicro_load, routes};
 use crate::{Config, load, progress, stats::Row};
 
 /// Callers per row.
@@ -147,21 +147,10 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
                 cfg.rounds,
                 cfg.warmup,
                 cfg.round,
+                async |len| rmicro_load(&c, name, "davie", &Default::default(), callers, len).await,
                 async |len| {
-                    let c = c.clone();
-                    load::closed_loop(callers, len, move || {
-                        let c = c.clone();
-                        async move { rmicro_call_to(&c, name, Default::default()).await }
-                    })
-                    .await
-                },
-                async |len| {
-                    let b = b.clone();
-                    load::closed_loop(callers, len, move || {
-                        let b = b.clone();
-                        async move { rmicro_call_to(&b, "student_bare", Default::default()).await }
-                    })
-                    .await
+                    let opts = Default::default();
+                    rmicro_load(&b, "student_bare", "davie", &opts, callers, len).await
                 },
             )
             .await;

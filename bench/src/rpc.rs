@@ -27,8 +27,9 @@ use rmicro::rpc::{Client, ClientOptions, Routes};
 use rmicro::service::Service;
 use tokio::net::TcpListener;
 
+use crate::stats::{Row, Sample};
 use crate::student::{Student, StudentRequest, get_student};
-use crate::{Config, load, progress, progress_ratio, stats::Row};
+use crate::{Config, load, progress, progress_ratio};
 
 /// The service name and endpoint every side serves.
 pub const SERVICE: &str = "student_service";
@@ -96,21 +97,9 @@ pub async fn start_rmicro_as(
         .await
 }
 
-/// The rmicro call every rmicro-client side makes.
-pub async fn rmicro_call(client: &Client, opts: rmicro::rpc::CallOptions) -> rmicro::Result<()> {
-    rmicro_call_to(client, SERVICE, opts).await
-}
-
-/// [`rmicro_call`] to another service serving the same routes.
-pub async fn rmicro_call_to(
-    client: &Client,
-    service: &str,
-    opts: rmicro::rpc::CallOptions,
-) -> rmicro::Result<()> {
-    rmicro_call_for(client, service, "davie", opts).await
-}
-
-/// [`rmicro_call_to`] asking for `name` (`davie:<n>` for a reply of `n` more bytes).
+/// The rmicro call every rmicro-client side makes: GetStudent for davie, from `service` (a
+/// service serving [`routes`]), asking for `name` (`davie:<n>` for a reply of `n` more
+/// bytes).
 pub async fn rmicro_call_for(
     client: &Client,
     service: &str,
@@ -208,7 +197,7 @@ pub async fn start_raw_server() -> std::io::Result<(SocketAddr, tokio::task::Joi
 }
 
 /// A raw hyper client, pooled like rmicro's.
-pub fn raw_client() -> HttpClient<HttpConnector, Full<Bytes>> {
+pub fn raw_client() -> RawClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     HttpClient::builder(TokioExecutor::new())
@@ -219,7 +208,7 @@ pub fn raw_client() -> HttpClient<HttpConnector, Full<Bytes>> {
 }
 
 async fn raw_call(
-    client: &HttpClient<HttpConnector, Full<Bytes>>,
+    client: &RawClient,
     uri: &http::Uri,
     content_type: &'static str,
     wire: Wire,
@@ -269,6 +258,55 @@ async fn raw_call(
     }
 }
 
+/// The raw hyper client every raw side uses.
+pub type RawClient = HttpClient<HttpConnector, Full<Bytes>>;
+
+/// `callers` closed loops of [`rmicro_call_for`] (`name` from `service`, with `opts`) for
+/// `len`.
+pub async fn rmicro_load(
+    client: &Client,
+    service: &str,
+    name: &str,
+    opts: &rmicro::rpc::CallOptions,
+    callers: usize,
+    len: Duration,
+) -> Sample {
+    let (c, service, name, opts) = (
+        client.clone(),
+        Arc::<str>::from(service),
+        Arc::<str>::from(name),
+        opts.clone(),
+    );
+    load::closed_loop(callers, len, move || {
+        let (c, service, name, opts) = (
+            c.clone(),
+            Arc::clone(&service),
+            Arc::clone(&name),
+            opts.clone(),
+        );
+        async move { rmicro_call_for(&c, &service, &name, opts).await }
+    })
+    .await
+}
+
+/// `callers` closed loops of [`raw_call`] (`name`, to `uri`) for `len`.
+pub async fn raw_load(
+    raw: &RawClient,
+    uri: &http::Uri,
+    content_type: &'static str,
+    wire: Wire,
+    name: &str,
+    callers: usize,
+    len: Duration,
+) -> Sample {
+    let (r, u, name) = (raw.clone(), uri.clone(), Arc::<str>::from(name));
+    load::closed_loop(callers, len, move || {
+        let (r, u, name) = (r.clone(), u.clone(), Arc::clone(&name));
+        async move { raw_call(&r, &u, content_type, wire, &name).await }
+    })
+    .await
+}
+
 /// Splits rmicro's gap to the protocol ceiling into its client's and its server's part: the
 /// rmicro client calling the raw mucp server, and the raw mucp client calling the rmicro
 /// server, each against raw client to raw server.
@@ -307,38 +345,16 @@ pub async fn split(cfg: &Config) -> Vec<Row> {
                 cfg.round,
                 async |len| {
                     if half.starts_with("rmicro client") {
-                        let c = client.clone();
-                        let address = raw_addr.to_string();
-                        load::closed_loop(callers, len, move || {
-                            let c = c.clone();
-                            let opts = rmicro::rpc::CallOptions {
-                                address: Some(address.clone()),
-                                ..Default::default()
-                            };
-                            async move { rmicro_call(&c, opts).await }
-                        })
-                        .await
+                        let to_raw = rmicro::rpc::CallOptions {
+                            address: Some(raw_addr.to_string()),
+                            ..Default::default()
+                        };
+                        rmicro_load(&client, SERVICE, "davie", &to_raw, callers, len).await
                     } else {
-                        let r = raw.clone();
-                        let u = rmicro_uri.clone();
-                        load::closed_loop(callers, len, move || {
-                            let r = r.clone();
-                            let u = u.clone();
-                            async move { raw_call(&r, &u, ct, Wire::Mucp, "davie").await }
-                        })
-                        .await
+                        raw_load(&raw, &rmicro_uri, ct, Wire::Mucp, "davie", callers, len).await
                     }
                 },
-                async |len| {
-                    let r = raw.clone();
-                    let u = raw_uri.clone();
-                    load::closed_loop(callers, len, move || {
-                        let r = r.clone();
-                        let u = u.clone();
-                        async move { raw_call(&r, &u, ct, Wire::Mucp, "davie").await }
-                    })
-                    .await
-                },
+                async |len| raw_load(&raw, &raw_uri, ct, Wire::Mucp, "davie", callers, len).await,
             )
             .await;
             let row = Row::compare(
@@ -405,23 +421,9 @@ fn one_thread(cfg: &Config) -> Vec<Row> {
                 cfg.warmup,
                 cfg.round,
                 async |len| {
-                    let c = client.clone();
-                    load::closed_loop(1, len, move || {
-                        let c = c.clone();
-                        async move { rmicro_call(&c, rmicro::rpc::CallOptions::default()).await }
-                    })
-                    .await
+                    rmicro_load(&client, SERVICE, "davie", &Default::default(), 1, len).await
                 },
-                async |len| {
-                    let r = raw.clone();
-                    let u = uri.clone();
-                    load::closed_loop(1, len, move || {
-                        let r = r.clone();
-                        let u = u.clone();
-                        async move { raw_call(&r, &u, ct, Wire::Mucp, "davie").await }
-                    })
-                    .await
-                },
+                async |len| raw_load(&raw, &uri, ct, Wire::Mucp, "davie", 1, len).await,
             )
             .await;
             let mut row = Row::compare(
@@ -481,33 +483,15 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
                 (Wire::Mucp, "raw hyper, mucp headers"),
             ] {
                 progress(format!("rpc {short} c={callers}: rmicro vs {baseline}"));
-                let c = client.clone();
-                let r = raw.clone();
-                let u = uri.clone();
                 let (a, b) = load::alternate(
                     cfg.rounds,
                     cfg.warmup,
                     cfg.round,
                     async |len| {
-                        let c = c.clone();
-                        load::closed_loop(callers, len, move || {
-                            let c = c.clone();
-                            async move {
-                                rmicro_call(&c, rmicro::rpc::CallOptions::default()).await
-                            }
-                        })
-                        .await
+                        rmicro_load(&client, SERVICE, "davie", &Default::default(), callers, len)
+                            .await
                     },
-                    async |len| {
-                        let r = r.clone();
-                        let u = u.clone();
-                        load::closed_loop(callers, len, move || {
-                            let r = r.clone();
-                            let u = u.clone();
-                            async move { raw_call(&r, &u, ct, wire, "davie").await }
-                        })
-                        .await
-                    },
+                    async |len| raw_load(&raw, &uri, ct, wire, "davie", callers, len).await,
                 )
                 .await;
                 let row = Row::compare(
@@ -536,7 +520,7 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
         let raw = raw_client();
         for (size, label) in PAYLOADS {
             let callers = 16;
-            let name: Arc<str> = Arc::from(format!("davie:{size}"));
+            let name = format!("davie:{size}");
             progress(format!(
                 "rpc {short} {label} c={callers}: rmicro vs raw hyper, mucp headers"
             ));
@@ -545,30 +529,9 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
                 cfg.warmup,
                 cfg.round,
                 async |len| {
-                    let c = client.clone();
-                    let name = Arc::clone(&name);
-                    load::closed_loop(callers, len, move || {
-                        let c = c.clone();
-                        let name = Arc::clone(&name);
-                        async move {
-                            let opts = rmicro::rpc::CallOptions::default();
-                            rmicro_call_for(&c, SERVICE, &name, opts).await
-                        }
-                    })
-                    .await
+                    rmicro_load(&client, SERVICE, &name, &Default::default(), callers, len).await
                 },
-                async |len| {
-                    let r = raw.clone();
-                    let u = uri.clone();
-                    let name = Arc::clone(&name);
-                    load::closed_loop(callers, len, move || {
-                        let r = r.clone();
-                        let u = u.clone();
-                        let name = Arc::clone(&name);
-                        async move { raw_call(&r, &u, ct, Wire::Mucp, &name).await }
-                    })
-                    .await
-                },
+                async |len| raw_load(&raw, &uri, ct, Wire::Mucp, &name, callers, len).await,
             )
             .await;
             let row = Row::compare(
@@ -617,12 +580,7 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
                     .await
                 },
                 async |len| {
-                    let c = client.clone();
-                    load::closed_loop(callers, len, move || {
-                        let c = c.clone();
-                        async move { rmicro_call(&c, rmicro::rpc::CallOptions::default()).await }
-                    })
-                    .await
+                    rmicro_load(&client, SERVICE, "davie", &Default::default(), callers, len).await
                 },
             )
             .await;
@@ -673,23 +631,12 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
                     cfg.warmup,
                     cfg.round,
                     async |len| {
-                        let c = client.clone();
-                        load::closed_loop(callers, len, move || {
-                            let c = c.clone();
-                            async move {
-                                rmicro_call_to(&c, GRPC_SERVICE, rmicro::rpc::CallOptions::default())
-                                    .await
-                            }
-                        })
-                        .await
+                        let opts = Default::default();
+                        rmicro_load(&client, GRPC_SERVICE, "davie", &opts, callers, len).await
                     },
                     async |len| {
-                        let c = client.clone();
-                        load::closed_loop(callers, len, move || {
-                            let c = c.clone();
-                            async move { rmicro_call(&c, rmicro::rpc::CallOptions::default()).await }
-                        })
-                        .await
+                        rmicro_load(&client, SERVICE, "davie", &Default::default(), callers, len)
+                            .await
                     },
                 )
                 .await;

@@ -20,7 +20,7 @@ use tonic::client::Grpc;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic_prost::ProstCodec;
 
-use crate::rpc::{CALLERS, rmicro_call, start_rmicro};
+use crate::rpc::{CALLERS, SERVICE, rmicro_load, start_rmicro};
 use crate::student::{Student, StudentRequest, get_student};
 use crate::{Config, load, progress, progress_ratio, stats::Row};
 
@@ -143,12 +143,7 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
             cfg.warmup,
             cfg.round,
             async |len| {
-                let c = client.clone();
-                load::closed_loop(callers, len, move || {
-                    let c = c.clone();
-                    async move { rmicro_call(&c, rmicro::rpc::CallOptions::default()).await }
-                })
-                .await
+                rmicro_load(&client, SERVICE, "davie", &Default::default(), callers, len).await
             },
             async |len| {
                 let ch = channel.clone();
