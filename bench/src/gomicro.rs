@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use rmicro::registry::SharedRegistry;
 use rmicro::registry::memory::MemoryRegistry;
-use rmicro::rpc::{CallOptions, Client, ClientOptions};
+use rmicro::rpc::CallOptions;
 use tokio::process::Command;
 
-use crate::rpc::{CALLERS, CONTENT_TYPES, SERVICE, rmicro_load, start_rmicro};
+use crate::rpc::{CALLERS, CONTENT_TYPES, SERVICE, client_for, rmicro_load, start_rmicro};
 use crate::stats::{Row, Sample};
 use crate::{Config, load, progress, progress_ratio, pubsub};
 
@@ -133,13 +133,7 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
     match start_rmicro(Arc::clone(&registry)).await {
         Ok(service) => {
             for (short, ct) in CONTENT_TYPES {
-                let client = Client::new(
-                    Arc::clone(&registry),
-                    ClientOptions {
-                        content_type: Some(ct.to_owned()),
-                        ..ClientOptions::default()
-                    },
-                );
+                let client = client_for(&registry, ct);
                 for callers in CALLERS {
                     progress(format!("go-micro rpc {short} c={callers}: rmicro vs {GO}"));
                     let c = client.clone();

@@ -258,6 +258,17 @@ async fn raw_call(
     }
 }
 
+/// An rmicro client on `registry` that sends `content_type`.
+pub fn client_for(registry: &SharedRegistry, content_type: &str) -> Client {
+    Client::new(
+        Arc::clone(registry),
+        ClientOptions {
+            content_type: Some(content_type.to_owned()),
+            ..ClientOptions::default()
+        },
+    )
+}
+
 /// The raw hyper client every raw side uses.
 pub type RawClient = HttpClient<HttpConnector, Full<Bytes>>;
 
@@ -328,13 +339,7 @@ pub async fn split(cfg: &Config) -> Vec<Row> {
     };
     let mut rows = Vec::new();
     let (short, ct) = CONTENT_TYPES[0];
-    let client = Client::new(
-        Arc::clone(&registry),
-        ClientOptions {
-            content_type: Some(ct.to_owned()),
-            ..ClientOptions::default()
-        },
-    );
+    let client = client_for(&registry, ct);
     let raw = raw_client();
     for callers in [1, 16] {
         for half in ["rmicro client, raw server", "raw client, rmicro server"] {
@@ -405,13 +410,7 @@ fn one_thread(cfg: &Config) -> Vec<Row> {
         };
         let mut rows = Vec::new();
         for (short, ct) in CONTENT_TYPES {
-            let client = Client::new(
-                Arc::clone(&registry),
-                ClientOptions {
-                    content_type: Some(ct.to_owned()),
-                    ..ClientOptions::default()
-                },
-            );
+            let client = client_for(&registry, ct);
             let raw = raw_client();
             progress(format!(
                 "rpc {short} c=1, one thread: rmicro vs raw hyper, mucp headers"
@@ -469,13 +468,7 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
     };
     let mut rows = Vec::new();
     for (short, ct) in CONTENT_TYPES {
-        let client = Client::new(
-            Arc::clone(&registry),
-            ClientOptions {
-                content_type: Some(ct.to_owned()),
-                ..ClientOptions::default()
-            },
-        );
+        let client = client_for(&registry, ct);
         let raw = raw_client();
         for callers in CALLERS {
             for (wire, baseline) in [
@@ -510,13 +503,7 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
     // Cost against payload size: replies of 100 B, 10 KiB and 1 MiB more, 16 callers, against
     // the protocol ceiling.
     for (short, ct) in CONTENT_TYPES {
-        let client = Client::new(
-            Arc::clone(&registry),
-            ClientOptions {
-                content_type: Some(ct.to_owned()),
-                ..ClientOptions::default()
-            },
-        );
+        let client = client_for(&registry, ct);
         let raw = raw_client();
         for (size, label) in PAYLOADS {
             let callers = 16;
@@ -615,13 +602,7 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
     };
     if grpc_service.is_some() {
         for (short, ct) in CONTENT_TYPES {
-            let client = Client::new(
-                Arc::clone(&registry),
-                ClientOptions {
-                    content_type: Some(ct.to_owned()),
-                    ..ClientOptions::default()
-                },
-            );
+            let client = client_for(&registry, ct);
             for callers in CALLERS {
                 progress(format!(
                     "rpc grpc {short} c={callers}: rmicro over grpc vs over mucp"

@@ -14,13 +14,12 @@ use std::task::{Context, Poll};
 use http::uri::PathAndQuery;
 use rmicro::registry::SharedRegistry;
 use rmicro::registry::memory::MemoryRegistry;
-use rmicro::rpc::{Client, ClientOptions};
 use tokio::net::TcpListener;
 use tonic::client::Grpc;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic_prost::ProstCodec;
 
-use crate::rpc::{CALLERS, SERVICE, rmicro_load, start_rmicro};
+use crate::rpc::{CALLERS, SERVICE, client_for, rmicro_load, start_rmicro};
 use crate::student::{Student, StudentRequest, get_student};
 use crate::{Config, load, progress, progress_ratio, stats::Row};
 
@@ -128,13 +127,7 @@ pub async fn run(cfg: &Config) -> Vec<Row> {
         Ok(x) => x,
         Err(e) => return vec![Row::skipped("tonic", "all", format!("tonic server: {e}"))],
     };
-    let client = Client::new(
-        Arc::clone(&registry),
-        ClientOptions {
-            content_type: Some("application/protobuf".to_owned()),
-            ..ClientOptions::default()
-        },
-    );
+    let client = client_for(&registry, "application/protobuf");
     let mut rows = Vec::new();
     for callers in CALLERS {
         progress(format!("tonic proto c={callers}: rmicro vs tonic"));
